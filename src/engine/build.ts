@@ -1,0 +1,155 @@
+/**
+ * Building and signing metadata on the owner's side (CLI, tests, demo, bench).
+ *
+ * Pure: no I/O, no clock. Delegations are built in exactly one place,
+ * `delegationsJson` + `Targets.fromJSON`, because @tufjs/models does not export
+ * its Delegations/DelegatedRole/SuccinctRoles classes.
+ */
+import { Metadata, Root, Signature, Targets, TargetFile, type Snapshot, type Timestamp } from '@tufjs/models';
+import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
+import type { Signer } from '../keys/signer.ts';
+import { canonicalSignedBytes } from './canonical.ts';
+
+export const SPEC_VERSION = '1.0.31';
+
+/** TUF expiry string, seconds precision. */
+export function isoExpiry(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export interface RoleKeys {
+  keys: readonly TufKeyJson[];
+  threshold: number;
+}
+
+export interface RootSpec {
+  version: number;
+  expires: string;
+  root: RoleKeys;
+  targets: RoleKeys;
+  snapshot: RoleKeys;
+  timestamp: RoleKeys;
+}
+
+export function buildRoot(spec: RootSpec): Root {
+  const keys: Record<string, Json> = {};
+  const roles: Record<string, Json> = {};
+  for (const name of ['root', 'targets', 'snapshot', 'timestamp'] as const) {
+    const ids: string[] = [];
+    for (const k of spec[name].keys) {
+      const keyid = computeKeyId(k);
+      keys[keyid] = { keytype: k.keytype, scheme: k.scheme, keyval: { public: k.keyval.public } };
+      if (!ids.includes(keyid)) ids.push(keyid);
+    }
+    roles[name] = { keyids: ids, threshold: spec[name].threshold };
+  }
+  return Root.fromJSON({
+    _type: 'root',
+    spec_version: SPEC_VERSION,
+    version: spec.version,
+    expires: spec.expires,
+    consistent_snapshot: true,
+    keys,
+    roles,
+  });
+}
+
+export interface ImageTarget {
+  /** Manifest digest, `sha256:<hex>`. */
+  digest: string;
+  /** Manifest size in bytes. */
+  size: number;
+  mediaType: string;
+  /** Extra fields for `custom` (documented in docs/FORMAT.md). */
+  custom?: Record<string, string | number | boolean>;
+}
+
+export function targetFile(path: string, t: ImageTarget): TargetFile {
+  const hex = t.digest.startsWith('sha256:') ? t.digest.slice(7) : t.digest;
+  return new TargetFile({ path, length: t.size, hashes: { sha256: hex }, unrecognizedFields: { custom: { ...t.custom, mediaType: t.mediaType } } });
+}
+
+export interface DelegationSpec {
+  name: string;
+  keys: readonly TufKeyJson[];
+  threshold: number;
+  paths?: readonly string[];
+  terminating?: boolean;
+}
+
+export interface BinsSpec {
+  namePrefix: string;
+  /** Number of bins, a power of two ≥ 2. */
+  bins: number;
+  keys: readonly TufKeyJson[];
+  threshold: number;
+}
+
+export interface TargetsSpec {
+  version: number;
+  expires: string;
+  targets?: Record<string, ImageTarget>;
+  delegations?: readonly DelegationSpec[];
+  bins?: BinsSpec;
+}
+
+type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+/** The JSON of a `delegations` object. */
+export function delegationsJson(spec: { delegations?: readonly DelegationSpec[]; bins?: BinsSpec }): Record<string, Json> | undefined {
+  if (!spec.delegations?.length && !spec.bins) return undefined;
+  const keys: Record<string, Json> = {};
+  const addKeys = (list: readonly TufKeyJson[]): string[] =>
+    list.map((k) => {
+      const id = computeKeyId(k);
+      keys[id] = { keytype: k.keytype, scheme: k.scheme, keyval: { public: k.keyval.public } };
+      return id;
+    });
+  const out: Record<string, Json> = { keys };
+  if (spec.bins) {
+    const bitLength = Math.log2(spec.bins.bins);
+    if (!Number.isInteger(bitLength) || bitLength < 1) throw new RangeError('bins must be a power of two ≥ 2');
+    out['succinct_roles'] = {
+      keyids: addKeys(spec.bins.keys),
+      threshold: spec.bins.threshold,
+      bit_length: bitLength,
+      name_prefix: spec.bins.namePrefix,
+    };
+  } else {
+    out['roles'] = (spec.delegations ?? []).map((d) => ({
+      name: d.name,
+      keyids: addKeys(d.keys),
+      threshold: d.threshold,
+      terminating: d.terminating ?? false,
+      paths: [...(d.paths ?? ['*'])],
+    }));
+  }
+  return out;
+}
+
+export function buildTargets(spec: TargetsSpec): Targets {
+  const targets: Record<string, Json> = {};
+  for (const [path, t] of Object.entries(spec.targets ?? {})) targets[path] = targetFile(path, t).toJSON() as Json;
+  const json: Record<string, Json> = { _type: 'targets', spec_version: SPEC_VERSION, version: spec.version, expires: spec.expires, targets };
+  const delegations = delegationsJson(spec);
+  if (delegations) json['delegations'] = delegations;
+  return Targets.fromJSON(json);
+}
+
+/** Sign `signed` with each signer over its canonical form; returns the file bytes. */
+export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp, signers: readonly Signer[]): Promise<Uint8Array> {
+  const bytes = canonicalSignedBytes(signed.toJSON());
+  const md = new Metadata(signed);
+  for (const s of signers) {
+    const sig = await s.sign(bytes);
+    md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
+  }
+  return new TextEncoder().encode(JSON.stringify(md.toJSON()));
+}
+
+/** The hash bin (TAP 15) of `path` in a targets role that delegates with succinct_roles. */
+export function binFor(delegator: Targets, path: string): string {
+  const succinct = delegator.delegations?.succinctRoles;
+  if (!succinct) throw new RangeError('this targets role does not delegate to hash bins');
+  return succinct.getRoleForTarget(path);
+}

@@ -1,0 +1,10 @@
+export * from './errors.ts';
+export * from './names.ts';
+export * from './parse.ts';
+export * from './signatures.ts';
+export * from './state.ts';
+export * from './upload.ts';
+export * from './online.ts';
+export * from './consistency.ts';
+export { loadRepositoryState, type StoredFiles, type LoadResult, type LoadProblem } from './load.ts';
+export * from './build.ts';

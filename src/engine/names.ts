@@ -1,0 +1,48 @@
+/**
+ * Names the engine accepts. Every TUF file becomes an OCI tag (`N.role.json`),
+ * and every target path is an OCI tag of the image repository, so both are
+ * restricted to the OCI tag grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+ * Delegated role names stay short enough that `<10-digit version>.<role>.json`
+ * still fits in 128 characters.
+ */
+import { EngineError } from './errors.ts';
+
+export const TOP_LEVEL_ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
+export type TopLevelRole = (typeof TOP_LEVEL_ROLES)[number];
+
+const ROLE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$/;
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?([A-Za-z0-9_][A-Za-z0-9_.-]{0,99})\.json$/;
+
+export function isTopLevelRole(name: string): name is TopLevelRole {
+  return (TOP_LEVEL_ROLES as readonly string[]).includes(name);
+}
+
+export function isValidDelegatedRoleName(name: string): boolean {
+  return ROLE_NAME.test(name) && !isTopLevelRole(name);
+}
+
+export function assertDelegatedRoleName(name: string): void {
+  if (!isValidDelegatedRoleName(name)) {
+    throw new EngineError(
+      'BAD_ROLE_NAME',
+      `role name "${name.slice(0, 120)}" is not allowed: use 1-100 of A-Z a-z 0-9 _ . - (not starting with . or -), and not root/targets/snapshot/timestamp`,
+      { detail: { role: name.slice(0, 200) } },
+    );
+  }
+}
+
+export function isValidTargetPath(path: string): boolean {
+  return TAG.test(path);
+}
+
+/** `<version>.<role>.json`, or `<role>.json` without a version (timestamp). */
+export function metadataFileName(role: string, version?: number): string {
+  return version === undefined ? `${role}.json` : `${version}.${role}.json`;
+}
+
+export function parseMetadataFileName(name: string): { role: string; version?: number } | undefined {
+  const m = FILE_NAME.exec(name);
+  if (!m || m[2] === undefined) return undefined;
+  return m[1] === undefined ? { role: m[2] } : { role: m[2], version: Number(m[1]) };
+}

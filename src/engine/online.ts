@@ -1,0 +1,117 @@
+/**
+ * Producing the online roles: snapshot and timestamp.
+ *
+ * Invariants:
+ * - A new snapshot lists every targets-type file of the state (records and
+ *   tombstones) with its current version, so no file a client has seen is ever
+ *   dropped (TUF 5.5.5), and its version is the trusted snapshot version + 1.
+ * - A new timestamp names the snapshot by version, length and sha256, and its
+ *   version is the trusted timestamp version + 1.
+ * - Expiry comes from the policy default for the role, counted from `now`.
+ * - Signing goes through the async Signer seam; only signers whose key ids the
+ *   root authorizes for the role are used, and the result is re-parsed and
+ *   verified (signatures, threshold, consistency) before it is returned.
+ *   A result that does not verify is never returned.
+ */
+import { createHash } from 'node:crypto';
+import { MetaFile, Metadata, Signature, Snapshot, Timestamp } from '@tufjs/models';
+import type { Signer } from '../keys/signer.ts';
+import type { Policy } from '../policy/policy.ts';
+import { canonicalSignedBytes } from './canonical.ts';
+import { EngineError } from './errors.ts';
+import { metadataFileName } from './names.ts';
+import { parseMetadata } from './parse.ts';
+import { verifyThreshold } from './signatures.ts';
+import { snapshotEntries, type RepoState } from './state.ts';
+import { checkConsistency } from './consistency.ts';
+
+export interface OnlineContext {
+  now: number;
+  policy: Policy;
+  signers: { snapshot: readonly Signer[]; timestamp: readonly Signer[] };
+}
+
+export interface ProducedFile {
+  /** The file name clients fetch (`7.snapshot.json`, `timestamp.json`). */
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface OnlineResult {
+  state: RepoState;
+  /** Files to write, in order: snapshot (if new) then timestamp, which is always last. */
+  files: ProducedFile[];
+}
+
+function isoMinutesFrom(now: number, minutes: number): string {
+  // TUF expiry format: seconds precision, UTC, "Z".
+  return new Date(Math.floor(now / 1000) * 1000 + minutes * 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+async function signWith<T extends Snapshot | Timestamp>(
+  role: 'snapshot' | 'timestamp',
+  signed: T,
+  state: RepoState,
+  signers: readonly Signer[],
+): Promise<Uint8Array> {
+  const rootRole = state.root.md.signed.roles[role];
+  if (!rootRole) throw new EngineError('INCONSISTENT', `root has no ${role} role`, { detail: { role } });
+  const authorized = new Set(rootRole.keyIDs);
+  const usable = signers.filter((s) => authorized.has(s.keyid));
+  const bytes = canonicalSignedBytes(signed.toJSON());
+  const md = new Metadata<T>(signed);
+  for (const s of usable) {
+    const sig = await s.sign(bytes);
+    md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
+  }
+  const out = new TextEncoder().encode(JSON.stringify(md.toJSON()));
+  const check = verifyThreshold(role, bytes, Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig })), rootRole, state.root.md.signed.keys);
+  if (!check.ok) {
+    throw new EngineError('SIGNER_MISSING', `the online signers cannot sign ${role}: ${check.signed.length} of ${check.threshold} signatures`, {
+      detail: { role, verification: check },
+    });
+  }
+  return out;
+}
+
+/** A new snapshot listing the state's targets files, then a new timestamp for it. */
+export async function produceSnapshotAndTimestamp(state: RepoState, ctx: OnlineContext): Promise<OnlineResult> {
+  const meta: Record<string, MetaFile> = {};
+  const entries = [...snapshotEntries(state)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [role, version] of entries) meta[`${role}.json`] = new MetaFile({ version });
+  const snapshot = new Snapshot({
+    version: (state.snapshot?.md.signed.version ?? 0) + 1,
+    specVersion: '1.0.31',
+    expires: isoMinutesFrom(ctx.now, ctx.policy.roles.snapshot.expiresDefaultMinutes),
+    meta,
+  });
+  const snapshotBytes = await signWith('snapshot', snapshot, state, ctx.signers.snapshot);
+  const snapshotParsed = parseMetadata('snapshot', snapshotBytes, ctx.policy.roles.snapshot.maxBytes);
+  const withSnapshot: RepoState = { ...state, snapshot: { md: snapshotParsed.md, bytes: snapshotBytes } };
+  const ts = await produceTimestamp(withSnapshot, ctx);
+  return {
+    state: ts.state,
+    files: [{ name: metadataFileName('snapshot', snapshot.version), bytes: snapshotBytes }, ...ts.files],
+  };
+}
+
+/** A new timestamp for the current snapshot (refresh before expiry, or after a new snapshot). */
+export async function produceTimestamp(state: RepoState, ctx: OnlineContext): Promise<OnlineResult> {
+  const snap = state.snapshot;
+  if (!snap) throw new EngineError('NO_SNAPSHOT', 'there is no snapshot to timestamp yet', { detail: { role: 'timestamp' } });
+  const timestamp = new Timestamp({
+    version: (state.timestamp?.md.signed.version ?? 0) + 1,
+    specVersion: '1.0.31',
+    expires: isoMinutesFrom(ctx.now, ctx.policy.roles.timestamp.expiresDefaultMinutes),
+    snapshotMeta: new MetaFile({
+      version: snap.md.signed.version,
+      length: snap.bytes.byteLength,
+      hashes: { sha256: createHash('sha256').update(snap.bytes).digest('hex') },
+    }),
+  });
+  const bytes = await signWith('timestamp', timestamp, state, ctx.signers.timestamp);
+  const parsed = parseMetadata('timestamp', bytes, ctx.policy.roles.timestamp.maxBytes);
+  const next: RepoState = { ...state, timestamp: { md: parsed.md, bytes } };
+  checkConsistency(next);
+  return { state: next, files: [{ name: metadataFileName('timestamp'), bytes }] };
+}

@@ -1,0 +1,77 @@
+/**
+ * Key files on disk.
+ *
+ * - `<name>.key`: the private key, PKCS#8 PEM, created with mode 0600. A private
+ *   key file that is readable by group or others is refused when loaded.
+ * - `<name>.pub`: the public key as TUF key JSON (`{keytype, scheme, keyval}`);
+ *   an SPKI PEM is accepted too when reading.
+ */
+import { createPrivateKey } from 'node:crypto';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
+import { InMemorySigner, generatePrivateKey } from './signer.ts';
+import { KeyError, computeKeyId, parsePublicKeyText, type KeyType, type TufKeyJson } from './tuf-key.ts';
+
+export interface WrittenKeyPair {
+  privatePath: string;
+  publicPath: string;
+  keyid: string;
+  public: TufKeyJson;
+}
+
+/** Generate a key pair and write `<base>.key` (0600, exclusive create) and `<base>.pub`. */
+export async function generateKeyFiles(base: string, type: KeyType = 'ed25519', comment?: string): Promise<WrittenKeyPair> {
+  const signer = new InMemorySigner(generatePrivateKey(type));
+  const privatePath = `${base}.key`;
+  const publicPath = `${base}.pub`;
+  await writePrivateKeyFile(privatePath, signer, comment);
+  await writeFile(publicPath, `${JSON.stringify(signer.public, null, 2)}\n`, { flag: 'wx', mode: 0o644 });
+  return { privatePath, publicPath, keyid: signer.keyid, public: signer.public };
+}
+
+export async function writePrivateKeyFile(path: string, signer: InMemorySigner, comment?: string): Promise<void> {
+  const header = comment ? `${comment.split('\n').map((l) => `# ${l}`).join('\n')}\n` : '';
+  const handle = await open(path, 'wx', 0o600);
+  try {
+    await handle.writeFile(header + signer.exportPrivatePem());
+    await handle.chmod(0o600);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Load a private key file as a signer, refusing group/world-readable files. */
+export async function loadSignerFile(path: string): Promise<InMemorySigner> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode;
+  } catch (cause) {
+    throw new KeyError('KEY_FILE_MISSING', `cannot read key file ${path}`, { detail: { path }, cause });
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new KeyError(
+      'KEY_FILE_PERMISSIONS',
+      `key file ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
+      { detail: { path, mode: (mode & 0o777).toString(8) } },
+    );
+  }
+  const text = await readFile(path, 'utf8');
+  const pem = text.slice(text.indexOf('-----BEGIN'));
+  try {
+    return new InMemorySigner(createPrivateKey(pem));
+  } catch (cause) {
+    throw new KeyError('BAD_KEY', `key file ${path} does not hold a PKCS#8 private key`, { detail: { path }, cause });
+  }
+}
+
+/** Load a public key file (TUF JSON or SPKI PEM) with its key id. */
+export async function loadPublicKeyFile(path: string): Promise<{ keyid: string; public: TufKeyJson }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new KeyError('KEY_FILE_MISSING', `cannot read public key file ${path}`, { detail: { path }, cause });
+  }
+  const pub = parsePublicKeyText(text);
+  return { keyid: computeKeyId(pub), public: pub };
+}
