@@ -9,6 +9,7 @@ import { Metadata, Root, Signature, Targets, TargetFile, type Snapshot, type Tim
 import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
 import { canonicalSignedBytes } from './canonical.ts';
+import { metadataToJSON, signedFromJSON, signedToJSON } from './models.ts';
 
 export const SPEC_VERSION = '1.0.31';
 
@@ -133,18 +134,18 @@ export function buildTargets(spec: TargetsSpec): Targets {
   const json: Record<string, Json> = { _type: 'targets', spec_version: SPEC_VERSION, version: spec.version, expires: spec.expires, targets };
   const delegations = delegationsJson(spec);
   if (delegations) json['delegations'] = delegations;
-  return Targets.fromJSON(json);
+  return signedFromJSON('targets', json) as Targets;
 }
 
 /** Sign `signed` with each signer over its canonical form; returns the file bytes. */
 export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp, signers: readonly Signer[]): Promise<Uint8Array> {
-  const bytes = canonicalSignedBytes(signed.toJSON());
+  const bytes = canonicalSignedBytes(signedToJSON(signed));
   const md = new Metadata(signed);
   for (const s of signers) {
     const sig = await s.sign(bytes);
     md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
   }
-  return new TextEncoder().encode(JSON.stringify(md.toJSON()));
+  return new TextEncoder().encode(JSON.stringify(metadataToJSON(md)));
 }
 
 /** The hash bin (TAP 15) of `path` in a targets role that delegates with succinct_roles. */

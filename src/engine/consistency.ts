@@ -14,13 +14,14 @@ import type { Metadata, Snapshot, Timestamp } from '@tufjs/models';
 import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import { verifyThreshold } from './signatures.ts';
+import { signedToJSON } from './models.ts';
 import { snapshotEntries, type RepoState } from './state.ts';
 
 function onlineSignature(state: RepoState, role: 'snapshot' | 'timestamp', md: Metadata<Snapshot | Timestamp>): void {
   const r = state.root.md.signed.roles[role];
   if (!r) throw new EngineError('INCONSISTENT', `root has no ${role} role`, { detail: { role } });
   const sigs = Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig }));
-  const result = verifyThreshold(role, canonicalSignedBytes(md.signed.toJSON()), sigs, r, state.root.md.signed.keys);
+  const result = verifyThreshold(role, canonicalSignedBytes(signedToJSON(md.signed)), sigs, r, state.root.md.signed.keys);
   if (!result.ok) {
     throw new EngineError('THRESHOLD_NOT_MET', `${role} is not signed by a threshold of the root's ${role} keys`, {
       detail: { role, verification: result },

@@ -24,6 +24,7 @@ import { parseMetadata } from './parse.ts';
 import { verifyThreshold } from './signatures.ts';
 import { snapshotEntries, type RepoState } from './state.ts';
 import { checkConsistency } from './consistency.ts';
+import { metadataToJSON, signedToJSON } from './models.ts';
 
 export interface OnlineContext {
   now: number;
@@ -58,13 +59,13 @@ async function signWith<T extends Snapshot | Timestamp>(
   if (!rootRole) throw new EngineError('INCONSISTENT', `root has no ${role} role`, { detail: { role } });
   const authorized = new Set(rootRole.keyIDs);
   const usable = signers.filter((s) => authorized.has(s.keyid));
-  const bytes = canonicalSignedBytes(signed.toJSON());
+  const bytes = canonicalSignedBytes(signedToJSON(signed));
   const md = new Metadata<T>(signed);
   for (const s of usable) {
     const sig = await s.sign(bytes);
     md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
   }
-  const out = new TextEncoder().encode(JSON.stringify(md.toJSON()));
+  const out = new TextEncoder().encode(JSON.stringify(metadataToJSON(md)));
   const check = verifyThreshold(role, bytes, Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig })), rootRole, state.root.md.signed.keys);
   if (!check.ok) {
     throw new EngineError('SIGNER_MISSING', `the online signers cannot sign ${role}: ${check.signed.length} of ${check.threshold} signatures`, {

@@ -14,10 +14,11 @@
  * - Nothing thrown from here is untyped: model errors become MALFORMED with the
  *   original error kept as `cause`.
  */
-import { Metadata, MetadataKind, type Root, type Snapshot, type Targets, type Timestamp } from '@tufjs/models';
+import type { Metadata, Root, Snapshot, Targets, Timestamp } from '@tufjs/models';
 import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
+import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 export interface KindMap {
@@ -103,14 +104,15 @@ export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, ma
   let md: Metadata<KindMap[K]>;
   let signedBytes: Buffer;
   try {
-    md = (Metadata.fromJSON as (type: MetadataKind, data: unknown) => unknown)(kind as MetadataKind, json) as Metadata<KindMap[K]>;
+    const { signed: _s, signatures: _sigs, ...unrecognized } = json;
+    md = metadataFromParts(signedFromJSON(kind, signed) as KindMap[K], signatures, unrecognized);
     signedBytes = canonicalSignedBytes(signed);
   } catch (cause) {
     throw new EngineError('MALFORMED', `${label}: not well-formed ${kind} metadata`, { detail, cause });
   }
   let roundTrip: Buffer;
   try {
-    roundTrip = canonicalSignedBytes(md.signed.toJSON());
+    roundTrip = canonicalSignedBytes(signedToJSON(md.signed));
   } catch (cause) {
     throw new EngineError('NOT_CANONICAL', `${label}: signed part cannot be re-encoded`, { detail, cause });
   }

@@ -22,6 +22,7 @@ import type { Policy, RoleClass, RolePolicy } from '../policy/policy.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
+import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
 import { expiresAt, parseMetadata } from './parse.ts';
 import { authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
@@ -228,7 +229,7 @@ export function verifyRootUpload(state: RepoState | undefined, bytes: Uint8Array
 }
 
 function canonicalOf(md: Metadata<Targets>): Buffer {
-  return canonicalSignedBytes(md.signed.toJSON());
+  return canonicalSignedBytes(signedToJSON(md.signed));
 }
 function signaturesOf(md: Metadata<Targets>): Array<{ keyid: string; sig: string }> {
   return Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig }));
