@@ -1,0 +1,69 @@
+/**
+ * The whole test suite: `npm test`.
+ *
+ * 1. Makes sure the system packages the integration tests start are installed
+ *    (docker-registry, redis-server, skopeo). When one is missing and we are
+ *    root on Debian, it installs it with apt-get; otherwise it stops with the
+ *    command to run. Tests never skip for a missing server.
+ * 2. Runs vitest (default reporter on the terminal, JSON reporter to a file).
+ * 3. Prints the plain closing line `N passed, N failed` derived from the JSON
+ *    report, and exits non-zero when anything failed or nothing ran.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
+const SYSTEM_PACKAGES: Array<{ pkg: string; bin: string }> = [
+  { pkg: 'docker-registry', bin: '/usr/bin/docker-registry' },
+  { pkg: 'redis-server', bin: '/usr/bin/redis-server' },
+  { pkg: 'skopeo', bin: '/usr/bin/skopeo' },
+];
+
+function ensureSystemPackages(): void {
+  const missing = SYSTEM_PACKAGES.filter((p) => !existsSync(p.bin)).map((p) => p.pkg);
+  if (missing.length === 0) return;
+  const cmd = `apt-get install -y ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
+    console.error(`tests need ${missing.join(', ')}; install with: sudo apt-get update && sudo ${cmd}`);
+    process.exit(2);
+  }
+  console.log(`installing ${missing.join(', ')} (apt-get) for the integration tests…`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
+    if (r.status !== 0) {
+      console.error(`apt-get ${args.join(' ')} failed (exit ${r.status})`);
+      process.exit(2);
+    }
+  }
+}
+
+ensureSystemPackages();
+const report = '.vitest-report.json';
+rmSync(report, { force: true });
+const vitest = spawnSync(
+  process.execPath,
+  ['node_modules/vitest/vitest.mjs', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
+);
+
+interface JsonReport {
+  numPassedTests?: number;
+  numFailedTests?: number;
+  numPendingTests?: number;
+  numTodoTests?: number;
+  numTotalTests?: number;
+}
+let r: JsonReport = {};
+try {
+  r = JSON.parse(readFileSync(report, 'utf8')) as JsonReport;
+} catch {
+  console.error('vitest wrote no JSON report');
+}
+const passed = r.numPassedTests ?? 0;
+const failed = r.numFailedTests ?? 0;
+const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
+const line = `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`;
+writeFileSync('.vitest-summary', `${line}\n`);
+console.log(line);
+const ok = vitest.status === 0 && failed === 0 && passed > 0 && skipped === 0;
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,93 @@
+import { chmod, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash, createPublicKey } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { describe, expect, it } from 'vitest';
+import {
+  InMemorySigner,
+  KeyError,
+  computeKeyId,
+  generateKeyFiles,
+  loadPublicKeyFile,
+  loadSignerFile,
+  parsePublicKey,
+  parsePublicKeyText,
+} from '../../src/keys/index.ts';
+import { verifySignature } from '../../src/engine/signatures.ts';
+
+const dir = await mkdtemp(join(tmpdir(), 'tufoci-keys-'));
+
+describe('key generation and ids', () => {
+  for (const type of ['ed25519', 'ecdsa-p256'] as const) {
+    it(`${type}: key id is sha256 of the canonical key JSON, and signatures verify`, async () => {
+      const s = InMemorySigner.generate(type);
+      const expected = createHash('sha256').update(canonicalize({ keytype: s.public.keytype, scheme: s.public.scheme, keyval: s.public.keyval }) as string).digest('hex');
+      expect(s.keyid).toBe(expected);
+      expect(s.public.scheme).toBe(type === 'ed25519' ? 'ed25519' : 'ecdsa-sha2-nistp256');
+      const data = new TextEncoder().encode('hello');
+      const sig = await s.sign(data);
+      const info = parsePublicKey(s.keyid, s.public);
+      expect(verifySignature(info, data, sig.sig)).toBe(true);
+      expect(verifySignature(info, new TextEncoder().encode('hellO'), sig.sig)).toBe(false);
+    });
+  }
+
+  it('ed25519 public keys are the 64-hex raw key, P-256 an SPKI PEM', () => {
+    expect(InMemorySigner.generate('ed25519').public.keyval.public).toMatch(/^[0-9a-f]{64}$/);
+    expect(InMemorySigner.generate('ecdsa-p256').public.keyval.public).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+  });
+
+  it('the same key in PEM or TUF JSON has one identity', () => {
+    const s = InMemorySigner.generate('ed25519');
+    const pem = parsePublicKey(s.keyid, s.public).keyObject.export({ type: 'spki', format: 'pem' }).toString();
+    const fromPem = parsePublicKeyText(pem);
+    expect(fromPem).toEqual(s.public);
+    expect(parsePublicKey('x'.repeat(64), fromPem).identity).toBe(parsePublicKey(s.keyid, s.public).identity);
+  });
+
+  it('refuses unsupported key types and garbage keys with typed errors', () => {
+    expect(() => parsePublicKey('a', { keytype: 'rsa', scheme: 'rsassa-pss-sha256', keyval: { public: 'x' } })).toThrow(KeyError);
+    expect(() => parsePublicKey('a', { keytype: 'ed25519', scheme: 'ed25519', keyval: { public: 'zz' } })).toThrow(/cannot be parsed/);
+    const p256 = InMemorySigner.generate('ecdsa-p256');
+    expect(() => parsePublicKey('b', { ...p256.public, keytype: 'ed25519', scheme: 'ed25519' })).toThrow(KeyError);
+  });
+
+  it('does not print private key material when inspected', async () => {
+    const s = InMemorySigner.generate();
+    const { inspect } = await import('node:util');
+    expect(inspect(s)).not.toContain('PRIVATE');
+    expect(JSON.stringify(s)).not.toContain('PRIVATE');
+  });
+});
+
+describe('key files', () => {
+  it('writes a 0600 PKCS#8 private key and a TUF JSON public key that load back', async () => {
+    const w = await generateKeyFiles(join(dir, 'owner'), 'ecdsa-p256');
+    expect((await stat(w.privatePath)).mode & 0o777).toBe(0o600);
+    expect(await readFile(w.privatePath, 'utf8')).toContain('-----BEGIN PRIVATE KEY-----');
+    const signer = await loadSignerFile(w.privatePath);
+    expect(signer.keyid).toBe(w.keyid);
+    const pub = await loadPublicKeyFile(w.publicPath);
+    expect(pub.keyid).toBe(w.keyid);
+    expect(computeKeyId(pub.public)).toBe(w.keyid);
+    expect(createPublicKey(pub.public.keyval.public).asymmetricKeyType).toBe('ec');
+  });
+
+  it('refuses a private key file readable by group or others', async () => {
+    const w = await generateKeyFiles(join(dir, 'leaky'));
+    await chmod(w.privatePath, 0o644);
+    await expect(loadSignerFile(w.privatePath)).rejects.toMatchObject({ code: 'KEY_FILE_PERMISSIONS', message: expect.stringContaining('chmod 600') });
+    await chmod(w.privatePath, 0o640);
+    await expect(loadSignerFile(w.privatePath)).rejects.toMatchObject({ code: 'KEY_FILE_PERMISSIONS' });
+  });
+
+  it('never overwrites an existing key', async () => {
+    await generateKeyFiles(join(dir, 'once'));
+    await expect(generateKeyFiles(join(dir, 'once'))).rejects.toMatchObject({ code: 'EEXIST' });
+  });
+
+  it('gives a clear error for a missing key file', async () => {
+    await expect(loadSignerFile(join(dir, 'nope.key'))).rejects.toMatchObject({ code: 'KEY_FILE_MISSING' });
+  });
+});
