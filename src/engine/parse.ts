@@ -15,6 +15,7 @@
  *   original error kept as `cause`.
  */
 import type { Metadata, Root, Snapshot, Targets, Timestamp } from '@tufjs/models';
+import { isDeepStrictEqual } from 'node:util';
 import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
@@ -102,24 +103,24 @@ export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, ma
     signatures.push({ keyid: s['keyid'], sig: s['sig'] });
   }
   let md: Metadata<KindMap[K]>;
-  let signedBytes: Buffer;
   try {
     const { signed: _s, signatures: _sigs, ...unrecognized } = json;
     md = metadataFromParts(signedFromJSON(kind, signed) as KindMap[K], signatures, unrecognized);
-    signedBytes = canonicalSignedBytes(signed);
   } catch (cause) {
     throw new EngineError('MALFORMED', `${label}: not well-formed ${kind} metadata`, { detail, cause });
   }
-  let roundTrip: Buffer;
-  try {
-    roundTrip = canonicalSignedBytes(signedToJSON(md.signed));
-  } catch (cause) {
-    throw new EngineError('NOT_CANONICAL', `${label}: signed part cannot be re-encoded`, { detail, cause });
-  }
-  if (!roundTrip.equals(signedBytes)) {
+  // Clients verify the canonical form of what the models re-serialize; it must be the object uploaded.
+  const reserialized = signedToJSON(md.signed);
+  if (!isDeepStrictEqual(reserialized, signed)) {
     throw new EngineError('NOT_CANONICAL', `${label}: signed part does not survive a parse/serialize round trip; clients would verify different bytes`, {
       detail,
     });
+  }
+  let signedBytes: Buffer;
+  try {
+    signedBytes = canonicalSignedBytes(reserialized);
+  } catch (cause) {
+    throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form (floats are not allowed)`, { detail, cause });
   }
   return { md, bytes, signedBytes, signatures };
 }

@@ -6,7 +6,7 @@
  * - `<name>.pub`: the public key as TUF key JSON (`{keytype, scheme, keyval}`);
  *   an SPKI PEM is accepted too when reading.
  */
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
 import { InMemorySigner, generatePrivateKey } from './signer.ts';
 import { KeyError, computeKeyId, parsePublicKeyText, type KeyType, type TufKeyJson } from './tuf-key.ts';
@@ -40,8 +40,17 @@ export async function writePrivateKeyFile(path: string, signer: InMemorySigner, 
   }
 }
 
+/** A signer whose private key was read from a key file (kept in memory after loading). */
+export class FileSigner extends InMemorySigner {
+  readonly path: string;
+  constructor(path: string, key: KeyObject) {
+    super(key);
+    this.path = path;
+  }
+}
+
 /** Load a private key file as a signer, refusing group/world-readable files. */
-export async function loadSignerFile(path: string): Promise<InMemorySigner> {
+export async function loadSignerFile(path: string): Promise<FileSigner> {
   let mode: number;
   try {
     mode = (await stat(path)).mode;
@@ -58,7 +67,7 @@ export async function loadSignerFile(path: string): Promise<InMemorySigner> {
   const text = await readFile(path, 'utf8');
   const pem = text.slice(text.indexOf('-----BEGIN'));
   try {
-    return new InMemorySigner(createPrivateKey(pem));
+    return new FileSigner(path, createPrivateKey(pem));
   } catch (cause) {
     throw new KeyError('BAD_KEY', `key file ${path} does not hold a PKCS#8 private key`, { detail: { path }, cause });
   }

@@ -1,5 +1,5 @@
 /** The linear (de)serializers produce exactly what @tufjs/models' own fromJSON/toJSON produce. */
-import { Metadata, MetadataKind } from '@tufjs/models';
+import { Metadata, MetadataKind, type Targets } from "@tufjs/models";
 import { canonicalize } from '@tufjs/canonical-json';
 import { describe, expect, it } from 'vitest';
 import { metadataToJSON, signedFromJSON, signedToJSON } from '../../src/engine/models.ts';
@@ -12,7 +12,7 @@ describe('linear model (de)serialization', () => {
     for (const [name, bytes] of repo.files) {
       const json = JSON.parse(new TextDecoder().decode(bytes));
       const kind = json.signed._type as MetadataKind;
-      const theirs = (Metadata.fromJSON as (k: MetadataKind, d: unknown) => Metadata<never>)(kind, json);
+      const theirs = (Metadata.fromJSON as (k: MetadataKind, d: unknown) => Metadata<Targets>)(kind, json);
       const ours = signedFromJSON(kind, json.signed);
       expect(canonicalize(signedToJSON(ours)), name).toBe(canonicalize(theirs.signed.toJSON()));
       expect(canonicalize(metadataToJSON(theirs)), name).toBe(canonicalize(theirs.toJSON()));

@@ -1,7 +1,11 @@
 /**
  * Property: any random byte mutation of a valid upload is refused with a typed
- * EngineError; nothing is accepted and nothing throws an untyped error.
+ * EngineError and nothing throws an untyped error — except mutations that leave
+ * the same JSON document (insignificant whitespace, which JSON allows and
+ * python-tuf's pretty-printed files rely on): those are the same metadata and
+ * must be accepted.
  */
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EngineError, verifyRootUpload, verifyTargetsUpload } from '../../src/engine/index.ts';
@@ -36,6 +40,24 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 8 }) }),
 );
 
+function sameDocument(a: Uint8Array, b: Uint8Array): boolean {
+  try {
+    return isDeepStrictEqual(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(a)), JSON.parse(new TextDecoder().decode(b)));
+  } catch {
+    return false;
+  }
+}
+
+function outcome(run: () => unknown, mutated: Uint8Array, original: Uint8Array): boolean {
+  const same = sameDocument(mutated, original);
+  try {
+    run();
+  } catch (e) {
+    return e instanceof EngineError && !same;
+  }
+  return same;
+}
+
 describe('mutated uploads', () => {
   it('every mutation of a delegated-role upload is refused with a typed error', async () => {
     const repo = await new SimRepo().init();
@@ -44,15 +66,17 @@ describe('mutated uploads', () => {
     fc.assert(
       fc.property(mutation, (m) => {
         const bytes = mutate(valid, m);
-        try {
-          verifyTargetsUpload(repo.state, 'ci', bytes, repo.ctx);
-        } catch (e) {
-          return e instanceof EngineError;
-        }
-        return false;
+        return outcome(() => verifyTargetsUpload(repo.state, 'ci', bytes, repo.ctx), bytes, valid);
       }),
       { numRuns: 1500 },
     );
+  });
+
+  it('whitespace-only changes are the same metadata and are accepted', async () => {
+    const repo = await new SimRepo().init();
+    const valid = await repo.targetsBytes({ version: 1, targets: { v1: image(1) } }, [repo.ciKey]);
+    const pretty = new TextEncoder().encode(JSON.stringify(JSON.parse(new TextDecoder().decode(valid)), null, 2));
+    expect(verifyTargetsUpload(repo.state, 'ci', pretty, repo.ctx).version).toBe(1);
   });
 
   it('every mutation of a root rotation is refused with a typed error', async () => {
@@ -61,12 +85,8 @@ describe('mutated uploads', () => {
     expect(verifyRootUpload(repo.state, valid, repo.ctx).version).toBe(2);
     fc.assert(
       fc.property(mutation, (m) => {
-        try {
-          verifyRootUpload(repo.state, mutate(valid, m), repo.ctx);
-        } catch (e) {
-          return e instanceof EngineError;
-        }
-        return false;
+        const bytes = mutate(valid, m);
+        return outcome(() => verifyRootUpload(repo.state, bytes, repo.ctx), bytes, valid);
       }),
       { numRuns: 700 },
     );

@@ -68,6 +68,7 @@ describe('key files', () => {
     expect(await readFile(w.privatePath, 'utf8')).toContain('-----BEGIN PRIVATE KEY-----');
     const signer = await loadSignerFile(w.privatePath);
     expect(signer.keyid).toBe(w.keyid);
+    expect(signer.path).toBe(w.privatePath);
     const pub = await loadPublicKeyFile(w.publicPath);
     expect(pub.keyid).toBe(w.keyid);
     expect(computeKeyId(pub.public)).toBe(w.keyid);
