@@ -6,13 +6,12 @@
  * still fits in 128 characters.
  */
 import { EngineError } from './errors.ts';
+import { isTag } from '../oci/names.ts';
 
 export const TOP_LEVEL_ROLES = ['root', 'targets', 'snapshot', 'timestamp'] as const;
 export type TopLevelRole = (typeof TOP_LEVEL_ROLES)[number];
 
 const ROLE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const FILE_NAME = /^(?:([1-9][0-9]{0,9})\.)?([A-Za-z0-9_][A-Za-z0-9_.-]{0,99})\.json$/;
 
 export function isTopLevelRole(name: string): name is TopLevelRole {
   return (TOP_LEVEL_ROLES as readonly string[]).includes(name);
@@ -33,16 +32,7 @@ export function assertDelegatedRoleName(name: string): void {
 }
 
 export function isValidTargetPath(path: string): boolean {
-  return TAG.test(path);
+  return isTag(path);
 }
 
-/** `<version>.<role>.json`, or `<role>.json` without a version (timestamp). */
-export function metadataFileName(role: string, version?: number): string {
-  return version === undefined ? `${role}.json` : `${version}.${role}.json`;
-}
-
-export function parseMetadataFileName(name: string): { role: string; version?: number } | undefined {
-  const m = FILE_NAME.exec(name);
-  if (!m || m[2] === undefined) return undefined;
-  return m[1] === undefined ? { role: m[2] } : { role: m[2], version: Number(m[1]) };
-}
+export { metadataFileName, parseMetadataFileName, TIMESTAMP_FILE_NAME } from '../oci/names.ts';

@@ -22,6 +22,7 @@ import type { Policy, RoleClass, RolePolicy } from '../policy/policy.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
+import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
 import { expiresAt, parseMetadata } from './parse.ts';
@@ -53,12 +54,7 @@ export interface RootUploadResult {
   warnings: string[];
 }
 
-export const MANIFEST_MEDIA_TYPES: readonly string[] = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-];
+export { MANIFEST_MEDIA_TYPES };
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const MINUTE = 60_000;

@@ -1,0 +1,155 @@
+/**
+ * In-memory backend, for unit tests of logic only: nothing survives the
+ * process. It keeps the same contract as the real backends (names, bounds,
+ * digest checks, referenced blobs must exist), so logic tested against it
+ * behaves the same on disk and over HTTP.
+ */
+import { sha256Digest } from './digest.ts';
+import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { checkManifest } from './manifest-refs.ts';
+import { assertDigest, assertReference, assertRepositoryName, assertTag, isDigest } from './names.ts';
+import { StorageError } from './storage-error.ts';
+import type { BlobRef, Manifest, Store } from './store.ts';
+
+interface StoredManifest {
+  bytes: Uint8Array;
+  mediaType: string;
+}
+
+interface Repository {
+  blobs: Map<string, Uint8Array>;
+  manifests: Map<string, StoredManifest>;
+  tags: Map<string, string>;
+}
+
+const BACKEND = 'memory';
+
+export class MemoryStore implements Store {
+  readonly backend = BACKEND;
+  readonly #repositories = new Map<string, Repository>();
+
+  async ping(): Promise<void> {}
+
+  #repo(repository: string, create: boolean): Repository | undefined {
+    let repo = this.#repositories.get(repository);
+    if (!repo && create) {
+      repo = { blobs: new Map(), manifests: new Map(), tags: new Map() };
+      this.#repositories.set(repository, repo);
+    }
+    return repo;
+  }
+
+  #error(code: 'NOT_FOUND' | 'TOO_LARGE' | 'DIGEST_MISMATCH', message: string, repository: string, reference: string): StorageError {
+    return new StorageError(code, message, { backend: BACKEND, repository, reference });
+  }
+
+  async putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef> {
+    assertRepositoryName(BACKEND, repository);
+    const digest = sha256Digest(bytes);
+    const repo = this.#repo(repository, true)!;
+    if (!repo.blobs.has(digest)) repo.blobs.set(digest, Uint8Array.from(bytes));
+    return { digest, size: bytes.byteLength };
+  }
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    return this.#repo(repository, false)?.blobs.has(digest) ?? false;
+  }
+
+  async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    assertMaxBytes(maxBytes);
+    const bytes = this.#repo(repository, false)?.blobs.get(digest);
+    if (!bytes) throw this.#error('NOT_FOUND', `blob ${digest} not found in ${repository}`, repository, digest);
+    if (bytes.byteLength > maxBytes) {
+      throw this.#error('TOO_LARGE', `blob ${digest} in ${repository} is ${bytes.byteLength} bytes, above the bound of ${maxBytes}`, repository, digest);
+    }
+    if (sha256Digest(bytes) !== digest) {
+      throw this.#error('DIGEST_MISMATCH', `blob ${digest} in ${repository} does not hash to its digest`, repository, digest);
+    }
+    return Uint8Array.from(bytes);
+  }
+
+  async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
+    assertRepositoryName(BACKEND, repository);
+    assertReference(BACKEND, repository, reference);
+    const digest = sha256Digest(bytes);
+    const detail = { backend: BACKEND, repository, reference };
+    if (isDigest(reference) && reference !== digest) {
+      throw new StorageError('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, detail);
+    }
+    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+      throw new StorageError('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, detail);
+    }
+    const check = checkManifest(bytes, mediaType);
+    if (!check.ok) {
+      throw new StorageError(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, detail);
+    }
+    const repo = this.#repo(repository, true)!;
+    for (const blob of check.refs.blobs) {
+      if (!repo.blobs.has(blob)) {
+        throw new StorageError('INVALID_MANIFEST', `manifest ${reference} for ${repository} references blob ${blob} that is not in the repository`, detail);
+      }
+    }
+    for (const child of check.refs.manifests) {
+      if (!repo.manifests.has(child)) {
+        throw new StorageError('INVALID_MANIFEST', `index ${reference} for ${repository} references manifest ${child} that is not in the repository`, detail);
+      }
+    }
+    repo.manifests.set(digest, { bytes: Uint8Array.from(bytes), mediaType });
+    if (!isDigest(reference)) repo.tags.set(reference, digest);
+    return { digest };
+  }
+
+  async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
+    assertRepositoryName(BACKEND, repository);
+    assertReference(BACKEND, repository, reference);
+    assertMaxBytes(maxBytes);
+    const repo = this.#repo(repository, false);
+    const digest = isDigest(reference) ? reference : repo?.tags.get(reference);
+    const stored = digest === undefined ? undefined : repo?.manifests.get(digest);
+    if (!stored || digest === undefined) {
+      throw this.#error('NOT_FOUND', `manifest ${reference} not found in ${repository}`, repository, reference);
+    }
+    if (stored.bytes.byteLength > maxBytes) {
+      throw this.#error('TOO_LARGE', `manifest ${reference} in ${repository} is ${stored.bytes.byteLength} bytes, above the bound of ${maxBytes}`, repository, reference);
+    }
+    if (sha256Digest(stored.bytes) !== digest) {
+      throw this.#error('DIGEST_MISMATCH', `manifest ${reference} in ${repository} does not hash to ${digest}`, repository, reference);
+    }
+    return { bytes: Uint8Array.from(stored.bytes), mediaType: stored.mediaType, digest };
+  }
+
+  async listTags(repository: string): Promise<string[]> {
+    assertRepositoryName(BACKEND, repository);
+    return [...(this.#repo(repository, false)?.tags.keys() ?? [])].sort();
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<void> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    const repo = this.#repo(repository, false);
+    if (!repo?.manifests.delete(digest)) {
+      throw this.#error('NOT_FOUND', `manifest ${digest} not found in ${repository}`, repository, digest);
+    }
+    for (const [tag, target] of repo.tags) if (target === digest) repo.tags.delete(tag);
+  }
+
+  async deleteTag(repository: string, tag: string): Promise<void> {
+    assertRepositoryName(BACKEND, repository);
+    assertTag(BACKEND, repository, tag);
+    if (!this.#repo(repository, false)?.tags.delete(tag)) {
+      throw this.#error('NOT_FOUND', `tag ${tag} not found in ${repository}`, repository, tag);
+    }
+  }
+
+  /** Test hook: overwrite a stored blob with other bytes, as a failing disk would. */
+  corruptBlobForTesting(repository: string, digest: string, bytes: Uint8Array): void {
+    const repo = this.#repo(repository, false);
+    if (repo?.blobs.has(digest)) repo.blobs.set(digest, Uint8Array.from(bytes));
+    else if (repo?.manifests.has(digest)) repo.manifests.get(digest)!.bytes = Uint8Array.from(bytes);
+    else throw new Error(`no blob ${digest} in ${repository}`);
+  }
+}

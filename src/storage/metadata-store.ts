@@ -1,0 +1,258 @@
+/**
+ * TUF metadata files of an OCI repository R, kept as artifacts (artifact.ts)
+ * tagged with their file names in the sibling repository `R/tuf` (by default)
+ * of any Store backend.
+ *
+ * Invariants:
+ * - Versioned files (`N.role.json`) are immutable: writing different bytes to
+ *   an existing one is a CONFLICT, writing the same bytes is a no-op success.
+ *   Only `timestamp.json` moves.
+ * - A file is visible only once complete: blobs first, the tagged manifest
+ *   last, so a failed write leaves no tag (or the previous timestamp).
+ * - `publish` writes a set of files with timestamp.json last, and stops at the
+ *   first failure: the timestamp never points at files that failed to write.
+ * - Reads return exactly the layer bytes, bounded by the caller, after the
+ *   manifest was checked to be the artifact of the file name asked for.
+ * - `prune` never deletes a protected file, timestamp.json, or any root.
+ * - Writes to one repository are serialised within this process (one mutex
+ *   per backend instance and repository). Across processes the coordinator's
+ *   lock must be held; the check-then-write of a versioned file is not atomic
+ *   on a registry, which has no conditional PUT.
+ */
+import {
+  ANNOTATION_FILENAME,
+  buildMetadataArtifact,
+  EMPTY_JSON_BYTES,
+  isArtifactProblem,
+  parseMetadataArtifact,
+  type ArtifactProblem,
+  type ParsedMetadataArtifact,
+} from './artifact.ts';
+import { sha256Digest } from './digest.ts';
+import { KeyedMutex } from './keyed-mutex.ts';
+import { assertMaxBytes } from './limits.ts';
+import { assertMetadataFileName, TIMESTAMP_FILE_NAME, type MetadataFileName } from './metadata-name.ts';
+import { assertRepositoryName, clip } from './names.ts';
+import { isStorageError, StorageError, type StorageErrorCode } from './storage-error.ts';
+import { OCI_MANIFEST_MEDIA_TYPE, type Store } from './store.ts';
+
+/** Artifact manifests are a few hundred bytes; this bounds what a hostile registry can make us read. */
+export const MAX_ARTIFACT_MANIFEST_BYTES = 64 * 1024;
+
+export interface MetadataStoreOptions {
+  store: Store;
+  /** Where the metadata of image repository R lives (default `R/tuf`). */
+  metadataRepository?: (repository: string) => string;
+}
+
+export interface WriteResult {
+  fileName: string;
+  /** false when an identical versioned file was already there. */
+  written: boolean;
+  manifestDigest: string;
+  layerDigest: string;
+}
+
+export interface PruneOptions {
+  /** Newest versions of each role to keep (at least 1). */
+  keep: number;
+  /** File names never deleted, whatever their age (what the current snapshot and timestamp reference). */
+  protect?: ReadonlySet<string>;
+}
+
+export interface MetadataFile {
+  fileName: string;
+  bytes: Uint8Array;
+}
+
+const mutexes = new WeakMap<Store, KeyedMutex>();
+
+function mutexFor(store: Store): KeyedMutex {
+  let mutex = mutexes.get(store);
+  if (!mutex) {
+    mutex = new KeyedMutex();
+    mutexes.set(store, mutex);
+  }
+  return mutex;
+}
+
+/** Order for publishing: everything else in the given order, then snapshots, then timestamp. */
+function publishRank(name: MetadataFileName): number {
+  if (name.role === 'timestamp') return 2;
+  if (name.role === 'snapshot') return 1;
+  return 0;
+}
+
+export class MetadataStore {
+  readonly store: Store;
+  readonly #metadataRepository: (repository: string) => string;
+  readonly #mutex: KeyedMutex;
+
+  constructor(options: MetadataStoreOptions) {
+    this.store = options.store;
+    this.#metadataRepository = options.metadataRepository ?? ((repository) => `${repository}/tuf`);
+    this.#mutex = mutexFor(options.store);
+  }
+
+  /** The repository holding R's metadata, validated. */
+  metadataRepository(repository: string): string {
+    assertRepositoryName(this.store.backend, repository);
+    const target = this.#metadataRepository(repository);
+    assertRepositoryName(this.store.backend, target);
+    return target;
+  }
+
+  #fail(code: StorageErrorCode, message: string, repository: string, reference: string, extra: Record<string, unknown> = {}): StorageError {
+    return new StorageError(code, message, { backend: this.store.backend, repository, reference, ...extra });
+  }
+
+  #problem(problem: ArtifactProblem, repository: string, fileName: string): StorageError {
+    const code = problem.kind === 'bad-media-type' ? 'BAD_MEDIA_TYPE' : 'PROTOCOL';
+    return this.#fail(code, `${fileName} in ${repository} is not a tufoci metadata artifact: ${problem.reason}`, repository, fileName);
+  }
+
+  async #readArtifact(metaRepo: string, fileName: string): Promise<ParsedMetadataArtifact & { manifestDigest: string }> {
+    const manifest = await this.store.getManifest(metaRepo, fileName, MAX_ARTIFACT_MANIFEST_BYTES);
+    if (manifest.mediaType !== OCI_MANIFEST_MEDIA_TYPE) {
+      throw this.#fail('BAD_MEDIA_TYPE', `${fileName} in ${metaRepo} is a ${clip(manifest.mediaType, 80)}, not an OCI image manifest`, metaRepo, fileName);
+    }
+    const parsed = parseMetadataArtifact(manifest.bytes, fileName);
+    if (isArtifactProblem(parsed)) throw this.#problem(parsed, metaRepo, fileName);
+    return { ...parsed, manifestDigest: manifest.digest };
+  }
+
+  async writeMetadata(repository: string, fileName: string, bytes: Uint8Array): Promise<WriteResult> {
+    const metaRepo = this.metadataRepository(repository);
+    const name = assertMetadataFileName(this.store.backend, metaRepo, fileName);
+    return this.#mutex.run(metaRepo, () => this.#write(metaRepo, name, bytes));
+  }
+
+  async #write(metaRepo: string, name: MetadataFileName, bytes: Uint8Array): Promise<WriteResult> {
+    const artifact = buildMetadataArtifact(name, bytes);
+    if (name.version !== undefined) {
+      let existing: (ParsedMetadataArtifact & { manifestDigest: string }) | undefined;
+      try {
+        existing = await this.#readArtifact(metaRepo, name.fileName);
+      } catch (error) {
+        if (isStorageError(error, 'NOT_FOUND')) existing = undefined;
+        else if (isStorageError(error, 'BAD_MEDIA_TYPE') || isStorageError(error, 'PROTOCOL')) {
+          throw this.#fail('CONFLICT', `${name.fileName} in ${metaRepo} already exists and is not a tufoci artifact; versioned files are never overwritten`, metaRepo, name.fileName, { existing: error.message });
+        } else throw error;
+      }
+      if (existing) {
+        if (existing.layerDigest === artifact.layerDigest) {
+          return { fileName: name.fileName, written: false, manifestDigest: existing.manifestDigest, layerDigest: existing.layerDigest };
+        }
+        throw this.#fail('CONFLICT', `${name.fileName} in ${metaRepo} already holds other bytes (${existing.layerDigest}); versioned metadata is immutable`, metaRepo, name.fileName, {
+          existingDigest: existing.layerDigest,
+          newDigest: artifact.layerDigest,
+        });
+      }
+    }
+    await this.store.putBlob(metaRepo, bytes);
+    await this.store.putBlob(metaRepo, EMPTY_JSON_BYTES);
+    const { digest } = await this.store.putManifest(metaRepo, name.fileName, artifact.manifest, OCI_MANIFEST_MEDIA_TYPE);
+    return { fileName: name.fileName, written: true, manifestDigest: digest, layerDigest: artifact.layerDigest };
+  }
+
+  /**
+   * Write several files so that readers never see a timestamp ahead of its
+   * files: all others first (in the given order, snapshots after the rest),
+   * timestamp.json last, stopping at the first failure.
+   */
+  async publish(repository: string, files: readonly MetadataFile[]): Promise<WriteResult[]> {
+    const metaRepo = this.metadataRepository(repository);
+    const named = files.map((file) => ({ file, name: assertMetadataFileName(this.store.backend, metaRepo, file.fileName) }));
+    const seen = new Set<string>();
+    for (const { name } of named) {
+      if (seen.has(name.fileName)) {
+        throw this.#fail('CONFLICT', `publish to ${metaRepo} names ${name.fileName} twice`, metaRepo, name.fileName);
+      }
+      seen.add(name.fileName);
+    }
+    const ordered = named
+      .map((entry, position) => ({ ...entry, position }))
+      .sort((a, b) => publishRank(a.name) - publishRank(b.name) || a.position - b.position);
+    return this.#mutex.run(metaRepo, async () => {
+      const results: WriteResult[] = [];
+      for (const { file, name } of ordered) results.push(await this.#write(metaRepo, name, file.bytes));
+      return results;
+    });
+  }
+
+  /** The exact bytes of a metadata file; `TOO_LARGE` (before download) above `maxBytes`. */
+  async readMetadata(repository: string, fileName: string, maxBytes: number): Promise<Uint8Array> {
+    const metaRepo = this.metadataRepository(repository);
+    assertMetadataFileName(this.store.backend, metaRepo, fileName);
+    assertMaxBytes(maxBytes);
+    const artifact = await this.#readArtifact(metaRepo, fileName);
+    if (artifact.layerSize > maxBytes) {
+      throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: artifact.layerSize, maxBytes });
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.store.getBlob(metaRepo, artifact.layerDigest, maxBytes);
+    } catch (error) {
+      if (error instanceof StorageError) {
+        // Name the file, not only the blob digest.
+        throw new StorageError(error.code, `${fileName} in ${metaRepo}: ${error.message}`, { ...error.detail, reference: fileName, layerDigest: artifact.layerDigest }, { cause: error });
+      }
+      throw error;
+    }
+    if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
+      throw this.#fail('DIGEST_MISMATCH', `${fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo, fileName);
+    }
+    return bytes;
+  }
+
+  /** Every metadata file of R, by role then version; tags that are not metadata file names are ignored. */
+  async listMetadata(repository: string): Promise<MetadataFileName[]> {
+    const metaRepo = this.metadataRepository(repository);
+    const tags = await this.store.listTags(metaRepo);
+    const files: MetadataFileName[] = [];
+    for (const tag of tags) {
+      try {
+        files.push(assertMetadataFileName(this.store.backend, metaRepo, tag));
+      } catch {
+        // a foreign tag in the repository: not ours to list
+      }
+    }
+    return files.sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : (a.version ?? 0) - (b.version ?? 0)));
+  }
+
+  /**
+   * Delete old versions: for each role, all but the newest `keep`, never a
+   * protected file, never a root (clients walk every root version), never
+   * timestamp.json. Returns the deleted file names.
+   */
+  async prune(repository: string, options: PruneOptions): Promise<string[]> {
+    if (!Number.isSafeInteger(options.keep) || options.keep < 1) {
+      throw new RangeError(`prune keep must be an integer of at least 1, got ${String(options.keep)}`);
+    }
+    const metaRepo = this.metadataRepository(repository);
+    const protect = options.protect ?? new Set<string>();
+    return this.#mutex.run(metaRepo, async () => {
+      const byRole = new Map<string, MetadataFileName[]>();
+      for (const file of await this.listMetadata(repository)) {
+        if (file.version === undefined || file.role === 'root' || file.fileName === TIMESTAMP_FILE_NAME) continue;
+        const list = byRole.get(file.role) ?? [];
+        list.push(file);
+        byRole.set(file.role, list);
+      }
+      const deleted: string[] = [];
+      for (const files of byRole.values()) {
+        files.sort((a, b) => (b.version ?? 0) - (a.version ?? 0));
+        for (const file of files.slice(options.keep)) {
+          if (protect.has(file.fileName)) continue;
+          const artifact = await this.#readArtifact(metaRepo, file.fileName);
+          // The file name annotation makes the manifest unique to this tag, so
+          // deleting by digest removes this file and nothing else.
+          if (artifact.annotations[ANNOTATION_FILENAME] !== file.fileName) continue;
+          await this.store.deleteManifest(metaRepo, artifact.manifestDigest);
+          deleted.push(file.fileName);
+        }
+      }
+      return deleted.sort();
+    });
+  }
+}

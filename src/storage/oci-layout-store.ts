@@ -1,0 +1,513 @@
+/**
+ * The embedded default backend: one OCI image layout directory per repository
+ * under a root directory (`<root>/<repository>/{oci-layout,index.json,blobs/sha256/<hex>}`),
+ * readable and writable by skopeo and oras (`skopeo copy oci:<root>/<repository>:<tag> ...`).
+ *
+ * Invariants:
+ * - Every file is replaced atomically (temporary file, fsync, rename, fsync of
+ *   the directory), so a crash leaves either the old or the new state.
+ * - A tag appears in index.json (descriptor annotated
+ *   `org.opencontainers.image.ref.name`) only after the manifest blob and every
+ *   blob it references are on disk.
+ * - index.json is rewritten by one flusher per layout directory (an async
+ *   critical section per repository): updates queued while it writes are
+ *   applied together in its next rewrite (group commit), so N concurrent tag
+ *   writes cost far fewer than N rewrites. Exclusion covers one process;
+ *   several processes writing one layout directory need the coordinator's lock.
+ * - Blobs are content addressed and verified on every read.
+ * - A repository component may not be `blobs`, `index.json` or `oci-layout`:
+ *   those names belong to the layout of the parent repository.
+ */
+import { access, constants, mkdir, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { isErrno, readFileBounded, writeFileAtomic } from './atomic-file.ts';
+import { sha256Digest } from './digest.ts';
+import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { checkManifest } from './manifest-refs.ts';
+import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest } from './names.ts';
+import { StorageError, type StorageErrorCode } from './storage-error.ts';
+import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type Store } from './store.ts';
+
+const BACKEND = 'oci-layout';
+const REF_NAME = 'org.opencontainers.image.ref.name';
+const LAYOUT_FILE_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
+const RESERVED_COMPONENTS = new Set(['blobs', 'index.json', 'oci-layout']);
+
+export interface OciLayoutStoreOptions {
+  /** Directory holding one layout directory per repository; created on demand. */
+  root: string;
+  /** Bound on index.json (default 64 MiB, about 200,000 tags). */
+  maxIndexBytes?: number;
+  /** fsync files and directories (default true). */
+  fsync?: boolean;
+}
+
+interface IndexDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+interface ImageIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: IndexDescriptor[];
+  [field: string]: unknown;
+}
+
+/**
+ * The manifests of index.json being changed by one batch: copied once per
+ * batch, with a tag → position map built on first use, so each update is
+ * O(1) for tags instead of a copy of the whole list. An update that throws
+ * must not have changed anything.
+ */
+class IndexDraft {
+  readonly #entries: (IndexDescriptor | undefined)[];
+  #byTag: Map<string, number> | undefined;
+
+  constructor(manifests: readonly IndexDescriptor[]) {
+    this.#entries = [...manifests];
+  }
+
+  #tags(): Map<string, number> {
+    if (this.#byTag === undefined) {
+      this.#byTag = new Map();
+      this.#entries.forEach((d, i) => {
+        const tag = d === undefined ? undefined : refName(d);
+        if (tag === undefined) return;
+        const earlier = this.#byTag!.get(tag);
+        if (earlier !== undefined) this.#entries[earlier] = undefined; // a duplicate tag: the last one wins
+        this.#byTag!.set(tag, i);
+      });
+    }
+    return this.#byTag;
+  }
+
+  hasTag(tag: string): boolean {
+    return this.#tags().has(tag);
+  }
+
+  hasDigest(digest: string): boolean {
+    return this.#entries.some((d) => d?.digest === digest);
+  }
+
+  setTag(tag: string, descriptor: IndexDescriptor): void {
+    const at = this.#tags().get(tag);
+    const tagged = { ...descriptor, annotations: { [REF_NAME]: tag } };
+    if (at !== undefined) this.#entries[at] = tagged;
+    else this.#tags().set(tag, this.#entries.push(tagged) - 1);
+  }
+
+  add(descriptor: IndexDescriptor): void {
+    this.#entries.push(descriptor);
+  }
+
+  removeTag(tag: string): void {
+    const at = this.#tags().get(tag);
+    if (at === undefined) return;
+    this.#entries[at] = undefined;
+    this.#tags().delete(tag);
+  }
+
+  /** Remove every descriptor of a digest; returns how many there were. */
+  removeDigest(digest: string): number {
+    let removed = 0;
+    this.#entries.forEach((d, i) => {
+      if (d?.digest !== digest) return;
+      const tag = refName(d);
+      if (tag !== undefined) this.#tags().delete(tag);
+      this.#entries[i] = undefined;
+      removed++;
+    });
+    return removed;
+  }
+
+  manifests(): IndexDescriptor[] {
+    return this.#entries.filter((d): d is IndexDescriptor => d !== undefined);
+  }
+}
+
+type IndexUpdate = (draft: IndexDraft) => void;
+
+interface PendingUpdate {
+  apply: IndexUpdate;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isDescriptor(value: unknown): value is IndexDescriptor {
+  if (!isRecord(value)) return false;
+  const annotations = value['annotations'];
+  return (
+    typeof value['mediaType'] === 'string' &&
+    typeof value['digest'] === 'string' &&
+    Number.isSafeInteger(value['size']) &&
+    (annotations === undefined ||
+      (isRecord(annotations) && Object.values(annotations).every((v) => typeof v === 'string')))
+  );
+}
+
+function refName(descriptor: IndexDescriptor): string | undefined {
+  return descriptor.annotations?.[REF_NAME];
+}
+
+export class OciLayoutStore implements Store {
+  readonly backend = BACKEND;
+  readonly #root: string;
+  readonly #maxIndexBytes: number;
+  readonly #fsync: boolean;
+  readonly #flushing = new Set<string>();
+  readonly #pending = new Map<string, PendingUpdate[]>();
+  readonly #initialized = new Set<string>();
+  /** Parsed index.json per directory, reused while the file's identity (inode, size, mtime) is unchanged. */
+  readonly #indexCache = new Map<string, { identity: string; index: ImageIndex }>();
+
+  constructor(options: OciLayoutStoreOptions) {
+    this.#root = resolve(options.root);
+    this.#maxIndexBytes = options.maxIndexBytes ?? 64 * 1024 * 1024;
+    this.#fsync = options.fsync ?? true;
+  }
+
+  /** The layout directory of a repository: usable as `oci:<dir>:<tag>` with skopeo. */
+  layoutDirectory(repository: string): string {
+    assertRepositoryName(BACKEND, repository);
+    const components = repository.split('/');
+    const reserved = components.find((c) => RESERVED_COMPONENTS.has(c));
+    if (reserved !== undefined) {
+      throw new StorageError(
+        'INVALID_NAME',
+        `repository ${repository} has a component "${reserved}", reserved by the OCI layout of its parent directory`,
+        { backend: BACKEND, repository, reference: '' },
+      );
+    }
+    return join(this.#root, ...components);
+  }
+
+  #blobPath(dir: string, digest: string): string {
+    return join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  }
+
+  #fail(code: StorageErrorCode, message: string, repository: string, reference: string, cause?: unknown): StorageError {
+    return new StorageError(code, message, { backend: BACKEND, repository, reference }, cause === undefined ? {} : { cause });
+  }
+
+  /** Map an fs failure to UNAVAILABLE (disk full, permissions, I/O) unless it is already typed. */
+  #io(error: unknown, what: string, repository: string, reference: string): StorageError {
+    if (error instanceof StorageError) return error;
+    const code = isErrno(error, 'ENOENT') ? 'NOT_FOUND' : 'UNAVAILABLE';
+    return this.#fail(code, `${what} failed for ${repository} (${reference || 'repository'})`, repository, reference, error);
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await mkdir(this.#root, { recursive: true });
+      await access(this.#root, constants.R_OK | constants.W_OK);
+    } catch (error) {
+      throw this.#fail('UNAVAILABLE', `layout root ${this.#root} is not a writable directory`, '', '', error);
+    }
+  }
+
+  async #ensureLayout(dir: string): Promise<void> {
+    if (this.#initialized.has(dir)) return;
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    const layout = await readFileBounded(join(dir, 'oci-layout'), 4096);
+    if (layout.kind === 'missing') await writeFileAtomic(join(dir, 'oci-layout'), LAYOUT_FILE_BYTES, { fsync: this.#fsync });
+    this.#initialized.add(dir);
+  }
+
+  async #writeBlob(dir: string, digest: string, bytes: Uint8Array): Promise<void> {
+    const path = this.#blobPath(dir, digest);
+    try {
+      const existing = await stat(path);
+      if (existing.size === bytes.byteLength) return;
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT')) throw error;
+    }
+    await writeFileAtomic(path, bytes, { fsync: this.#fsync });
+  }
+
+  /**
+   * The parsed index.json. The result is shared with a cache and must be
+   * treated as read-only: updates replace `manifests` on a shallow copy.
+   * Every rewrite (ours, or another tool's) replaces or changes the file, so
+   * a cached parse is reused only while inode, size and mtime are unchanged.
+   */
+  async #readIndex(dir: string, repository: string): Promise<ImageIndex> {
+    const path = join(dir, 'index.json');
+    let identity: string;
+    try {
+      const s = await stat(path, { bigint: true });
+      identity = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}`;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) {
+        this.#indexCache.delete(dir);
+        return { schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests: [] };
+      }
+      throw error;
+    }
+    const cached = this.#indexCache.get(dir);
+    if (cached && cached.identity === identity) return cached.index;
+    const index = await this.#parseIndex(path, repository);
+    this.#indexCache.set(dir, { identity, index });
+    return index;
+  }
+
+  async #parseIndex(path: string, repository: string): Promise<ImageIndex> {
+    const read = await readFileBounded(path, this.#maxIndexBytes);
+    if (read.kind === 'missing') return { schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests: [] };
+    if (read.kind === 'too-large') {
+      throw this.#fail('TOO_LARGE', `index.json of ${repository} is ${read.size} bytes, above ${this.#maxIndexBytes}`, repository, 'index.json');
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(read.bytes));
+    } catch (error) {
+      throw this.#fail('PROTOCOL', `index.json of ${repository} is not UTF-8 JSON`, repository, 'index.json', error);
+    }
+    if (!isRecord(parsed) || parsed['schemaVersion'] !== 2 || !Array.isArray(parsed['manifests']) || !parsed['manifests'].every(isDescriptor)) {
+      throw this.#fail('PROTOCOL', `index.json of ${repository} is not an OCI image index`, repository, 'index.json');
+    }
+    return parsed as ImageIndex;
+  }
+
+  /**
+   * Apply an index update. One flusher per layout directory rewrites
+   * index.json; updates that arrive while it writes are applied together in
+   * its next rewrite (group commit). Each caller resolves once the rewrite
+   * holding its update is durable, or rejects with its own error.
+   */
+  async #updateIndex(dir: string, repository: string, apply: IndexUpdate): Promise<void> {
+    const done = new Promise<void>((resolvePromise, rejectPromise) => {
+      const queue = this.#pending.get(dir) ?? [];
+      queue.push({ apply, resolve: resolvePromise, reject: rejectPromise });
+      this.#pending.set(dir, queue);
+    });
+    if (!this.#flushing.has(dir)) {
+      this.#flushing.add(dir);
+      void this.#flush(dir, repository);
+    }
+    await done;
+  }
+
+  async #flush(dir: string, repository: string): Promise<void> {
+    try {
+      for (;;) {
+        const batch = this.#pending.get(dir);
+        if (batch === undefined || batch.length === 0) return;
+        this.#pending.delete(dir);
+        await this.#applyBatch(dir, repository, batch);
+      }
+    } finally {
+      this.#flushing.delete(dir);
+    }
+  }
+
+  async #applyBatch(dir: string, repository: string, batch: PendingUpdate[]): Promise<void> {
+    let index: ImageIndex;
+    try {
+      await this.#ensureLayout(dir);
+      index = { ...(await this.#readIndex(dir, repository)) };
+    } catch (error) {
+      for (const update of batch) update.reject(error);
+      return;
+    }
+    const draft = new IndexDraft(index.manifests);
+    const applied: PendingUpdate[] = [];
+    for (const update of batch) {
+      try {
+        update.apply(draft);
+        applied.push(update);
+      } catch (error) {
+        update.reject(error);
+      }
+    }
+    if (applied.length === 0) return;
+    index.manifests = draft.manifests();
+    try {
+      const path = join(dir, 'index.json');
+      await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(index)), { fsync: this.#fsync });
+      const s = await stat(path, { bigint: true });
+      this.#indexCache.set(dir, { identity: `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}`, index });
+      for (const update of applied) update.resolve();
+    } catch (error) {
+      for (const update of applied) update.reject(error);
+    }
+  }
+
+  async putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef> {
+    const dir = this.layoutDirectory(repository);
+    const digest = sha256Digest(bytes);
+    try {
+      await this.#ensureLayout(dir);
+      await this.#writeBlob(dir, digest, bytes);
+    } catch (error) {
+      throw this.#io(error, 'writing a blob', repository, digest);
+    }
+    return { digest, size: bytes.byteLength };
+  }
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    const dir = this.layoutDirectory(repository);
+    assertDigest(BACKEND, repository, digest);
+    try {
+      return (await stat(this.#blobPath(dir, digest))).isFile();
+    } catch (error) {
+      if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) return false;
+      throw this.#io(error, 'checking a blob', repository, digest);
+    }
+  }
+
+  async #readVerified(dir: string, repository: string, reference: string, digest: string, maxBytes: number, what: string): Promise<Uint8Array> {
+    let read;
+    try {
+      read = await readFileBounded(this.#blobPath(dir, digest), maxBytes);
+    } catch (error) {
+      throw this.#io(error, `reading ${what}`, repository, reference);
+    }
+    if (read.kind === 'missing') throw this.#fail('NOT_FOUND', `${what} ${reference} not found in ${repository}`, repository, reference);
+    if (read.kind === 'too-large') {
+      throw this.#fail('TOO_LARGE', `${what} ${reference} in ${repository} is ${read.size} bytes, above the bound of ${maxBytes}`, repository, reference);
+    }
+    if (sha256Digest(read.bytes) !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `${what} ${reference} in ${repository} does not hash to ${digest}`, repository, reference);
+    }
+    return read.bytes;
+  }
+
+  async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
+    const dir = this.layoutDirectory(repository);
+    assertDigest(BACKEND, repository, digest);
+    assertMaxBytes(maxBytes);
+    return this.#readVerified(dir, repository, digest, digest, maxBytes, 'blob');
+  }
+
+  async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
+    const dir = this.layoutDirectory(repository);
+    assertReference(BACKEND, repository, reference);
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && reference !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
+    }
+    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
+    }
+    const check = checkManifest(bytes, mediaType);
+    if (!check.ok) {
+      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
+    }
+    for (const ref of [...check.refs.blobs, ...check.refs.manifests]) {
+      if (!(await this.hasBlob(repository, ref))) {
+        throw this.#fail('INVALID_MANIFEST', `manifest ${reference} for ${repository} references ${ref}, which is not in the repository`, repository, reference);
+      }
+    }
+    try {
+      await this.#ensureLayout(dir);
+      await this.#writeBlob(dir, digest, bytes);
+      const descriptor: IndexDescriptor = { mediaType, digest, size: bytes.byteLength };
+      await this.#updateIndex(dir, repository, (draft) => {
+        if (!isDigest(reference)) draft.setTag(reference, descriptor);
+        else if (!draft.hasDigest(digest)) draft.add(descriptor);
+      });
+    } catch (error) {
+      throw this.#io(error, 'writing a manifest', repository, reference);
+    }
+    return { digest };
+  }
+
+  async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
+    const dir = this.layoutDirectory(repository);
+    assertReference(BACKEND, repository, reference);
+    assertMaxBytes(maxBytes);
+    let index: ImageIndex;
+    try {
+      index = await this.#readIndex(dir, repository);
+    } catch (error) {
+      throw this.#io(error, 'reading index.json', repository, reference);
+    }
+    const descriptor = isDigest(reference)
+      ? index.manifests.find((d) => d.digest === reference)
+      : index.manifests.findLast((d) => refName(d) === reference);
+    if (!isDigest(reference) && !descriptor) {
+      throw this.#fail('NOT_FOUND', `manifest ${reference} not found in ${repository}`, repository, reference);
+    }
+    const digest = descriptor?.digest ?? reference;
+    if (!isDigest(digest)) {
+      throw this.#fail('PROTOCOL', `index.json of ${repository} maps ${reference} to "${clip(digest, 80)}", not a sha256 digest`, repository, reference);
+    }
+    if (descriptor && descriptor.size > maxBytes) {
+      throw this.#fail('TOO_LARGE', `manifest ${reference} in ${repository} is ${descriptor.size} bytes, above the bound of ${maxBytes}`, repository, reference);
+    }
+    const bytes = await this.#readVerified(dir, repository, reference, digest, maxBytes, 'manifest');
+    if (descriptor && descriptor.size !== bytes.byteLength) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest ${reference} in ${repository} is ${bytes.byteLength} bytes, index.json says ${descriptor.size}`, repository, reference);
+    }
+    let mediaType = descriptor?.mediaType;
+    if (mediaType === undefined) {
+      // Untagged manifest not listed in index.json (e.g. the previous target of a moved tag).
+      try {
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+        if (isRecord(parsed) && typeof parsed['mediaType'] === 'string') mediaType = parsed['mediaType'];
+      } catch {
+        // not JSON: not a manifest
+      }
+      if (mediaType === undefined || !MANIFEST_MEDIA_TYPES.includes(mediaType)) {
+        throw this.#fail('NOT_FOUND', `no manifest ${reference} in ${repository} (the blob is not a manifest)`, repository, reference);
+      }
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  async listTags(repository: string): Promise<string[]> {
+    const dir = this.layoutDirectory(repository);
+    let index: ImageIndex;
+    try {
+      index = await this.#readIndex(dir, repository);
+    } catch (error) {
+      throw this.#io(error, 'reading index.json', repository, '');
+    }
+    const tags = new Set<string>();
+    for (const d of index.manifests) {
+      const tag = refName(d);
+      if (tag !== undefined) tags.add(tag);
+    }
+    return [...tags].sort();
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<void> {
+    const dir = this.layoutDirectory(repository);
+    assertDigest(BACKEND, repository, digest);
+    try {
+      const blobExists = await this.hasBlob(repository, digest);
+      await this.#updateIndex(dir, repository, (draft) => {
+        if (!draft.hasDigest(digest) && !blobExists) {
+          throw this.#fail('NOT_FOUND', `manifest ${digest} not found in ${repository}`, repository, digest);
+        }
+        draft.removeDigest(digest);
+      });
+      await unlink(this.#blobPath(dir, digest)).catch((error: unknown) => {
+        if (!isErrno(error, 'ENOENT')) throw error;
+      });
+    } catch (error) {
+      throw this.#io(error, 'deleting a manifest', repository, digest);
+    }
+  }
+
+  async deleteTag(repository: string, tag: string): Promise<void> {
+    const dir = this.layoutDirectory(repository);
+    assertTag(BACKEND, repository, tag);
+    try {
+      await this.#updateIndex(dir, repository, (draft) => {
+        if (!draft.hasTag(tag)) throw this.#fail('NOT_FOUND', `tag ${tag} not found in ${repository}`, repository, tag);
+        draft.removeTag(tag);
+      });
+    } catch (error) {
+      throw this.#io(error, 'deleting a tag', repository, tag);
+    }
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * Registry authentication, as the distribution token spec and Docker clients
+ * do it: start anonymous; on `401` read `WWW-Authenticate`:
+ * - `Basic realm=...` → send the configured username/password from then on;
+ * - `Bearer realm=...,service=...,scope=...` → GET the realm with that
+ *   service and scope (with Basic credentials when configured, anonymously
+ *   otherwise), cache the token until shortly before `expires_in`, and send it
+ *   for later requests of the same repository and access class.
+ * The caller retries the request once after a successful answer to a challenge.
+ */
+import { readBodyBounded } from './http-body.ts';
+import { StorageError, type StorageErrorDetail } from './storage-error.ts';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+/** Parse a WWW-Authenticate header into its challenges (scheme lowercased, params unquoted). */
+export function parseChallenges(header: string): Challenge[] {
+  const challenges: Challenge[] = [];
+  const input = header.trim();
+  let pos = 0;
+  const scheme = /\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)/y;
+  const param = /\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|$)/y;
+  while (pos < input.length) {
+    scheme.lastIndex = pos;
+    const s = scheme.exec(input);
+    if (!s || s[1] === undefined) break;
+    pos = scheme.lastIndex;
+    const challenge: Challenge = { scheme: s[1].toLowerCase(), params: {} };
+    for (;;) {
+      param.lastIndex = pos;
+      const p = param.exec(input);
+      if (!p || p[1] === undefined || p[2] === undefined) break;
+      // "Bearer realm=x, Basic realm=y": a token followed by a space, not "=", starts a new challenge.
+      const raw = p[2];
+      const value = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw;
+      challenge.params[p[1].toLowerCase()] = value;
+      pos = param.lastIndex;
+    }
+    challenges.push(challenge);
+    while (pos < input.length && (input[pos] === ',' || input[pos] === ' ')) pos++;
+  }
+  return challenges;
+}
+
+export interface RegistryAuthOptions {
+  credentials?: Credentials;
+  timeoutMs: number;
+  userAgent: string;
+  now?: () => number;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
+const DEFAULT_TOKEN_SECONDS = 60;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export class RegistryAuth {
+  readonly #credentials: Credentials | undefined;
+  readonly #timeoutMs: number;
+  readonly #userAgent: string;
+  readonly #now: () => number;
+  #basic = false;
+  readonly #tokens = new Map<string, CachedToken>();
+  /** access key (repository + access class) → the challenge key whose token it last needed */
+  readonly #accessTokens = new Map<string, string>();
+  /** Number of token requests made: observable for tests of the cache. */
+  tokenRequests = 0;
+
+  constructor(options: RegistryAuthOptions) {
+    this.#credentials = options.credentials;
+    this.#timeoutMs = options.timeoutMs;
+    this.#userAgent = options.userAgent;
+    this.#now = options.now ?? Date.now;
+  }
+
+  #basicHeader(): string | undefined {
+    if (!this.#credentials) return undefined;
+    const { username, password } = this.#credentials;
+    return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+  }
+
+  /** The Authorization header to send for this access key, if one is known. */
+  authorization(accessKey: string): string | undefined {
+    const key = this.#accessTokens.get(accessKey);
+    const cached = key === undefined ? undefined : this.#tokens.get(key);
+    if (cached && cached.expiresAt > this.#now()) return `Bearer ${cached.token}`;
+    if (this.#basic) return this.#basicHeader();
+    return undefined;
+  }
+
+  /**
+   * Answer a 401 challenge. Resolves true when the request is worth retrying
+   * with `authorization(accessKey)`, false when nothing more can be tried.
+   */
+  async respond(header: string | null, accessKey: string, detail: StorageErrorDetail): Promise<boolean> {
+    if (header === null) return false;
+    const challenges = parseChallenges(header);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer) {
+      const realm = bearer.params['realm'];
+      if (realm === undefined) {
+        throw new StorageError('PROTOCOL', `Bearer challenge without realm for ${detail.repository}`, { ...detail, challenge: header.slice(0, 300) });
+      }
+      const key = JSON.stringify([realm, bearer.params['service'] ?? '', bearer.params['scope'] ?? '']);
+      const cached = this.#tokens.get(key);
+      // A cached token that was just refused is stale: fetch a fresh one.
+      if (cached && this.#accessTokens.get(accessKey) !== key && cached.expiresAt > this.#now()) {
+        this.#accessTokens.set(accessKey, key);
+        return true;
+      }
+      this.#tokens.set(key, await this.#fetchToken(realm, bearer.params['service'], bearer.params['scope'], detail));
+      this.#accessTokens.set(accessKey, key);
+      return true;
+    }
+    if (challenges.some((c) => c.scheme === 'basic') && this.#credentials && !this.#basic) {
+      this.#basic = true;
+      return true;
+    }
+    return false;
+  }
+
+  async #fetchToken(realm: string, service: string | undefined, scope: string | undefined, detail: StorageErrorDetail): Promise<CachedToken> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch (error) {
+      throw new StorageError('PROTOCOL', `Bearer realm "${realm.slice(0, 200)}" is not a URL`, detail, { cause: error });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+      throw new StorageError('PROTOCOL', `Bearer realm ${url.protocol} is not http(s)`, detail);
+    }
+    if (service !== undefined) url.searchParams.set('service', service);
+    if (scope !== undefined) for (const s of scope.split(' ')) if (s) url.searchParams.append('scope', s);
+    const headers: Record<string, string> = { 'User-Agent': this.#userAgent, Accept: 'application/json' };
+    const basic = this.#basicHeader();
+    if (basic) headers['Authorization'] = basic;
+    this.tokenRequests++;
+    let response: Response;
+    try {
+      response = await fetch(url, { headers, signal: AbortSignal.timeout(this.#timeoutMs) });
+    } catch (error) {
+      throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} unreachable for ${detail.repository}`, detail, { cause: error });
+    }
+    let body;
+    try {
+      body = await readBodyBounded(response, MAX_TOKEN_RESPONSE_BYTES);
+    } catch (error) {
+      throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} failed mid-response`, detail, { cause: error });
+    }
+    if (response.status === 401 || response.status === 403) {
+      throw new StorageError('UNAUTHORIZED', `token endpoint ${url.origin} refused ${this.#credentials ? 'the credentials' : 'anonymous access'} for ${detail.repository} (HTTP ${response.status})`, { ...detail, status: response.status });
+    }
+    if (response.status !== 200) {
+      const code = response.status >= 500 || response.status === 429 ? 'UNAVAILABLE' : 'PROTOCOL';
+      throw new StorageError(code, `token endpoint ${url.origin} answered HTTP ${response.status} for ${detail.repository}`, { ...detail, status: response.status });
+    }
+    if (body.kind === 'too-large') {
+      throw new StorageError('TOO_LARGE', `token response from ${url.origin} is larger than ${MAX_TOKEN_RESPONSE_BYTES} bytes`, detail);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(body.bytes));
+    } catch (error) {
+      throw new StorageError('PROTOCOL', `token response from ${url.origin} is not JSON`, detail, { cause: error });
+    }
+    const token = isRecord(parsed) ? (parsed['token'] ?? parsed['access_token']) : undefined;
+    if (typeof token !== 'string' || token.length === 0 || /[\r\n]/.test(token)) {
+      throw new StorageError('PROTOCOL', `token response from ${url.origin} has no token`, detail);
+    }
+    const rawExpiry = isRecord(parsed) ? parsed['expires_in'] : undefined;
+    const seconds = typeof rawExpiry === 'number' && rawExpiry > 0 ? rawExpiry : DEFAULT_TOKEN_SECONDS;
+    // Renew a little early so a token does not expire in flight.
+    const expiresAt = this.#now() + Math.max(1, seconds - Math.min(10, seconds / 10)) * 1000;
+    return { token, expiresAt };
+  }
+}

@@ -1,0 +1,532 @@
+/**
+ * OCI distribution API backend over Node's fetch.
+ *
+ * Invariants:
+ * - Every request has a timeout (AbortSignal) and every body read a bound;
+ *   a body over its bound is cut off (`TOO_LARGE`), never buffered whole.
+ * - Every blob and manifest fetched is hashed; a body that does not hash to
+ *   the digest asked for, or to the `Docker-Content-Digest` the registry
+ *   announced, is refused (`DIGEST_MISMATCH`). Manifests must come back with a
+ *   manifest Content-Type (`BAD_MEDIA_TYPE`) and parse as one (`PROTOCOL`).
+ * - Only idempotent requests are retried (GET, HEAD, PUT of a manifest), on
+ *   network errors, 429 and 5xx, with a short exponential backoff. Upload
+ *   sessions (POST/PATCH/PUT of an upload) are never replayed.
+ * - Redirects are followed by hand up to `maxRedirects`; credentials are only
+ *   sent to the registry's own origin.
+ * - A tag moves only when the registry has accepted the whole manifest, which
+ *   it accepts only once every referenced blob is uploaded.
+ * - Errors name the repository and reference and carry the HTTP status and
+ *   the registry's error codes in `detail`.
+ */
+import { sha256Digest } from './digest.ts';
+import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
+import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { checkManifest } from './manifest-refs.ts';
+import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isTag } from './names.ts';
+import { RegistryAuth, type Credentials } from './registry-auth.ts';
+import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
+import { MANIFEST_MEDIA_TYPES, type BlobRef, type Manifest, type Store } from './store.ts';
+
+const BACKEND = 'registry';
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+
+export interface RegistryStoreOptions {
+  /** Base URL of the registry, e.g. `https://registry.example` or `http://127.0.0.1:5000`. */
+  url: string;
+  credentials?: Credentials;
+  /** Per request, including reading its body (default 30 s). */
+  timeoutMs?: number;
+  /** Extra attempts for idempotent requests (default 2). */
+  retries?: number;
+  /** First backoff step; doubles per attempt, plus jitter (default 100 ms). */
+  retryBaseDelayMs?: number;
+  /** Default 5. */
+  maxRedirects?: number;
+  /** Blobs of at least this many bytes are uploaded in chunks (default 8 MiB). */
+  chunkedUploadThreshold?: number;
+  /** Bytes per PATCH of a chunked upload (default 4 MiB). */
+  chunkSize?: number;
+  /** `n` asked per page of tags/list (default 1000); registries may ignore it. */
+  tagsPageSize?: number;
+  /** Bound on one tags/list page (default 16 MiB). */
+  maxTagsPageBytes?: number;
+  /** Bound on pages followed (default 10,000). */
+  maxTagsPages?: number;
+  userAgent?: string;
+}
+
+type AccessClass = 'pull' | 'push' | 'delete';
+
+interface RequestSpec {
+  method: 'GET' | 'HEAD' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: string;
+  repository: string;
+  reference: string;
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+  idempotent: boolean;
+  access: AccessClass;
+}
+
+interface RegistryErrorEntry {
+  code: string;
+  message: string;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `<url>; rel="next"` from a Link header, if any. */
+export function nextLink(header: string | null): string | undefined {
+  if (header === null) return undefined;
+  for (const part of header.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>\s*(.*)$/.exec(part);
+    if (m && m[1] !== undefined && /(?:^|;)\s*rel="?next"?\s*(?:;|$)/i.test(m[2] ?? '')) return m[1];
+  }
+  return undefined;
+}
+
+export class RegistryStore implements Store {
+  readonly backend = BACKEND;
+  readonly #base: URL;
+  /** Origin plus any path prefix, without a trailing slash: `#url('/v2/')` appends to it. */
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #retryBaseDelayMs: number;
+  readonly #maxRedirects: number;
+  readonly #chunkedThreshold: number;
+  readonly #chunkSize: number;
+  readonly #tagsPageSize: number;
+  readonly #maxTagsPageBytes: number;
+  readonly #maxTagsPages: number;
+  readonly #userAgent: string;
+  readonly auth: RegistryAuth;
+
+  constructor(options: RegistryStoreOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.url);
+    } catch (error) {
+      throw new StorageError('INVALID_NAME', `registry URL "${clip(options.url)}" is not a URL`, { backend: BACKEND, repository: '', reference: '' }, { cause: error });
+    }
+    if (base.protocol !== 'https:' && base.protocol !== 'http:') {
+      throw new StorageError('INVALID_NAME', `registry URL must be http(s), got ${base.protocol}`, { backend: BACKEND, repository: '', reference: '' });
+    }
+    this.#base = base;
+    this.#prefix = base.origin + base.pathname.replace(/\/+$/, '');
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#retries = options.retries ?? 2;
+    this.#retryBaseDelayMs = options.retryBaseDelayMs ?? 100;
+    this.#maxRedirects = options.maxRedirects ?? 5;
+    this.#chunkedThreshold = options.chunkedUploadThreshold ?? 8 * 1024 * 1024;
+    this.#chunkSize = Math.max(1, options.chunkSize ?? 4 * 1024 * 1024);
+    this.#tagsPageSize = options.tagsPageSize ?? 1000;
+    this.#maxTagsPageBytes = options.maxTagsPageBytes ?? 16 * 1024 * 1024;
+    this.#maxTagsPages = options.maxTagsPages ?? 10_000;
+    this.#userAgent = options.userAgent ?? 'tufoci-storage';
+    this.auth = new RegistryAuth({
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      timeoutMs: this.#timeoutMs,
+      userAgent: this.#userAgent,
+    });
+  }
+
+  #url(path: string): string {
+    return `${this.#prefix}${path}`;
+  }
+
+  #detail(repository: string, reference: string, extra: Record<string, unknown> = {}): StorageErrorDetail {
+    return { backend: BACKEND, repository, reference, ...extra };
+  }
+
+  #fail(code: StorageErrorCode, message: string, repository: string, reference: string, extra: Record<string, unknown> = {}, cause?: unknown): StorageError {
+    return new StorageError(code, message, this.#detail(repository, reference, extra), cause === undefined ? {} : { cause });
+  }
+
+  /** One request: redirects followed by hand, one retry after answering an auth challenge. */
+  async #send(spec: RequestSpec): Promise<Response> {
+    let url = new URL(spec.url);
+    let method: string = spec.method;
+    let body = spec.body;
+    let redirects = 0;
+    let answeredChallenge = false;
+    const accessKey = `${spec.repository}\n${spec.access}`;
+    for (;;) {
+      const sameOrigin = url.origin === this.#base.origin;
+      const headers: Record<string, string> = { 'User-Agent': this.#userAgent, ...spec.headers };
+      const authorization = sameOrigin ? this.auth.authorization(accessKey) : undefined;
+      if (authorization) headers['Authorization'] = authorization;
+      const response = await fetch(url, {
+        method,
+        headers,
+        ...(body !== undefined ? { body } : {}),
+        redirect: 'manual',
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      if ([301, 302, 303, 307, 308].includes(response.status)) {
+        const location = response.headers.get('location');
+        await discardBody(response);
+        if (location === null) {
+          throw this.#fail('PROTOCOL', `${spec.method} ${url.pathname}: redirect without Location for ${spec.repository}`, spec.repository, spec.reference, { status: response.status });
+        }
+        redirects++;
+        if (redirects > this.#maxRedirects) {
+          throw this.#fail('PROTOCOL', `${spec.method} for ${spec.repository} (${spec.reference || 'repository'}): more than ${this.#maxRedirects} redirects (loop?)`, spec.repository, spec.reference, { redirects });
+        }
+        url = new URL(location, url);
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+          throw this.#fail('PROTOCOL', `${spec.method} for ${spec.repository}: redirect to a ${url.protocol} URL`, spec.repository, spec.reference, { status: response.status });
+        }
+        if (response.status === 303 && method !== 'HEAD') {
+          method = 'GET';
+          body = undefined;
+        }
+        continue;
+      }
+      if (response.status === 401 && sameOrigin && !answeredChallenge) {
+        const header = response.headers.get('www-authenticate');
+        await discardBody(response);
+        answeredChallenge = true;
+        if (await this.auth.respond(header, accessKey, this.#detail(spec.repository, spec.reference))) continue;
+        return new Response(null, { status: 401 });
+      }
+      return response;
+    }
+  }
+
+  /** `#send` with retries of idempotent requests on network errors, 429 and 5xx. */
+  async #request(spec: RequestSpec): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      const canRetry = spec.idempotent && attempt < this.#retries;
+      let response: Response;
+      try {
+        response = await this.#send(spec);
+      } catch (error) {
+        if (error instanceof StorageError) throw error;
+        if (canRetry) {
+          await sleep(this.#backoff(attempt, null));
+          continue;
+        }
+        const timedOut = isRecord(error) && (error['name'] === 'TimeoutError' || error['name'] === 'AbortError');
+        throw this.#fail('UNAVAILABLE', `${spec.method} for ${spec.repository} (${spec.reference || 'repository'}) ${timedOut ? `timed out after ${this.#timeoutMs} ms` : 'failed: registry unreachable'}`, spec.repository, spec.reference, { attempts: attempt + 1 }, error);
+      }
+      if (RETRYABLE_STATUS.has(response.status) && canRetry) {
+        const retryAfter = response.headers.get('retry-after');
+        await discardBody(response);
+        await sleep(this.#backoff(attempt, retryAfter));
+        continue;
+      }
+      return response;
+    }
+  }
+
+  #backoff(attempt: number, retryAfter: string | null): number {
+    if (retryAfter !== null && /^[0-9]+$/.test(retryAfter)) return Math.min(Number(retryAfter) * 1000, 5000);
+    return this.#retryBaseDelayMs * 2 ** attempt + Math.random() * this.#retryBaseDelayMs;
+  }
+
+  /** Turn an unexpected response into a typed error (the body read is bounded). */
+  async #unexpected(response: Response, spec: RequestSpec, what: string): Promise<StorageError> {
+    let errors: RegistryErrorEntry[] = [];
+    try {
+      const body = await readBodyBounded(response, MAX_ERROR_BODY_BYTES);
+      if (body.kind === 'ok' && body.bytes.byteLength > 0) {
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(body.bytes));
+        if (isRecord(parsed) && Array.isArray(parsed['errors'])) {
+          errors = parsed['errors'].filter(isRecord).slice(0, 10).map((e) => ({
+            code: typeof e['code'] === 'string' ? clip(e['code'], 64) : '',
+            message: typeof e['message'] === 'string' ? clip(e['message'], 300) : '',
+          }));
+        }
+      }
+    } catch {
+      // An unreadable or non-JSON error body: the status alone decides.
+    }
+    const status = response.status;
+    const codes = errors.map((e) => e.code);
+    let code: StorageErrorCode;
+    if (status === 404) code = 'NOT_FOUND';
+    else if (status === 401 || status === 403) code = 'UNAUTHORIZED';
+    else if (status === 413) code = 'TOO_LARGE';
+    else if (status === 429 || status >= 500) code = 'UNAVAILABLE';
+    else if (status === 405 || codes.includes('UNSUPPORTED')) code = 'UNSUPPORTED';
+    else if (codes.includes('DIGEST_INVALID')) code = 'DIGEST_MISMATCH';
+    else if (codes.includes('NAME_INVALID') || codes.includes('TAG_INVALID')) code = 'INVALID_NAME';
+    else if (codes.some((c) => c.startsWith('MANIFEST_') || c === 'BLOB_UNKNOWN')) code = 'INVALID_MANIFEST';
+    else code = 'PROTOCOL';
+    const first = errors[0];
+    const reason = first ? `: ${first.code}${first.message ? ` (${first.message})` : ''}` : '';
+    return this.#fail(code, `${what} ${spec.reference || ''} in ${spec.repository}: registry answered HTTP ${status}${reason}`.replace('  ', ' '), spec.repository, spec.reference, { status, registryErrors: errors });
+  }
+
+  async #readBody(response: Response, spec: RequestSpec, maxBytes: number, what: string): Promise<Uint8Array> {
+    let body;
+    try {
+      body = await readBodyBounded(response, maxBytes);
+    } catch (error) {
+      throw this.#fail('UNAVAILABLE', `reading ${what} ${spec.reference} from ${spec.repository} failed mid-body`, spec.repository, spec.reference, {}, error);
+    }
+    if (body.kind === 'too-large') {
+      throw this.#fail('TOO_LARGE', `${what} ${spec.reference} in ${spec.repository} is larger than the bound of ${maxBytes} bytes${body.declared !== undefined ? ` (Content-Length ${body.declared})` : ''}`, spec.repository, spec.reference, { maxBytes });
+    }
+    return body.bytes;
+  }
+
+  async ping(): Promise<void> {
+    const spec: RequestSpec = { method: 'GET', url: this.#url('/v2/'), repository: '', reference: '', idempotent: true, access: 'pull' };
+    const response = await this.#request(spec);
+    if (response.status !== 200) throw await this.#unexpected(response, spec, 'ping');
+    await discardBody(response);
+  }
+
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    const spec: RequestSpec = { method: 'HEAD', url: this.#url(`/v2/${repository}/blobs/${digest}`), repository, reference: digest, idempotent: true, access: 'pull' };
+    const response = await this.#request(spec);
+    await discardBody(response);
+    if (response.status === 200) return true;
+    if (response.status === 404) return false;
+    throw await this.#unexpected(response, spec, 'checking blob');
+  }
+
+  async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    assertMaxBytes(maxBytes);
+    const spec: RequestSpec = { method: 'GET', url: this.#url(`/v2/${repository}/blobs/${digest}`), repository, reference: digest, idempotent: true, access: 'pull' };
+    const response = await this.#request(spec);
+    if (response.status !== 200) throw await this.#unexpected(response, spec, 'blob');
+    if (mediaTypeOf(response.headers.get('content-type')) === 'text/html') {
+      await discardBody(response);
+      throw this.#fail('BAD_MEDIA_TYPE', `blob ${digest} in ${repository} came back as text/html (an error page, not content)`, repository, digest);
+    }
+    const bytes = await this.#readBody(response, spec, maxBytes, 'blob');
+    const actual = sha256Digest(bytes);
+    if (actual !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `blob ${digest} in ${repository}: the registry served content hashing to ${actual}`, repository, digest, { actual });
+    }
+    return bytes;
+  }
+
+  async putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef> {
+    assertRepositoryName(BACKEND, repository);
+    const digest = sha256Digest(bytes);
+    const ref = { digest, size: bytes.byteLength };
+    if (await this.hasBlob(repository, digest)) return ref;
+    let location = await this.#startUpload(repository, digest);
+    if (bytes.byteLength >= this.#chunkedThreshold) {
+      for (let start = 0; start < bytes.byteLength; start += this.#chunkSize) {
+        const chunk = bytes.subarray(start, Math.min(start + this.#chunkSize, bytes.byteLength));
+        location = await this.#patchChunk(repository, digest, location, chunk, start);
+      }
+      await this.#finishUpload(repository, digest, location, undefined);
+    } else {
+      await this.#finishUpload(repository, digest, location, bytes);
+    }
+    return ref;
+  }
+
+  #uploadLocation(response: Response, requestUrl: string, spec: RequestSpec): string {
+    const location = response.headers.get('location');
+    if (location === null) {
+      throw this.#fail('PROTOCOL', `upload of ${spec.reference} to ${spec.repository}: HTTP ${response.status} without Location`, spec.repository, spec.reference);
+    }
+    return new URL(location, requestUrl).href;
+  }
+
+  async #startUpload(repository: string, digest: string): Promise<string> {
+    const spec: RequestSpec = { method: 'POST', url: this.#url(`/v2/${repository}/blobs/uploads/`), repository, reference: digest, idempotent: false, access: 'push' };
+    const response = await this.#request(spec);
+    if (response.status !== 202) throw await this.#unexpected(response, spec, 'starting upload of blob');
+    await discardBody(response);
+    return this.#uploadLocation(response, spec.url, spec);
+  }
+
+  async #patchChunk(repository: string, digest: string, location: string, chunk: Uint8Array, start: number): Promise<string> {
+    const end = start + chunk.byteLength - 1;
+    const spec: RequestSpec = {
+      method: 'PATCH',
+      url: location,
+      repository,
+      reference: digest,
+      idempotent: false,
+      access: 'push',
+      body: chunk,
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Range': `${start}-${end}` },
+    };
+    const response = await this.#request(spec);
+    if (response.status !== 202) throw await this.#unexpected(response, spec, 'uploading a chunk of blob');
+    await discardBody(response);
+    const range = response.headers.get('range');
+    const m = range === null ? null : /^(?:bytes=)?0-([0-9]+)$/.exec(range);
+    if (range !== null && (!m || Number(m[1]) !== end)) {
+      throw this.#fail('PROTOCOL', `chunked upload of ${digest} to ${repository}: registry has range ${clip(range, 60)}, expected 0-${end}`, repository, digest);
+    }
+    return this.#uploadLocation(response, location, spec);
+  }
+
+  async #finishUpload(repository: string, digest: string, location: string, body: Uint8Array | undefined): Promise<void> {
+    const url = `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
+    const spec: RequestSpec = {
+      method: 'PUT',
+      url,
+      repository,
+      reference: digest,
+      idempotent: false,
+      access: 'push',
+      ...(body !== undefined ? { body } : {}),
+      headers: { 'Content-Type': 'application/octet-stream' },
+    };
+    const response = await this.#request(spec);
+    if (response.status !== 201) throw await this.#unexpected(response, spec, 'completing upload of blob');
+    await discardBody(response);
+    const announced = response.headers.get('docker-content-digest');
+    if (announced !== null && announced !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `upload of ${digest} to ${repository}: registry stored ${clip(announced, 80)}`, repository, digest, { announced: clip(announced, 80) });
+    }
+  }
+
+  async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
+    assertRepositoryName(BACKEND, repository);
+    assertReference(BACKEND, repository, reference);
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && reference !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
+    }
+    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
+    }
+    const check = checkManifest(bytes, mediaType);
+    if (!check.ok) {
+      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
+    }
+    const spec: RequestSpec = {
+      method: 'PUT',
+      url: this.#url(`/v2/${repository}/manifests/${reference}`),
+      repository,
+      reference,
+      idempotent: true,
+      access: 'push',
+      body: bytes,
+      headers: { 'Content-Type': mediaType },
+    };
+    const response = await this.#request(spec);
+    if (response.status !== 201 && response.status !== 200) throw await this.#unexpected(response, spec, 'putting manifest');
+    await discardBody(response);
+    const announced = response.headers.get('docker-content-digest');
+    if (announced !== null && announced !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest ${reference} in ${repository}: registry stored ${clip(announced, 80)}, the bytes hash to ${digest}`, repository, reference, { announced: clip(announced, 80) });
+    }
+    return { digest };
+  }
+
+  async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
+    assertRepositoryName(BACKEND, repository);
+    assertReference(BACKEND, repository, reference);
+    assertMaxBytes(maxBytes);
+    const spec: RequestSpec = {
+      method: 'GET',
+      url: this.#url(`/v2/${repository}/manifests/${reference}`),
+      repository,
+      reference,
+      idempotent: true,
+      access: 'pull',
+      headers: { Accept: MANIFEST_MEDIA_TYPES.join(', ') },
+    };
+    const response = await this.#request(spec);
+    if (response.status !== 200) throw await this.#unexpected(response, spec, 'manifest');
+    const mediaType = mediaTypeOf(response.headers.get('content-type'));
+    if (!MANIFEST_MEDIA_TYPES.includes(mediaType)) {
+      await discardBody(response);
+      throw this.#fail('BAD_MEDIA_TYPE', `manifest ${reference} in ${repository} came back as "${clip(mediaType, 80)}", not a manifest media type`, repository, reference, { contentType: clip(mediaType, 80) });
+    }
+    const bytes = await this.#readBody(response, spec, maxBytes, 'manifest');
+    const digest = sha256Digest(bytes);
+    const announced = response.headers.get('docker-content-digest');
+    if ((isDigest(reference) && digest !== reference) || (announced !== null && announced !== digest)) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest ${reference} in ${repository}: content hashes to ${digest}, ${isDigest(reference) ? 'asked for' : 'registry announced'} ${isDigest(reference) ? reference : clip(announced ?? '', 80)}`, repository, reference, { actual: digest });
+    }
+    const check = checkManifest(bytes, mediaType);
+    if (!check.ok) {
+      throw this.#fail('PROTOCOL', `manifest ${reference} in ${repository} is not a valid ${mediaType}: ${check.reason}`, repository, reference);
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  async listTags(repository: string): Promise<string[]> {
+    assertRepositoryName(BACKEND, repository);
+    const tags = new Set<string>();
+    const seen = new Set<string>();
+    let url: string | undefined = this.#url(`/v2/${repository}/tags/list?n=${this.#tagsPageSize}`);
+    for (let page = 0; url !== undefined; page++) {
+      if (page >= this.#maxTagsPages || seen.has(url)) {
+        throw this.#fail('PROTOCOL', `tag listing of ${repository} does not end (${page} pages${seen.has(url) ? ', a page links back' : ''})`, repository, 'tags/list', { pages: page });
+      }
+      seen.add(url);
+      const spec: RequestSpec = { method: 'GET', url, repository, reference: 'tags/list', idempotent: true, access: 'pull', headers: { Accept: 'application/json' } };
+      const response = await this.#request(spec);
+      if (response.status === 404 && page === 0) {
+        const error = await this.#unexpected(response, spec, 'tag list');
+        const codes = (error.detail['registryErrors'] as RegistryErrorEntry[]).map((e) => e.code);
+        if (codes.length === 0 || codes.includes('NAME_UNKNOWN')) return [];
+        throw error;
+      }
+      if (response.status !== 200) throw await this.#unexpected(response, spec, 'tag list');
+      const contentType = mediaTypeOf(response.headers.get('content-type'));
+      if (contentType !== 'application/json' && !contentType.endsWith('+json')) {
+        await discardBody(response);
+        throw this.#fail('BAD_MEDIA_TYPE', `tag list of ${repository} came back as "${clip(contentType, 80)}", not JSON`, repository, 'tags/list', { contentType: clip(contentType, 80) });
+      }
+      const bytes = await this.#readBody(response, spec, this.#maxTagsPageBytes, 'tag list');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      } catch (error) {
+        throw this.#fail('PROTOCOL', `tag list of ${repository} is not JSON`, repository, 'tags/list', {}, error);
+      }
+      const pageTags = isRecord(parsed) ? parsed['tags'] : undefined;
+      if (pageTags !== null && (!Array.isArray(pageTags) || !pageTags.every((t): t is string => typeof t === 'string' && isTag(t)))) {
+        throw this.#fail('PROTOCOL', `tag list of ${repository} is not {"tags": [<valid tags>]}`, repository, 'tags/list');
+      }
+      for (const tag of pageTags ?? []) tags.add(tag);
+      const next = nextLink(response.headers.get('link'));
+      url = next === undefined ? undefined : new URL(next, spec.url).href;
+      if (url !== undefined && new URL(url).origin !== this.#base.origin) {
+        throw this.#fail('PROTOCOL', `tag list of ${repository} links to another origin`, repository, 'tags/list');
+      }
+    }
+    return [...tags].sort();
+  }
+
+  async deleteManifest(repository: string, digest: string): Promise<void> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    const spec: RequestSpec = { method: 'DELETE', url: this.#url(`/v2/${repository}/manifests/${digest}`), repository, reference: digest, idempotent: false, access: 'delete' };
+    const response = await this.#request(spec);
+    if (response.status !== 202 && response.status !== 200 && response.status !== 204) throw await this.#unexpected(response, spec, 'deleting manifest');
+    await discardBody(response);
+  }
+
+  async deleteTag(repository: string, tag: string): Promise<void> {
+    assertRepositoryName(BACKEND, repository);
+    assertTag(BACKEND, repository, tag);
+    const spec: RequestSpec = { method: 'DELETE', url: this.#url(`/v2/${repository}/manifests/${tag}`), repository, reference: tag, idempotent: false, access: 'delete' };
+    const response = await this.#request(spec);
+    if (response.status === 202 || response.status === 200 || response.status === 204) {
+      await discardBody(response);
+      return;
+    }
+    const error = await this.#unexpected(response, spec, 'deleting tag');
+    // distribution 2.x answers 400 DIGEST_INVALID: it deletes by digest only (OCI distribution 1.1 allows tags).
+    if (response.status === 400 && error.code === 'DIGEST_MISMATCH') {
+      throw this.#fail('UNSUPPORTED', `registry cannot delete tag ${tag} of ${repository} (it deletes manifests by digest only)`, repository, tag, { status: 400 }, error);
+    }
+    throw error;
+  }
+}

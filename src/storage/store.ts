@@ -1,0 +1,70 @@
+/**
+ * The storage seam: content-addressed blobs, manifests and tags of one OCI
+ * repository per call, in the shape of the OCI distribution API.
+ *
+ * Contract every backend keeps (checked by test/storage/contract.ts):
+ * - Names are validated before any I/O (`INVALID_NAME`): repositories by the
+ *   OCI name grammar, tags by the tag grammar, digests as `sha256:<hex>`.
+ * - Every read is bounded by the caller's `maxBytes` (`TOO_LARGE`), and every
+ *   byte returned has been hashed: a blob or manifest that does not hash to its
+ *   digest is never returned (`DIGEST_MISMATCH`).
+ * - A manifest becomes visible under a tag only once it and the bytes it was
+ *   given are fully stored: a failed put leaves the previous tag target (or no
+ *   tag) in place.
+ * - Putting a manifest under an existing tag moves the tag. Immutability of
+ *   versioned TUF files is the job of the MetadataStore above, not of backends.
+ * - Returned and accepted byte arrays are never aliased with backend state.
+ * - No TUF logic lives here.
+ * - Failures are `StorageError`s naming backend, repository and reference.
+ */
+
+/** Media types of manifests the backends store and the registry backend asks for. */
+export {
+  DOCKER_MANIFEST_LIST_MEDIA_TYPE,
+  DOCKER_MANIFEST_MEDIA_TYPE,
+  MANIFEST_MEDIA_TYPES,
+  OCI_INDEX_MEDIA_TYPE,
+  OCI_MANIFEST_MEDIA_TYPE,
+} from '../oci/media-types.ts';
+
+export interface BlobRef {
+  digest: string;
+  size: number;
+}
+
+export interface Manifest {
+  bytes: Uint8Array;
+  mediaType: string;
+  digest: string;
+}
+
+export interface Store {
+  /** Short backend name used in error details: 'memory', 'oci-layout', 'registry'. */
+  readonly backend: string;
+
+  /** Resolve when the backend can serve requests; reject with a StorageError otherwise. */
+  ping(): Promise<void>;
+
+  /** Store bytes as a blob; idempotent (content addressed). */
+  putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef>;
+  hasBlob(repository: string, digest: string): Promise<boolean>;
+  /** The blob's bytes, verified against `digest`; `TOO_LARGE` beyond `maxBytes`. */
+  getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array>;
+
+  /**
+   * Store a manifest under a tag (moving the tag) or under its digest (which
+   * must then equal the bytes' sha256). Blobs it references must exist where
+   * the backend checks (the registry does). Returns the manifest digest.
+   */
+  putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }>;
+  /** The manifest named by tag or digest; its digest is always recomputed from the bytes. */
+  getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest>;
+
+  /** Every tag of the repository (all pages), sorted; `[]` for a repository that does not exist. */
+  listTags(repository: string): Promise<string[]>;
+
+  /** Remove a manifest and every tag pointing at it. `NOT_FOUND` if absent. */
+  deleteManifest(repository: string, digest: string): Promise<void>;
+  /** Remove one tag, leaving the manifest. `NOT_FOUND` if absent, `UNSUPPORTED` where the backend cannot. */
+  deleteTag(repository: string, tag: string): Promise<void>;
+}

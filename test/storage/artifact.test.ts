@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { buildMetadataArtifact, isArtifactProblem, parseMetadataArtifact } from '../../src/storage/artifact.ts';
+import { sha256Digest } from '../../src/storage/digest.ts';
+import { metadataFileName, parseMetadataFileName } from '../../src/storage/metadata-name.ts';
+
+const bytes = new TextEncoder().encode('{"signatures":[],"signed":{"_type":"timestamp","version":42}}');
+
+describe('metadata artifact (docs/FORMAT.md)', () => {
+  it('is byte-for-byte the documented manifest (golden)', () => {
+    const artifact = buildMetadataArtifact({ fileName: 'timestamp.json', role: 'timestamp' }, bytes);
+    const layer = sha256Digest(bytes);
+    expect(Buffer.from(artifact.manifest).toString()).toBe(
+      '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",' +
+        '"artifactType":"application/vnd.tufoci.metadata.v1+json",' +
+        '"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},' +
+        `"layers":[{"mediaType":"application/vnd.tuf.metadata+json","digest":"${layer}","size":${bytes.byteLength},` +
+        '"annotations":{"org.opencontainers.image.title":"timestamp.json","tuf.io/filename":"timestamp.json"}}],' +
+        '"annotations":{"tuf.io/filename":"timestamp.json","io.tufoci.role":"timestamp","io.tufoci.version":"42"}}',
+    );
+    expect(artifact.manifestDigest).toBe(sha256Digest(artifact.manifest));
+    expect(artifact).toMatchObject({ layerDigest: layer, layerSize: bytes.byteLength });
+  });
+
+  it('is a pure function of file name and bytes, and differs per file name', () => {
+    const a = buildMetadataArtifact({ fileName: '3.ci.json', role: 'ci', version: 3 }, bytes);
+    expect(buildMetadataArtifact({ fileName: '3.ci.json', role: 'ci', version: 3 }, Uint8Array.from(bytes)).manifestDigest).toBe(a.manifestDigest);
+    expect(buildMetadataArtifact({ fileName: '4.ci.json', role: 'ci', version: 4 }, bytes).manifestDigest).not.toBe(a.manifestDigest);
+  });
+
+  it('takes the version annotation from the file name, else from signed.version, else omits it', () => {
+    const annotations = (name: Parameters<typeof buildMetadataArtifact>[0], b: Uint8Array) =>
+      JSON.parse(Buffer.from(buildMetadataArtifact(name, b).manifest).toString()).annotations;
+    expect(annotations({ fileName: '7.snapshot.json', role: 'snapshot', version: 7 }, bytes)['io.tufoci.version']).toBe('7');
+    expect(annotations({ fileName: 'timestamp.json', role: 'timestamp' }, new TextEncoder().encode('not json'))['io.tufoci.version']).toBeUndefined();
+  });
+
+  it('parses its own output and reports each kind of foreign manifest', () => {
+    const { manifest } = buildMetadataArtifact({ fileName: '1.root.json', role: 'root', version: 1 }, bytes);
+    const parsed = parseMetadataArtifact(manifest, '1.root.json');
+    expect(isArtifactProblem(parsed)).toBe(false);
+    expect(parsed).toMatchObject({ layerDigest: sha256Digest(bytes), layerSize: bytes.byteLength });
+    const edit = (from: string, to: string) => new TextEncoder().encode(Buffer.from(manifest).toString().replace(from, to));
+    expect(parseMetadataArtifact(manifest, '2.root.json')).toMatchObject({ kind: 'wrong-file' });
+    expect(parseMetadataArtifact(edit('vnd.tufoci.metadata', 'vnd.other'), '1.root.json')).toMatchObject({ kind: 'bad-media-type' });
+    expect(parseMetadataArtifact(edit('vnd.tuf.metadata+json', 'vnd.oci.image.layer.v1.tar'), '1.root.json')).toMatchObject({ kind: 'bad-media-type' });
+    expect(parseMetadataArtifact(edit('vnd.oci.empty.v1+json', 'vnd.oci.image.config.v1+json'), '1.root.json')).toMatchObject({ kind: 'bad-media-type' });
+    expect(parseMetadataArtifact(edit('"layers":[', '"layers":[{"mediaType":"x","digest":"sha256:00","size":1},'), '1.root.json')).toMatchObject({ kind: 'malformed' });
+    expect(parseMetadataArtifact(new TextEncoder().encode('<html>'), '1.root.json')).toMatchObject({ kind: 'malformed' });
+  });
+});
+
+describe('metadata file names', () => {
+  it('parses versioned names and timestamp.json', () => {
+    expect(parseMetadataFileName('1.root.json')).toEqual({ fileName: '1.root.json', role: 'root', version: 1 });
+    expect(parseMetadataFileName('12.ci.release-2.json')).toEqual({ fileName: '12.ci.release-2.json', role: 'ci.release-2', version: 12 });
+    expect(parseMetadataFileName('3.7.json')).toEqual({ fileName: '3.7.json', role: '7', version: 3 });
+    expect(parseMetadataFileName('timestamp.json')).toEqual({ fileName: 'timestamp.json', role: 'timestamp' });
+    expect(metadataFileName('ci', 3)).toBe('3.ci.json');
+    expect(metadataFileName('timestamp')).toBe('timestamp.json');
+  });
+
+  it('refuses everything else', () => {
+    for (const bad of ['root.json', 'snapshot.json', '0.root.json', '007.root.json', '1.timestamp.json', '1..json', '1.-x.json', '1.a/b.json', '1.a b.json', '99999999999999999.root.json', `1.${'x'.repeat(124)}.json`, '1.root.JSON']) {
+      expect(parseMetadataFileName(bad), bad).toBeUndefined();
+    }
+    expect(parseMetadataFileName(`1.${'x'.repeat(121)}.json`)).toBeDefined(); // exactly 128 characters
+  });
+});
