@@ -187,9 +187,15 @@ function checkRootContent(root: Metadata<Root>, ctx: RootContext): void {
  * root's root keys *and* of its own (5.3.4), well-formed per policy.
  * With no trusted state (repository creation) the root must be version 1 and self-signed.
  */
-export function verifyRootUpload(state: RepoState | undefined, bytes: Uint8Array, ctx: RootContext): RootUploadResult {
+export function verifyRootUpload(
+  state: RepoState | undefined,
+  bytes: Uint8Array,
+  ctx: RootContext,
+  opts: Pick<TargetsOptions, 'onParsed'> = {},
+): RootUploadResult {
   const parsed = parseMetadata('root', bytes, ctx.policy.roles.root.maxBytes);
   const root = parsed.md;
+  opts.onParsed?.(root.signed.version);
   let previous: VerificationResult | undefined;
   if (state) {
     const trusted = state.root.md.signed;
@@ -351,6 +357,8 @@ function explicitNames(state: RepoState): Map<string, string[]> {
 export interface TargetsOptions {
   /** Policy class for delegated roles: "delegated" (default) or "ci" for job-scoped roles. */
   roleClass?: Extract<RoleClass, 'delegated' | 'ci'>;
+  /** Called with the parsed version before any trust decision (the service checks it against the file name). */
+  onParsed?: (version: number) => void;
 }
 
 /**
@@ -369,6 +377,7 @@ export function verifyTargetsUpload(
   const rp = role === 'targets' ? policy.roles.targets : policy.roles[opts.roleClass ?? 'delegated'];
   const parsed = parseMetadata('targets', bytes, rp.maxBytes, role);
   const md = parsed.md;
+  opts.onParsed?.(md.signed.version);
 
   // Who may sign this role, and is that trust still current?
   const chain = delegationChain(state, role, policy.limits.maxDelegationDepth);

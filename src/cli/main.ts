@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+/**
+ * The `tufoci` command. For now: `tufoci serve`. (keygen, init, delegate,
+ * publish, verify… arrive with the CLI issue.)
+ */
+import { parseArgs } from 'node:util';
+import { startServer } from '../main.ts';
+
+const HELP = `usage: tufoci <command> [options]
+
+commands:
+  serve     run the metadata service
+
+run "tufoci <command> --help" for a command's options`;
+
+const SERVE_HELP = `usage: tufoci serve [options]
+
+Runs the TUF metadata service. With no options: OCI layout storage in ./data,
+in-process coordination, online keys generated under ./data/keys (mode 0600),
+an admin token in ./data/admin-token, listening on 127.0.0.1:8080.
+
+options:
+  --data DIR                 data directory (default ./data)
+  --listen HOST:PORT         address to listen on (default 127.0.0.1:8080)
+  --registry URL             store metadata in this OCI registry instead of ./data/oci
+  --registry-username USER   registry basic/bearer credentials (or TUFOCI_REGISTRY_USERNAME)
+  --registry-password PASS   (or TUFOCI_REGISTRY_PASSWORD)
+  --redis URL                coordinate instances through Redis (e.g. redis://127.0.0.1:6379)
+  --policy FILE              role policy (default roles/default.json)
+  --tokens FILE              bearer tokens JSON (or TUFOCI_TOKENS)
+  --private-read             require a token for reads too
+  --refresh-tick MS          how often to look for online roles to re-sign (default 5000)
+  -h, --help                 this help`;
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      listen: { type: 'string' },
+      registry: { type: 'string' },
+      'registry-username': { type: 'string' },
+      'registry-password': { type: 'string' },
+      redis: { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      policy: { type: 'string' },
+      tokens: { type: 'string' },
+      'private-read': { type: 'boolean' },
+      'refresh-tick': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return;
+  }
+  const listen = values.listen ?? '127.0.0.1:8080';
+  const m = /^(.*):(\d{1,5})$/.exec(listen);
+  if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${listen}`);
+  const running = await startServer({
+    ...(values.data ? { dataDir: values.data } : {}),
+    host: (m[1] as string).replace(/^\[|\]$/g, ''),
+    port: Number(m[2]),
+    ...(values.registry ? { registry: values.registry } : {}),
+    ...((values['registry-username'] ?? process.env['TUFOCI_REGISTRY_USERNAME']) ? { registryUsername: values['registry-username'] ?? process.env['TUFOCI_REGISTRY_USERNAME'] } : {}),
+    ...((values['registry-password'] ?? process.env['TUFOCI_REGISTRY_PASSWORD']) ? { registryPassword: values['registry-password'] ?? process.env['TUFOCI_REGISTRY_PASSWORD'] } : {}),
+    ...(values.redis ? { redis: values.redis } : {}),
+    ...(values['redis-prefix'] ? { redisPrefix: values['redis-prefix'] } : {}),
+    ...(values.policy ? { policyFile: values.policy } : {}),
+    ...(values.tokens ? { tokensFile: values.tokens } : {}),
+    ...(process.env['TUFOCI_TOKENS'] ? { tokensEnv: process.env['TUFOCI_TOKENS'] } : {}),
+    publicRead: !values['private-read'],
+    ...(values['refresh-tick'] ? { refreshTickMs: Number(values['refresh-tick']) } : {}),
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`tufoci: ${signal}, finishing in-flight writes…`);
+    running.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+class UsageError extends Error {}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(HELP);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'))) {
+    console.error(`tufoci: ${err.message}`);
+    process.exit(2);
+  }
+  const e = err as { code?: string; message?: string };
+  console.error(`tufoci: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}`);
+  process.exit(1);
+});

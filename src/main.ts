@@ -1,0 +1,147 @@
+/**
+ * The composition root: builds store, coordinator, online signers, policy,
+ * auth, logger and metrics, hands them to the service and the Koa app, and
+ * runs the refresh scheduler. `tufoci serve` calls `startServer`; tests call
+ * it too (in-process) or spawn the CLI (multi-instance).
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { join, resolve } from 'node:path';
+import { pino, type Logger as PinoLogger } from 'pino';
+import { InProcessCoordinator, RedisCoordinator, type Coordinator } from './coord/index.ts';
+import { defaultPolicyPath, loadPolicyFile, type Policy } from './policy/policy.ts';
+import { createApp } from './service/app.ts';
+import { TokenAuth, loadTokens } from './service/auth.ts';
+import { createMetrics } from './service/metrics.ts';
+import { loadOrCreateOnlineKeys } from './service/online-keys.ts';
+import { RepositoryService, type OnlineSigners } from './service/repository-service.ts';
+import { MetadataStore, OciLayoutStore, RegistryStore, type Store } from './storage/index.ts';
+
+export interface ServeOptions {
+  /** Data directory (OCI layout, generated keys, admin token). Default ./data. */
+  dataDir?: string;
+  host?: string;
+  /** 0 picks a free port. Default 8080. */
+  port?: number;
+  /** Registry base URL; default: the OCI layout under dataDir. */
+  registry?: string;
+  registryUsername?: string;
+  registryPassword?: string;
+  /** Redis URL; default: in-process coordination. */
+  redis?: string;
+  redisPrefix?: string;
+  policyFile?: string;
+  tokensFile?: string;
+  tokensEnv?: string;
+  publicRead?: boolean;
+  refreshTickMs?: number;
+  logLevel?: string;
+  /** Injected clock (tests); default Date.now. */
+  clock?: () => number;
+  /** Injected online signers (KMS/HSM, tests); default key files under dataDir/keys. */
+  signers?: OnlineSigners;
+  logger?: PinoLogger;
+}
+
+export interface RunningServer {
+  url: string;
+  server: Server;
+  service: RepositoryService;
+  coord: Coordinator;
+  store: Store;
+  policy: Policy;
+  /** Stop accepting requests, finish in-flight writes, release locks, close connections. */
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
+  const dataDir = resolve(opts.dataDir ?? 'data');
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const logger =
+    opts.logger ??
+    pino({
+      level: opts.logLevel ?? process.env['TUFOCI_LOG_LEVEL'] ?? 'info',
+      redact: { paths: ['req.headers.authorization', 'token', '*.token', 'password', '*.password'], censor: '[redacted]' },
+    });
+  const clock = opts.clock ?? Date.now;
+  const policy = await loadPolicyFile(opts.policyFile ?? defaultPolicyPath());
+
+  const store: Store = opts.registry
+    ? new RegistryStore({
+        url: opts.registry,
+        ...(opts.registryUsername !== undefined ? { credentials: { username: opts.registryUsername, password: opts.registryPassword ?? '' } } : {}),
+      })
+    : new OciLayoutStore({ root: join(dataDir, 'oci') });
+  const metadata = new MetadataStore({ store });
+  const coord: Coordinator = opts.redis
+    ? new RedisCoordinator({ url: opts.redis, ...(opts.redisPrefix ? { keyPrefix: opts.redisPrefix } : {}) })
+    : new InProcessCoordinator({ now: clock });
+
+  let signers = opts.signers;
+  if (!signers) {
+    const keys = await loadOrCreateOnlineKeys(dataDir, {
+      ...(process.env['TUFOCI_SNAPSHOT_KEY'] ? { snapshot: process.env['TUFOCI_SNAPSHOT_KEY'] } : {}),
+      ...(process.env['TUFOCI_TIMESTAMP_KEY'] ? { timestamp: process.env['TUFOCI_TIMESTAMP_KEY'] } : {}),
+    });
+    for (const path of keys.generated) logger.info({ path }, 'generated an online key (mode 0600)');
+    signers = { snapshot: [keys.snapshot], timestamp: [keys.timestamp] };
+  }
+  const { tokens, generatedAdminToken } = await loadTokens({
+    dataDir,
+    ...(opts.tokensFile ? { file: opts.tokensFile } : {}),
+    ...(opts.tokensEnv ? { env: opts.tokensEnv } : {}),
+  });
+  if (generatedAdminToken) logger.info({ path: generatedAdminToken }, 'generated an admin token (mode 0600); send it as "Authorization: Bearer <token>"');
+  const auth = new TokenAuth(tokens, opts.publicRead ?? true);
+
+  const service = new RepositoryService({ metadata, coord, signers, policy, clock, logger });
+  const metrics = createMetrics(() => service.expiries());
+  const app = createApp({
+    service,
+    auth,
+    logger,
+    metrics,
+    ready: async () => {
+      await store.ping();
+      await coord.ping();
+    },
+  });
+
+  // Refresh scheduler: every instance ticks; the coordinator hands each due repository to exactly one.
+  let ticking: Promise<unknown> = Promise.resolve();
+  const tick = setInterval(() => {
+    ticking = service.refreshDue().catch((err: unknown) => logger.error({ err }, 'refresh tick failed'));
+  }, opts.refreshTickMs ?? 5_000);
+  tick.unref();
+
+  const server = app.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1');
+  await new Promise<void>((res, rej) => {
+    server.once('listening', res);
+    server.once('error', rej);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const url = `http://${opts.host ?? '127.0.0.1'}:${port}`;
+  logger.info({ url, storage: opts.registry ?? join(dataDir, 'oci'), coordination: opts.redis ? 'redis' : 'in-process' }, 'tufoci serving');
+
+  let closed = false;
+  return {
+    url,
+    server,
+    service,
+    coord,
+    store,
+    policy,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(tick);
+      const stopped = new Promise<void>((res) => server.close(() => res()));
+      server.closeIdleConnections();
+      await service.close();
+      await ticking;
+      await coord.close();
+      await stopped;
+    },
+  };
+}

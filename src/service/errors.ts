@@ -1,0 +1,95 @@
+/**
+ * Domain errors → HTTP, in one table.
+ *
+ * Every error the service can answer with is a TufociError with a code; this
+ * table gives its status. Handlers never pick statuses; the error middleware
+ * looks the code up here and answers `{"error": {"code", "message", "detail"}}`.
+ * Unknown errors are 500 with a generic message (the details go to the log only).
+ */
+import { TufociError } from '../errors.ts';
+
+export type ServiceErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'BAD_REQUEST'
+  | 'BODY_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'NOT_FOUND'
+  | 'REPO_NOT_FOUND'
+  | 'REPO_EXISTS'
+  | 'VERSION_TAKEN'
+  | 'NAME_MISMATCH'
+  | 'SHUTTING_DOWN';
+
+export class ServiceError extends TufociError<ServiceErrorCode> {}
+
+type Table = Readonly<Record<string, number>>;
+
+/** One table per layer (by error class), code → HTTP status. */
+export const HTTP_STATUS: Readonly<Record<string, Table>> = {
+  ServiceError: {
+    UNAUTHENTICATED: 401,
+    FORBIDDEN: 403,
+    BAD_REQUEST: 400,
+    BODY_TOO_LARGE: 413,
+    UNSUPPORTED_MEDIA_TYPE: 415,
+    NOT_FOUND: 404,
+    REPO_NOT_FOUND: 404,
+    REPO_EXISTS: 409,
+    VERSION_TAKEN: 409,
+    NAME_MISMATCH: 400,
+    SHUTTING_DOWN: 503,
+  },
+  EngineError: {
+    TOO_LARGE: 413,
+    MALFORMED: 400,
+    NOT_CANONICAL: 400,
+    WRONG_TYPE: 400,
+    UNSUPPORTED_SPEC_VERSION: 400,
+    THRESHOLD_NOT_MET: 403,
+    VERSION_ROLLBACK: 409,
+    VERSION_SKIP: 409,
+    EXPIRED: 422,
+    EXPIRY_TOO_FAR: 422,
+    DELEGATOR_EXPIRED: 409,
+    PATH_NOT_DELEGATED: 403,
+    BAD_TARGET: 422,
+    UNSUPPORTED_KEY: 422,
+    BAD_KEY: 422,
+    UNKNOWN_ROLE: 404,
+    BAD_ROLE_NAME: 400,
+    BAD_DELEGATION: 422,
+    POLICY_VIOLATION: 422,
+    ONLINE_KEYS_MISSING: 422,
+    SIGNER_MISSING: 500,
+    INCONSISTENT: 500,
+    NO_SNAPSHOT: 500,
+  },
+  StorageError: {
+    NOT_FOUND: 404,
+    INVALID_NAME: 400,
+    CONFLICT: 409,
+    TOO_LARGE: 502,
+    UNAVAILABLE: 503,
+    DIGEST_MISMATCH: 502,
+    BAD_MEDIA_TYPE: 502,
+    UNAUTHORIZED: 502,
+    PROTOCOL: 502,
+    INVALID_MANIFEST: 502,
+    UNSUPPORTED: 501,
+  },
+  CoordError: {
+    BUSY: 409,
+    UNAVAILABLE: 503,
+    LOCK_LOST: 503,
+  },
+  KeyError: {
+    BAD_KEY: 422,
+    UNSUPPORTED_KEY: 422,
+  },
+};
+
+export function httpStatusOf(error: unknown): number {
+  if (error instanceof TufociError) return HTTP_STATUS[error.name]?.[error.code] ?? 500;
+  return 500;
+}

@@ -1,0 +1,200 @@
+/**
+ * The HTTP API against app.callback() (no listen): reads, writes, idempotent
+ * retries, and every error code of the table in src/service/errors.ts — each
+ * refusal answered with a JSON body naming the problem and changing nothing.
+ */
+import { createServer } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Updater } from 'tuf-js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HTTP_STATUS } from '../../src/service/errors.ts';
+import { image, signer } from '../support/engine-repo.ts';
+import { ADMIN, CI, OTHER, ServiceHarness } from './harness.ts';
+
+const REPO = 'wabbit-networks/net-monitor';
+const exercised = new Set<string>();
+
+function expectError(r: { status: number; json<T>(): T }, status: number, code: string): void {
+  expect(r.status, JSON.stringify(r.json())).toBe(status);
+  const body = r.json<{ error: { code: string; message: string; detail: unknown } }>();
+  expect(body.error.code).toBe(code);
+  expect(typeof body.error.message).toBe('string');
+  expect(body.error.message.length).toBeGreaterThan(0);
+  expect(body.error).toHaveProperty('detail');
+  exercised.add(code);
+}
+
+async function ready(): Promise<ServiceHarness> {
+  const h = new ServiceHarness();
+  expect((await h.create()).status).toBe(201);
+  return h;
+}
+
+describe('reads', () => {
+  it('serves online keys, the TUF layout with cache headers, and status', async () => {
+    const h = await ready();
+    const keys = await h.request('GET', '/v1/online-keys');
+    expect(keys.json<{ timestamp: Array<{ keyid: string }> }>().timestamp[0]?.keyid).toBe(h.online.timestamp.keyid);
+    const ts = await h.request('GET', `/v1/repos/${REPO}/metadata/timestamp.json`);
+    expect(ts.status).toBe(200);
+    expect(ts.headers['content-type']).toMatch(/application\/json/);
+    expect(ts.headers['cache-control']).toBe('public, max-age=10');
+    const etag = ts.headers['etag'] as string;
+    expect(etag).toMatch(/^"[0-9a-f]{64}"$/);
+    expect((await h.request('GET', `/v1/repos/${REPO}/metadata/timestamp.json`, { headers: { 'if-none-match': etag } })).status).toBe(304);
+    const root = await h.request('GET', `/v1/repos/${REPO}/metadata/1.root.json`);
+    expect(root.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+    expect(Buffer.compare(root.body, Buffer.from(await h.rootBytes()))).toBe(0);
+    const status = await h.request('GET', `/v1/repos/${REPO}/status`);
+    const roles = status.json<{ roles: Array<{ role: string; version: number; signedBy: string }> }>().roles;
+    expect(roles.map((r) => r.role).sort()).toEqual(['root', 'snapshot', 'targets', 'timestamp']);
+    expect(roles.find((r) => r.role === 'timestamp')?.signedBy).toBe('online');
+    expect((await h.request('GET', '/healthz')).json()).toEqual({ ok: true });
+    expect((await h.request('GET', '/readyz')).status).toBe(200);
+    const metrics = await h.request('GET', '/metrics');
+    expect(metrics.body.toString()).toMatch(/tufoci_role_expiry_seconds\{repository="wabbit-networks\/net-monitor",role="timestamp"\} \d+/);
+  });
+
+  it('the unmodified tuf-js Updater verifies over HTTP what the service serves', async () => {
+    const h = await ready();
+    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) })).status).toBe(201);
+    const server = createServer(h.handler);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const dir = mkdtempSync(join(tmpdir(), 'tufoci-http-'));
+      writeFileSync(join(dir, 'root.json'), await h.rootBytes());
+      const updater = new Updater({ metadataDir: dir, metadataBaseUrl: `http://127.0.0.1:${port}/v1/repos/${REPO}/metadata` });
+      expect((await updater.getTargetInfo('v1'))?.hashes['sha256']).toBe(image(1).digest.slice(7));
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('writes', () => {
+  it('uploads move snapshot then timestamp; identical retries answer 200 with the same result', async () => {
+    const h = await ready();
+    const body = await h.ciBytes(1, { v1: image(1) });
+    const first = await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body });
+    expect(first.status).toBe(201);
+    expect(first.json()).toMatchObject({ role: 'ci', version: 1, snapshotVersion: 2, timestampVersion: 2, unchanged: false });
+    const again = await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body });
+    expect(again.status).toBe(200);
+    expect(again.json()).toMatchObject({ role: 'ci', version: 1, unchanged: true });
+    expect(await h.timestampVersion()).toBe(2);
+    const snapshot = await h.request('GET', `/v1/repos/${REPO}/metadata/2.snapshot.json`);
+    expect(snapshot.json<{ signed: { meta: Record<string, { version: number }> } }>().signed.meta['ci.json']?.version).toBe(1);
+  });
+
+  it('creating the same repository twice: identical → 200, different → 409', async () => {
+    const h = new ServiceHarness();
+    const body = await h.createBody();
+    expect((await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body })).status).toBe(201);
+    expect((await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body })).status).toBe(200);
+    const different = JSON.parse(body);
+    different.targets = JSON.parse(new TextDecoder().decode(await h.targetsBytes({ version: 1 })));
+    expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify(different) }), 409, 'REPO_EXISTS');
+  });
+
+  it('rotates the root through an upload', async () => {
+    const h = await ready();
+    const r = await h.request('PUT', `/v1/repos/${REPO}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2) });
+    expect(r.status).toBe(201);
+    expect((await h.request('GET', `/v1/repos/${REPO}/metadata/2.root.json`)).status).toBe(200);
+    expect((await h.request('GET', `/v1/repos/${REPO}/metadata/1.root.json`)).status).toBe(200); // older roots stay readable
+  });
+});
+
+describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
+  it('auth: no token, unknown token, token without scope', async () => {
+    const h = await ready();
+    const body = await h.ciBytes(1, { v1: image(1) });
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { body }), 401, 'UNAUTHENTICATED');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { body, token: 'x'.repeat(30) }), 401, 'UNAUTHENTICATED');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { body, token: OTHER }), 403, 'FORBIDDEN');
+    expect(await h.timestampVersion()).toBe(1);
+  });
+
+  it('request shape: bad body, too large, wrong content type, unknown route, bad names', async () => {
+    const h = await ready();
+    expectError(await h.request('POST', '/v1/repos/wabbit-networks/other', { token: ADMIN, body: '{"root": 1}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.ci.json`, { token: CI, body: new Uint8Array(1024 * 1024 + 1) }), 413, 'BODY_TOO_LARGE');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: 'x', headers: { 'content-type': 'text/html' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    expectError(await h.request('GET', '/v2/nothing'), 404, 'NOT_FOUND');
+    expectError(await h.request('GET', `/v1/repos/${REPO}/metadata/9.ci.json`), 404, 'NOT_FOUND');
+    expectError(await h.request('GET', '/v1/repos/nobody/here/metadata/timestamp.json'), 404, 'REPO_NOT_FOUND');
+    expectError(await h.request('POST', '/v1/repos/Bad..Name', { token: ADMIN, body: await h.createBody() }), 400, 'INVALID_NAME');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/3.snapshot.json`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/5.ci.json`, { token: CI, body: await h.ciBytes(5, { v1: image(1) }) }), 409, 'VERSION_SKIP');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(2, { v1: image(1) }) }), 400, 'NAME_MISMATCH');
+    expect(await h.timestampVersion()).toBe(1);
+  });
+
+  it('TUF refusals map to their statuses', async () => {
+    const h = await ready();
+    await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) });
+    const put = (file: string, body: Uint8Array | string, token = CI) => h.request('PUT', `/v1/repos/${REPO}/metadata/${file}`, { token, body });
+    expectError(await put('1.ci.json', await h.ciBytes(1, { v1: image(2) })), 409, 'VERSION_TAKEN');
+    expectError(await put('2.ci.json', await h.ciBytes(2, { v2: image(2) }, [signer()])), 403, 'THRESHOLD_NOT_MET');
+    expectError(await put('2.ci.json', await h.ciBytes(2, { latest: image(2) })), 403, 'PATH_NOT_DELEGATED');
+    expectError(await put('2.ci.json', await h.targetsBytes({ version: 2, expires: h.expires(-1) }, [h.ci])), 422, 'EXPIRED');
+    expectError(await put('2.ci.json', await h.targetsBytes({ version: 2, expires: h.expires(5000) }, [h.ci])), 422, 'EXPIRY_TOO_FAR');
+    expectError(await put('2.ci.json', await h.ciBytes(2, { v2: { ...image(2), mediaType: 'text/plain' } })), 422, 'BAD_TARGET');
+    expectError(await put('2.ci.json', '{"signed":'), 400, 'MALFORMED');
+    expectError(await put('2.ci.json', await h.rootBytes(2)), 400, 'WRONG_TYPE');
+    expectError(await put('1.nobody.json', await h.ciBytes(1, {})), 404, 'UNKNOWN_ROLE');
+    expectError(await put('2.targets.json', await h.targetsBytes({ version: 2, delegations: [{ name: 'ci', keys: [h.ci.public], threshold: 3, paths: ['v*'] }] }), ADMIN), 422, 'POLICY_VIOLATION');
+    expectError(await put('2.targets.json', await h.targetsBytes({ version: 2, delegations: [{ name: 'a/b', keys: [h.ci.public], threshold: 1 }] }), ADMIN), 400, 'BAD_ROLE_NAME');
+    expect(await h.timestampVersion()).toBe(2);
+  });
+
+  it('a root naming foreign online keys is refused', async () => {
+    const h = new ServiceHarness();
+    const body = JSON.parse(await h.createBody());
+    const { buildRoot, signMetadata } = await import('../../src/engine/index.ts');
+    const other = signer();
+    body.root = JSON.parse(
+      new TextDecoder().decode(
+        await signMetadata(
+          buildRoot({
+            version: 1,
+            expires: h.expires(100),
+            root: { keys: [h.owner.root.public], threshold: 1 },
+            targets: { keys: [h.owner.targets.public], threshold: 1 },
+            snapshot: { keys: [other.public], threshold: 1 },
+            timestamp: { keys: [h.online.timestamp.public], threshold: 1 },
+          }),
+          [h.owner.root],
+        ),
+      ),
+    );
+    expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify(body) }), 422, 'ONLINE_KEYS_MISSING');
+    expectError(await h.request('GET', `/v1/repos/${REPO}/metadata/timestamp.json`), 404, 'REPO_NOT_FOUND');
+  });
+
+  it('a busy repository answers 409 with Retry-After', async () => {
+    const h = await ready();
+    const lock = await h.coord.acquire(REPO, { ttlMs: 10_000, waitMs: 0 });
+    expect(lock).toBeDefined();
+    const r = await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) });
+    expectError(r, 409, 'BUSY');
+    expect(r.headers['retry-after']).toBe('1');
+    await lock?.release();
+    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) })).status).toBe(201);
+  });
+
+  it('a shutting-down service refuses new writes', async () => {
+    const h = await ready();
+    await h.service.close();
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) }), 503, 'SHUTTING_DOWN');
+  });
+
+  afterAll(() => {
+    // Every service-level code of the table has a test above.
+    const serviceCodes = Object.keys(HTTP_STATUS['ServiceError'] ?? {});
+    expect(serviceCodes.filter((c) => !exercised.has(c))).toEqual([]);
+  });
+});
