@@ -107,6 +107,12 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     },
   });
 
+  // Put every stored repository on the refresh schedule (the coordinator may be new or wiped).
+  const tracking = metadata
+    .listRepositories()
+    .then((repos) => Promise.all(repos.map((r) => service.track(r).catch((err: unknown) => logger.warn({ repository: r, err }, 'repository not tracked')))))
+    .catch((err: unknown) => logger.warn({ err }, 'could not list stored repositories; refresh starts with the next write to each'));
+
   // Refresh scheduler: every instance ticks; the coordinator hands each due repository to exactly one.
   let ticking: Promise<unknown> = Promise.resolve();
   const tick = setInterval(() => {
@@ -140,6 +146,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       server.closeIdleConnections();
       await service.close();
       await ticking;
+      await tracking;
       await coord.close();
       await stopped;
     },

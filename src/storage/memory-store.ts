@@ -122,6 +122,10 @@ export class MemoryStore implements Store {
     return { bytes: Uint8Array.from(stored.bytes), mediaType: stored.mediaType, digest };
   }
 
+  async listRepositories(): Promise<string[]> {
+    return [...this.#repositories.entries()].filter(([, r]) => r.tags.size > 0 || r.manifests.size > 0).map(([name]) => name).sort();
+  }
+
   async listTags(repository: string): Promise<string[]> {
     assertRepositoryName(BACKEND, repository);
     return [...(this.#repo(repository, false)?.tags.keys() ?? [])].sort();

@@ -43,6 +43,8 @@ export interface MetadataStoreOptions {
   store: Store;
   /** Where the metadata of image repository R lives (default `R/tuf`). */
   metadataRepository?: (repository: string) => string;
+  /** The inverse: the image repository whose metadata a store repository holds, if any (default: strip `/tuf`). */
+  imageRepository?: (metadataRepository: string) => string | undefined;
 }
 
 export interface WriteResult {
@@ -86,11 +88,13 @@ function publishRank(name: MetadataFileName): number {
 export class MetadataStore {
   readonly store: Store;
   readonly #metadataRepository: (repository: string) => string;
+  readonly #imageRepository: (metadataRepository: string) => string | undefined;
   readonly #mutex: KeyedMutex;
 
   constructor(options: MetadataStoreOptions) {
     this.store = options.store;
     this.#metadataRepository = options.metadataRepository ?? ((repository) => `${repository}/tuf`);
+    this.#imageRepository = options.imageRepository ?? ((m) => (m.endsWith('/tuf') ? m.slice(0, -'/tuf'.length) : undefined));
     this.#mutex = mutexFor(options.store);
   }
 
@@ -206,6 +210,16 @@ export class MetadataStore {
   }
 
   /** Every metadata file of R, by role then version; tags that are not metadata file names are ignored. */
+  /** Image repositories that have TUF metadata in this store. */
+  async listRepositories(): Promise<string[]> {
+    const out: string[] = [];
+    for (const r of await this.store.listRepositories()) {
+      const image = this.#imageRepository(r);
+      if (image !== undefined && (await this.store.listTags(r)).includes(TIMESTAMP_FILE_NAME)) out.push(image);
+    }
+    return out;
+  }
+
   async listMetadata(repository: string): Promise<MetadataFileName[]> {
     const metaRepo = this.metadataRepository(repository);
     const tags = await this.store.listTags(metaRepo);

@@ -18,13 +18,14 @@
  * - A repository component may not be `blobs`, `index.json` or `oci-layout`:
  *   those names belong to the layout of the parent repository.
  */
-import { access, constants, mkdir, stat, unlink } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isErrno, readFileBounded, writeFileAtomic } from './atomic-file.ts';
 import { sha256Digest } from './digest.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest } from './manifest-refs.ts';
-import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest } from './names.ts';
+import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName } from './names.ts';
 import { StorageError, type StorageErrorCode } from './storage-error.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type Store } from './store.ts';
 
@@ -461,6 +462,27 @@ export class OciLayoutStore implements Store {
       }
     }
     return { bytes, mediaType, digest };
+  }
+
+  /** Every repository under the root: directories holding an `oci-layout` file. */
+  async listRepositories(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, prefix: string[], depth: number): Promise<void> => {
+      let entries: Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        if (isErrno(error, 'ENOENT')) return;
+        throw this.#io(error, 'listing repositories', prefix.join('/'), '');
+      }
+      if (prefix.length > 0 && entries.some((e) => e.isFile() && e.name === 'oci-layout')) out.push(prefix.join('/'));
+      if (depth >= 32) return;
+      for (const e of entries) {
+        if (e.isDirectory() && !RESERVED_COMPONENTS.has(e.name)) await walk(join(dir, e.name), [...prefix, e.name], depth + 1);
+      }
+    };
+    await walk(this.#root, [], 0);
+    return out.filter((r) => isRepositoryName(r)).sort();
   }
 
   async listTags(repository: string): Promise<string[]> {

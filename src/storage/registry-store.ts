@@ -22,7 +22,7 @@ import { sha256Digest } from './digest.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest } from './manifest-refs.ts';
-import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isTag } from './names.ts';
+import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
 import { RegistryAuth, type Credentials } from './registry-auth.ts';
 import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
 import { MANIFEST_MEDIA_TYPES, type BlobRef, type Manifest, type Store } from './store.ts';
@@ -461,47 +461,57 @@ export class RegistryStore implements Store {
 
   async listTags(repository: string): Promise<string[]> {
     assertRepositoryName(BACKEND, repository);
-    const tags = new Set<string>();
+    return this.#listPaged(`/v2/${repository}/tags/list`, 'tags', repository, 'tags/list', 'pull', isTag);
+  }
+
+  /** Every repository of the registry (`/v2/_catalog`, all pages); needs catalog access. */
+  async listRepositories(): Promise<string[]> {
+    return this.#listPaged('/v2/_catalog', 'repositories', '', '_catalog', 'pull', isRepositoryName);
+  }
+
+  /** A paginated distribution-API list (`Link: <next>; rel="next"`), bounded in pages and bytes. */
+  async #listPaged(path: string, field: string, repository: string, reference: string, access: AccessClass, valid: (s: string) => boolean): Promise<string[]> {
+    const items = new Set<string>();
     const seen = new Set<string>();
-    let url: string | undefined = this.#url(`/v2/${repository}/tags/list?n=${this.#tagsPageSize}`);
+    let url: string | undefined = this.#url(`${path}?n=${this.#tagsPageSize}`);
     for (let page = 0; url !== undefined; page++) {
       if (page >= this.#maxTagsPages || seen.has(url)) {
-        throw this.#fail('PROTOCOL', `tag listing of ${repository} does not end (${page} pages${seen.has(url) ? ', a page links back' : ''})`, repository, 'tags/list', { pages: page });
+        throw this.#fail('PROTOCOL', `${reference} of ${repository || 'the registry'} does not end (${page} pages${seen.has(url) ? ', a page links back' : ''})`, repository, reference, { pages: page });
       }
       seen.add(url);
-      const spec: RequestSpec = { method: 'GET', url, repository, reference: 'tags/list', idempotent: true, access: 'pull', headers: { Accept: 'application/json' } };
+      const spec: RequestSpec = { method: 'GET', url, repository, reference, idempotent: true, access, headers: { Accept: 'application/json' } };
       const response = await this.#request(spec);
-      if (response.status === 404 && page === 0) {
-        const error = await this.#unexpected(response, spec, 'tag list');
+      if (response.status === 404 && page === 0 && repository !== '') {
+        const error = await this.#unexpected(response, spec, reference);
         const codes = (error.detail['registryErrors'] as RegistryErrorEntry[]).map((e) => e.code);
         if (codes.length === 0 || codes.includes('NAME_UNKNOWN')) return [];
         throw error;
       }
-      if (response.status !== 200) throw await this.#unexpected(response, spec, 'tag list');
+      if (response.status !== 200) throw await this.#unexpected(response, spec, reference);
       const contentType = mediaTypeOf(response.headers.get('content-type'));
       if (contentType !== 'application/json' && !contentType.endsWith('+json')) {
         await discardBody(response);
-        throw this.#fail('BAD_MEDIA_TYPE', `tag list of ${repository} came back as "${clip(contentType, 80)}", not JSON`, repository, 'tags/list', { contentType: clip(contentType, 80) });
+        throw this.#fail('BAD_MEDIA_TYPE', `${reference} of ${repository || 'the registry'} came back as "${clip(contentType, 80)}", not JSON`, repository, reference, { contentType: clip(contentType, 80) });
       }
-      const bytes = await this.#readBody(response, spec, this.#maxTagsPageBytes, 'tag list');
+      const bytes = await this.#readBody(response, spec, this.#maxTagsPageBytes, reference);
       let parsed: unknown;
       try {
         parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
       } catch (error) {
-        throw this.#fail('PROTOCOL', `tag list of ${repository} is not JSON`, repository, 'tags/list', {}, error);
+        throw this.#fail('PROTOCOL', `${reference} of ${repository || 'the registry'} is not JSON`, repository, reference, {}, error);
       }
-      const pageTags = isRecord(parsed) ? parsed['tags'] : undefined;
-      if (pageTags !== null && (!Array.isArray(pageTags) || !pageTags.every((t): t is string => typeof t === 'string' && isTag(t)))) {
-        throw this.#fail('PROTOCOL', `tag list of ${repository} is not {"tags": [<valid tags>]}`, repository, 'tags/list');
+      const pageItems = isRecord(parsed) ? parsed[field] : undefined;
+      if (pageItems !== null && (!Array.isArray(pageItems) || !pageItems.every((t): t is string => typeof t === 'string' && valid(t)))) {
+        throw this.#fail('PROTOCOL', `${reference} of ${repository || 'the registry'} is not {"${field}": [<valid names>]}`, repository, reference);
       }
-      for (const tag of pageTags ?? []) tags.add(tag);
+      for (const item of pageItems ?? []) items.add(item);
       const next = nextLink(response.headers.get('link'));
       url = next === undefined ? undefined : new URL(next, spec.url).href;
       if (url !== undefined && new URL(url).origin !== this.#base.origin) {
-        throw this.#fail('PROTOCOL', `tag list of ${repository} links to another origin`, repository, 'tags/list');
+        throw this.#fail('PROTOCOL', `${reference} of ${repository || 'the registry'} links to another origin`, repository, reference);
       }
     }
-    return [...tags].sort();
+    return [...items].sort();
   }
 
   async deleteManifest(repository: string, digest: string): Promise<void> {

@@ -60,6 +60,9 @@ export interface Store {
   /** The manifest named by tag or digest; its digest is always recomputed from the bytes. */
   getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest>;
 
+  /** Every repository the backend holds, sorted (a registry needs catalog access). */
+  listRepositories(): Promise<string[]>;
+
   /** Every tag of the repository (all pages), sorted; `[]` for a repository that does not exist. */
   listTags(repository: string): Promise<string[]>;
 

@@ -261,6 +261,15 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
     });
 
     describe('tags', () => {
+      it('lists the repositories it holds, nested names included', async () => {
+        const { repo, layer, config } = await seeded('catalog/nested');
+        await store.putManifest(repo, 'one', imageManifest(config, [layer]), OCI_MANIFEST_MEDIA_TYPE);
+        const repos = await store.listRepositories();
+        expect(repos).toContain(repo);
+        expect(repos).not.toContain(freshRepo('never-written'));
+        expect([...repos].sort()).toEqual(repos);
+      });
+
       it('lists no tags for an unknown repository', async () => {
         expect(await store.listTags(freshRepo('empty'))).toEqual([]);
       });
@@ -425,6 +434,17 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
         await store.putManifest(metaRepo, '2.root.json', artifact.manifest, OCI_MANIFEST_MEDIA_TYPE);
         const error = await expectStorageError(metadata.readMetadata(repo, '2.root.json', 4096), 'PROTOCOL', { backend, repository: metaRepo, reference: '2.root.json' });
         expect(error.message).toContain('not 2.root.json');
+      });
+
+      it('lists the image repositories that have a timestamp', async () => {
+        const withTs = freshRepo('listed');
+        const without = freshRepo('unlisted');
+        await metadata.writeMetadata(withTs, '1.root.json', metadataBytes('root', 1));
+        await metadata.writeMetadata(withTs, 'timestamp.json', metadataBytes('timestamp', 1));
+        await metadata.writeMetadata(without, '1.root.json', metadataBytes('root', 1));
+        const repos = await metadata.listRepositories();
+        expect(repos).toContain(withTs);
+        expect(repos).not.toContain(without);
       });
 
       it('lists metadata files by role and version, ignoring foreign tags', async () => {

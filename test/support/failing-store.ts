@@ -39,6 +39,9 @@ export class FailingStore implements Store {
   getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
     return this.inner.getManifest(repository, reference, maxBytes);
   }
+  listRepositories(): Promise<string[]> {
+    return this.inner.listRepositories();
+  }
   listTags(repository: string): Promise<string[]> {
     return this.inner.listTags(repository);
   }
