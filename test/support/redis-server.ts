@@ -6,10 +6,11 @@
  * reconnect to the same address and see an empty server, as after a crash.
  * A missing binary is a failure, never a skip.
  */
+import { freeLoopbackPort } from './ports.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,21 +42,6 @@ export function assertRedisBinary(binary = REDIS_BINARY): void {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('could not find a free loopback port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
-}
 
 /** One PING over a raw socket: true on `+PONG`. */
 async function answersPing(port: number): Promise<boolean> {
@@ -79,7 +65,7 @@ async function answersPing(port: number): Promise<boolean> {
 export async function startRedis(binary = REDIS_BINARY): Promise<RedisServer> {
   assertRedisBinary(binary);
   const dir = await mkdtemp(join(tmpdir(), 'tufoci-redis-'));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   let child: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
