@@ -5,11 +5,19 @@
  */
 import { parseArgs } from 'node:util';
 import { startServer } from '../main.ts';
+import { TufociError } from '../errors.ts';
+import { UsageError } from './common.ts';
+import { keygen } from './commands/keygen.ts';
+import { delegate, init, status } from './commands/owner.ts';
 
 const HELP = `usage: tufoci <command> [options]
 
 commands:
-  serve     run the metadata service
+  serve      run the metadata service
+  keygen     generate a key pair (ed25519 or ECDSA P-256)
+  init       create a repository: root and targets signed with your offline keys
+  delegate   add, remove or revoke-key a delegation (e.g. to a CI key)
+  status     versions, expiries and keys of a repository's roles
 
 run "tufoci <command> --help" for a command's options`;
 
@@ -90,13 +98,20 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-class UsageError extends Error {}
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'keygen':
+      return keygen(rest);
+    case 'init':
+      return init(rest);
+    case 'delegate':
+      return delegate(rest);
+    case 'status':
+      return status(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -112,6 +127,10 @@ main().catch((err: unknown) => {
   if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String((err as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'))) {
     console.error(`tufoci: ${err.message}`);
     process.exit(2);
+  }
+  if (err instanceof TufociError) {
+    console.error(`tufoci: ${err.message} (${err.code})`);
+    process.exit(1);
   }
   const e = err as { code?: string; message?: string };
   console.error(`tufoci: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(err)}`);

@@ -154,3 +154,53 @@ export function binFor(delegator: Targets, path: string): string {
   if (!succinct) throw new RangeError('this targets role does not delegate to hash bins');
   return succinct.getRoleForTarget(path);
 }
+
+/**
+ * The next version of a targets role: the current one's JSON, changed by
+ * `edit`, with version + 1 and a new expiry. Used by owners to add or remove
+ * delegations and targets without losing what the role already holds.
+ */
+export function nextTargets(current: Targets, expires: string, edit: (json: Record<string, unknown>) => void): Targets {
+  const json = structuredClone(signedToJSON(current));
+  edit(json);
+  json['version'] = current.version + 1;
+  json['expires'] = expires;
+  return signedFromJSON('targets', json) as Targets;
+}
+
+/** Add (or replace) an explicit delegation in a targets role's JSON. */
+export function putDelegation(json: Record<string, unknown>, spec: DelegationSpec): void {
+  const existing = (json['delegations'] ?? { keys: {}, roles: [] }) as { keys: Record<string, unknown>; roles?: Array<Record<string, unknown>>; succinct_roles?: unknown };
+  if (existing.succinct_roles) throw new RangeError('this role delegates to hash bins; it cannot also delegate to named roles');
+  const built = delegationsJson({ delegations: [spec] }) as { keys: Record<string, unknown>; roles: Array<Record<string, unknown>> };
+  const roles = (existing.roles ?? []).filter((r) => r['name'] !== spec.name);
+  roles.push(...built.roles);
+  json['delegations'] = { keys: pruneKeys({ ...existing.keys, ...built.keys }, roles), roles };
+}
+
+/** Remove a delegation (its role stays listed in the snapshot; clients stop consulting it). */
+export function removeDelegation(json: Record<string, unknown>, name: string): boolean {
+  const existing = json['delegations'] as { keys: Record<string, unknown>; roles?: Array<Record<string, unknown>> } | undefined;
+  const roles = existing?.roles ?? [];
+  const kept = roles.filter((r) => r['name'] !== name);
+  if (!existing || kept.length === roles.length) return false;
+  if (kept.length === 0) delete json['delegations'];
+  else json['delegations'] = { keys: pruneKeys(existing.keys, kept), roles: kept };
+  return true;
+}
+
+/** Remove one key from a delegation, leaving the others. */
+export function revokeDelegationKey(json: Record<string, unknown>, name: string, keyid: string): boolean {
+  const existing = json['delegations'] as { keys: Record<string, unknown>; roles?: Array<Record<string, unknown>> } | undefined;
+  const role = existing?.roles?.find((r) => r['name'] === name);
+  const ids = (role?.['keyids'] ?? []) as string[];
+  if (!existing || !role || !ids.includes(keyid)) return false;
+  role['keyids'] = ids.filter((k) => k !== keyid);
+  existing.keys = pruneKeys(existing.keys, existing.roles ?? []);
+  return true;
+}
+
+function pruneKeys(keys: Record<string, unknown>, roles: Array<Record<string, unknown>>): Record<string, unknown> {
+  const used = new Set(roles.flatMap((r) => (r['keyids'] ?? []) as string[]));
+  return Object.fromEntries(Object.entries(keys).filter(([id]) => used.has(id)));
+}

@@ -1,0 +1,187 @@
+/**
+ * Owner commands, signed locally with offline keys: `init` (root + targets)
+ * and `delegate add|remove|revoke-key` (a new targets version).
+ * The service never sees these private keys.
+ */
+import { parseArgs } from 'node:util';
+import {
+  buildRoot,
+  buildTargets,
+  isoExpiry,
+  nextTargets,
+  parseMetadata,
+  putDelegation,
+  removeDelegation,
+  revokeDelegationKey,
+  signMetadata,
+  verifyThreshold,
+} from '../../engine/index.ts';
+import { loadPublicKeyFile, loadSignerFile, type FileSigner } from '../../keys/index.ts';
+import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
+import type { ServiceClient } from '../../client/service-client.ts';
+import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
+
+export const INIT_HELP = `usage: tufoci init <repo> --root-key K [--root-key K2 --threshold 2] --targets-key K [options]
+
+Creates the TUF repository of OCI repository <repo> on the service: fetches the
+service's online keys, builds root v1 and targets v1 locally, signs them with
+your offline keys, uploads them.
+
+options:
+  --root-key FILE      a root private key (repeat for several)
+  --threshold N        root signatures required (default 1)
+  --targets-key FILE   the targets private key
+  --root-expires D     root lifetime (default 365d)
+  --targets-expires D  targets lifetime (default 90d)
+${SERVER_HELP}`;
+
+export async function init(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...SERVER_OPTIONS,
+      'root-key': { type: 'string', multiple: true },
+      threshold: { type: 'string' },
+      'targets-key': { type: 'string' },
+      'root-expires': { type: 'string' },
+      'targets-expires': { type: 'string' },
+    },
+  });
+  if (values.help) return console.log(INIT_HELP);
+  const [repo, ...extra] = positionals;
+  if (!repo || extra.length) throw new UsageError(`init takes one repository\n\n${INIT_HELP}`);
+  if (!values['root-key']?.length) throw new UsageError('--root-key is required');
+  if (!values['targets-key']) throw new UsageError('--targets-key is required');
+  const threshold = positiveInt(values.threshold, '--threshold', 1);
+  if (threshold > values['root-key'].length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} --root-key`);
+  const rootSigners = await Promise.all(values['root-key'].map((f) => loadSignerFile(f)));
+  const targetsSigner = await loadSignerFile(values['targets-key']);
+  const client = serviceClient(values);
+  const online = await client.onlineKeys();
+  const now = Date.now();
+  const root = await signMetadata(
+    buildRoot({
+      version: 1,
+      expires: isoExpiry(now + parseDuration(values['root-expires'] ?? '365d', '--root-expires')),
+      root: { keys: rootSigners.map((s) => s.public), threshold },
+      targets: { keys: [targetsSigner.public], threshold: 1 },
+      snapshot: { keys: online.snapshot.map((k) => k.key), threshold: 1 },
+      timestamp: { keys: online.timestamp.map((k) => k.key), threshold: 1 },
+    }),
+    rootSigners,
+  );
+  const targets = await signMetadata(
+    buildTargets({ version: 1, expires: isoExpiry(now + parseDuration(values['targets-expires'] ?? '90d', '--targets-expires')) }),
+    [targetsSigner],
+  );
+  const result = await client.create(repo, root, targets);
+  const out = output(values.json ?? false);
+  out.say(`${result.unchanged ? 'already created' : 'created'} ${repo}: root v1 (${threshold} of ${rootSigners.length} keys), targets v1, timestamp v${result.timestampVersion}`);
+  out.say('keep 1.root.json: clients pin it (tufoci trust add, or --trust)');
+  out.result(result);
+}
+
+/** Fetch the current top-level targets and check the owner's own key signed it before building on it. */
+async function currentTargets(client: ServiceClient, repo: string, signer: FileSigner) {
+  const status = await client.status(repo);
+  const t = status.roles.find((r) => r.role === 'targets');
+  if (!t) throw new UsageError(`${repo} has no targets role`);
+  const policy = await loadPolicyFile(defaultPolicyPath());
+  const parsed = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes);
+  const check = verifyThreshold('targets', parsed.signedBytes, parsed.signatures, { keyIDs: [signer.keyid], threshold: 1 }, { [signer.keyid]: signer.public });
+  if (!check.ok || parsed.md.signed.version !== t.version) {
+    throw new UsageError(`the service's targets v${t.version} of ${repo} is not signed by your targets key ${signer.keyid.slice(0, 12)}; refusing to build on it`);
+  }
+  return parsed.md.signed;
+}
+
+export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.pub [--key k2.pub] [--paths 'v*'] [--threshold N]
+                        [--bins N] [--terminating] [--expires 90d] --targets-key K
+       tufoci delegate remove <repo> <role> --targets-key K
+       tufoci delegate revoke-key <repo> <role> --key old.pub --targets-key K
+
+Signs and uploads the next version of top-level targets with the delegation
+added, removed, or one of its keys revoked. With --bins N, <role> becomes the
+name prefix of N succinct hash bins (TAP 15) covering every tag.
+${SERVER_HELP}`;
+
+export async function delegate(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...SERVER_OPTIONS,
+      key: { type: 'string', multiple: true },
+      paths: { type: 'string', multiple: true },
+      threshold: { type: 'string' },
+      bins: { type: 'string' },
+      terminating: { type: 'boolean' },
+      expires: { type: 'string' },
+      'targets-key': { type: 'string' },
+    },
+  });
+  if (values.help) return console.log(DELEGATE_HELP);
+  const [action, repo, role, ...extra] = positionals;
+  if (!action || !repo || !role || extra.length || !['add', 'remove', 'revoke-key'].includes(action)) throw new UsageError(DELEGATE_HELP);
+  if (!values['targets-key']) throw new UsageError('--targets-key is required');
+  const signer = await loadSignerFile(values['targets-key']);
+  const client = serviceClient(values);
+  const current = await currentTargets(client, repo, signer);
+  const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
+  const keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
+  let next;
+  if (action === 'add') {
+    if (keys.length === 0) throw new UsageError('delegate add needs --key');
+    const threshold = positiveInt(values.threshold, '--threshold', 1);
+    if (values.bins !== undefined) {
+      const bins = positiveInt(values.bins, '--bins', 2);
+      next = nextTargets(current, expires, (json) => {
+        const existing = json['delegations'] as { roles?: unknown[] } | undefined;
+        if (existing?.roles?.length) throw new UsageError(`targets of ${repo} already delegates to named roles; hash bins replace all delegations`);
+        const built = buildTargets({ version: 1, expires, bins: { namePrefix: role, bins, keys: keys.map((k) => k.public), threshold } });
+        json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
+      });
+    } else {
+      next = nextTargets(current, expires, (json) =>
+        putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: values.paths ?? ['*'], terminating: values.terminating ?? false }),
+      );
+    }
+  } else if (action === 'remove') {
+    next = nextTargets(current, expires, (json) => {
+      if (!removeDelegation(json, role)) throw new UsageError(`targets of ${repo} does not delegate "${role}"`);
+    });
+  } else {
+    if (keys.length !== 1) throw new UsageError('delegate revoke-key needs exactly one --key');
+    const keyid = (keys[0] as { keyid: string }).keyid;
+    next = nextTargets(current, expires, (json) => {
+      if (!revokeDelegationKey(json, role, keyid)) throw new UsageError(`"${role}" of ${repo} has no key ${keyid.slice(0, 12)}`);
+    });
+  }
+  const bytes = await signMetadata(next, [signer]);
+  const result = await client.upload(repo, `${next.version}.targets.json`, bytes);
+  const out = output(values.json ?? false);
+  out.say(`targets v${result.version} of ${repo}: ${action} ${role}; timestamp v${result.timestampVersion}`);
+  out.result(result);
+}
+
+export const STATUS_HELP = `usage: tufoci status <repo> [--server URL] [--json]
+
+Each role's version, expiry, keys and threshold, and who signs it.
+${SERVER_HELP}`;
+
+export async function status(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: SERVER_OPTIONS });
+  if (values.help) return console.log(STATUS_HELP);
+  const [repo, ...extra] = positionals;
+  if (!repo || extra.length) throw new UsageError(STATUS_HELP);
+  const s = await serviceClient(values).status(repo);
+  const out = output(values.json ?? false);
+  out.say(`${s.repository}`);
+  for (const r of s.roles) {
+    const days = (r.expiresInSeconds / 86_400).toFixed(1);
+    out.say(`  ${r.role.padEnd(12)} v${String(r.version).padEnd(5)} expires ${r.expires} (${days} d)  ${r.threshold} of ${r.keyids.length} key(s), ${r.signedBy}`);
+  }
+  for (const t of s.tombstones) out.say(`  ${t.role.padEnd(12)} v${t.version} (no longer delegated or verifiable)`);
+  out.result(s);
+}

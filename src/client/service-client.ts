@@ -1,0 +1,132 @@
+/**
+ * An HTTP client for the tufoci service API (docs/API.md): used by the CLI.
+ * Every response is bounded in size and time; errors come back as
+ * `ServiceClientError` carrying the service's error code, message and detail.
+ */
+import { TufociError } from '../errors.ts';
+import type { TufKeyJson } from '../keys/tuf-key.ts';
+
+export class ServiceClientError extends TufociError<string> {
+  readonly status: number;
+  constructor(status: number, code: string, message: string, detail: Record<string, unknown> = {}, cause?: unknown) {
+    super(code, message, { detail, ...(cause === undefined ? {} : { cause }) });
+    this.status = status;
+  }
+}
+
+export interface ServiceClientOptions {
+  url: string;
+  token?: string;
+  timeoutMs?: number;
+  maxBytes?: number;
+}
+
+export interface OnlineKeys {
+  snapshot: Array<{ keyid: string; key: TufKeyJson }>;
+  timestamp: Array<{ keyid: string; key: TufKeyJson }>;
+}
+
+export interface RoleStatus {
+  role: string;
+  version: number;
+  expires: string;
+  expiresInSeconds: number;
+  keyids: string[];
+  threshold: number;
+  signedBy: 'online' | 'offline';
+}
+
+export interface UploadResult {
+  repository: string;
+  role: string;
+  version: number;
+  snapshotVersion: number;
+  timestampVersion: number;
+  unchanged: boolean;
+  warnings?: string[];
+}
+
+export class ServiceClient {
+  readonly url: string;
+  readonly #token: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+
+  constructor(opts: ServiceClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    this.#token = opts.token;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
+  }
+
+  async #request(method: string, path: string, body?: Uint8Array | string): Promise<{ status: number; bytes: Uint8Array; headers: Headers }> {
+    const headers: Record<string, string> = {};
+    if (this.#token) headers['authorization'] = `Bearer ${this.#token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${this.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.#timeoutMs), redirect: 'error' });
+    } catch (cause) {
+      throw new ServiceClientError(0, 'UNREACHABLE', `cannot reach the tufoci service at ${this.url}`, { url: this.url }, cause);
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    if (response.body) {
+      for await (const chunk of response.body) {
+        size += chunk.byteLength;
+        if (size > this.#maxBytes) {
+          await response.body.cancel().catch(() => {});
+          throw new ServiceClientError(response.status, 'TOO_LARGE', `response from ${path} exceeds ${this.#maxBytes} bytes`, { path });
+        }
+        chunks.push(chunk);
+      }
+    }
+    const bytes = new Uint8Array(Buffer.concat(chunks));
+    if (response.status >= 400) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder().decode(bytes));
+      } catch {
+        parsed = undefined;
+      }
+      const err = (parsed as { error?: { code?: unknown; message?: unknown; detail?: unknown } } | undefined)?.error;
+      if (err && typeof err.code === 'string' && typeof err.message === 'string') {
+        const detail = typeof err.detail === 'object' && err.detail !== null ? (err.detail as Record<string, unknown>) : {};
+        const retryAfter = response.headers.get('retry-after');
+        throw new ServiceClientError(response.status, err.code, err.message, retryAfter ? { ...detail, retryAfterSeconds: Number(retryAfter) } : detail);
+      }
+      throw new ServiceClientError(response.status, 'HTTP_ERROR', `${method} ${path} answered ${response.status}`, { path });
+    }
+    return { status: response.status, bytes, headers: response.headers };
+  }
+
+  async #json<T>(method: string, path: string, body?: Uint8Array | string): Promise<T> {
+    const r = await this.#request(method, path, body);
+    try {
+      return JSON.parse(new TextDecoder().decode(r.bytes)) as T;
+    } catch (cause) {
+      throw new ServiceClientError(r.status, 'PROTOCOL', `${method} ${path} did not answer JSON`, { path }, cause);
+    }
+  }
+
+  onlineKeys(): Promise<OnlineKeys> {
+    return this.#json('GET', '/v1/online-keys');
+  }
+
+  status(repo: string): Promise<{ repository: string; roles: RoleStatus[]; tombstones: Array<{ role: string; version: number }> }> {
+    return this.#json('GET', `/v1/repos/${repo}/status`);
+  }
+
+  async metadata(repo: string, fileName: string): Promise<Uint8Array> {
+    return (await this.#request('GET', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`)).bytes;
+  }
+
+  create(repo: string, root: Uint8Array, targets: Uint8Array): Promise<UploadResult> {
+    const decode = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
+    return this.#json('POST', `/v1/repos/${repo}`, JSON.stringify({ root: decode(root), targets: decode(targets) }));
+  }
+
+  upload(repo: string, fileName: string, bytes: Uint8Array): Promise<UploadResult> {
+    return this.#json('PUT', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`, bytes);
+  }
+}

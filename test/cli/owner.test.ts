@@ -1,0 +1,66 @@
+/** The owner's CLI path against a real service: keygen → init → delegate → status, and clear failures. */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/main.ts';
+
+const run = promisify(execFile);
+const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'tufoci-cli-'));
+let server: RunningServer;
+let env: NodeJS.ProcessEnv;
+
+async function tufoci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [CLI, ...args], { cwd: dir, env });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+beforeAll(async () => {
+  server = await startServer({ dataDir: join(dir, 'data'), port: 0, logger: pino({ level: 'silent' }) });
+  env = { ...process.env, TUFOCI_SERVER: server.url, TUFOCI_TOKEN: readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim() };
+});
+afterAll(async () => server.close());
+
+describe('tufoci owner commands', () => {
+  it('keygen → init → delegate add → status', async () => {
+    for (const [name, type] of [['root', 'ed25519'], ['targets', 'ed25519'], ['ci', 'ecdsa-p256']]) {
+      const r = await tufoci('keygen', name as string, '--type', type as string, '--json');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).keyid).toMatch(/^[0-9a-f]{64}$/);
+      expect(statSync(join(dir, `${name}.key`)).mode & 0o777).toBe(0o600);
+    }
+    expect((await tufoci('keygen', 'root')).code).not.toBe(0); // never overwrites
+    const init = await tufoci('init', 'wabbit-networks/net-monitor', '--root-key', 'root.key', '--targets-key', 'targets.key');
+    expect(init.code, init.stderr).toBe(0);
+    expect(init.stdout).toContain('created wabbit-networks/net-monitor');
+    const add = await tufoci('delegate', 'add', 'wabbit-networks/net-monitor', 'ci', '--key', 'ci.pub', '--paths', 'v*', '--terminating', '--targets-key', 'targets.key', '--json');
+    expect(add.code, add.stderr).toBe(0);
+    expect(JSON.parse(add.stdout)).toMatchObject({ role: 'targets', version: 2 });
+    const status = JSON.parse((await tufoci('status', 'wabbit-networks/net-monitor', '--json')).stdout);
+    expect(status.roles.find((r: { role: string }) => r.role === 'targets').version).toBe(2);
+    const rm = await tufoci('delegate', 'remove', 'wabbit-networks/net-monitor', 'ci', '--targets-key', 'targets.key');
+    expect(rm.code, rm.stderr).toBe(0);
+  });
+
+  it('fails with a message and a non-zero exit', async () => {
+    const wrongKey = await tufoci('delegate', 'add', 'wabbit-networks/net-monitor', 'x', '--key', 'ci.pub', '--targets-key', 'root.key');
+    expect(wrongKey.code).toBe(2);
+    expect(wrongKey.stderr).toMatch(/not signed by your targets key/);
+    const missing = await tufoci('status', 'nobody/here');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no TUF repository nobody\/here \(REPO_NOT_FOUND\)/);
+    const usage = await tufoci('init');
+    expect(usage.code).toBe(2);
+    expect((await tufoci('frobnicate')).stderr).toMatch(/unknown command/);
+    expect((await tufoci('init', '--help')).stdout).toMatch(/usage: tufoci init/);
+  });
+});
