@@ -19,4 +19,4 @@ export {
   parseMetadataArtifact,
 } from './artifact.ts';
 export { isRepositoryName, isTag, isDigest } from './names.ts';
-export { sha256Digest, EMPTY_JSON_DIGEST } from './digest.ts';
+export { sha256Digest, EMPTY_JSON_DIGEST, EMPTY_JSON_BYTES } from './digest.ts';

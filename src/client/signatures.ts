@@ -1,0 +1,183 @@
+/**
+ * The plain signature layer: who signed a manifest digest.
+ *
+ * A signature is a DSSE envelope whose payload is the OCI descriptor of the
+ * image manifest (`{mediaType, digest, size}`, payloadType
+ * `application/vnd.oci.descriptor.v1+json`), signed over DSSE's PAE
+ * (@sigstore/core `preAuthEncoding`) by a tufoci `Signer`. It is pushed as an
+ * OCI artifact (image manifest, artifactType below, empty config, one layer =
+ * the envelope) whose `subject` is the image manifest, and indexed with the
+ * OCI 1.1 referrers tag schema (`sha256-<hex>` → an image index of
+ * referrers), which registries without the referrers API (Debian's
+ * docker-registry 2.8) serve too. Nothing names a registry host, so copies to
+ * another registry stay valid.
+ *
+ * Verification counts each distinct trusted public key once, against a policy
+ * "threshold of these keys" (any one: threshold 1; all of them: threshold = n).
+ */
+import { crypto as sigCrypto, dsse } from '@sigstore/core';
+import { TufociError } from '../errors.ts';
+import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
+import type { Signer } from '../keys/signer.ts';
+import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256Digest, isStorageError, type Store } from '../storage/index.ts';
+
+export const SIGNATURE_ARTIFACT_TYPE = 'application/vnd.tufoci.signature.v1+json';
+export const DSSE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';
+export const DESCRIPTOR_PAYLOAD_TYPE = 'application/vnd.oci.descriptor.v1+json';
+const MAX_ENVELOPE_BYTES = 64 * 1024;
+const MAX_INDEX_BYTES = 4 * 1024 * 1024;
+const MAX_SIGNATURES = 64;
+
+export type SignatureErrorCode = 'BAD_SIGNATURE' | 'NOT_SIGNED' | 'BAD_REFERRER';
+export class SignatureError extends TufociError<SignatureErrorCode> {}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface Envelope {
+  payloadType: string;
+  payload: string;
+  signatures: Array<{ keyid: string; sig: string }>;
+}
+
+export interface SignaturePolicy {
+  keys: readonly TufKeyJson[];
+  /** Distinct keys of `keys` that must have signed (default 1). */
+  threshold?: number;
+}
+
+function canonicalDescriptor(d: Descriptor): Buffer {
+  return Buffer.from(JSON.stringify({ digest: d.digest, mediaType: d.mediaType, size: d.size }));
+}
+
+export async function signDescriptor(descriptor: Descriptor, signers: readonly Signer[]): Promise<Envelope> {
+  const payload = canonicalDescriptor(descriptor);
+  const pae = dsse.preAuthEncoding(DESCRIPTOR_PAYLOAD_TYPE, payload);
+  const signatures = [];
+  for (const s of signers) {
+    const sig = await s.sign(pae);
+    signatures.push({ keyid: sig.keyid, sig: Buffer.from(sig.sig, 'hex').toString('base64') });
+  }
+  return { payloadType: DESCRIPTOR_PAYLOAD_TYPE, payload: payload.toString('base64'), signatures };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Verify one envelope for `expected`; returns the key ids (one per distinct trusted key) that signed. */
+export function verifyEnvelope(bytes: Uint8Array, expected: Descriptor, trusted: readonly TufKeyJson[]): string[] {
+  if (bytes.byteLength > MAX_ENVELOPE_BYTES) throw new SignatureError('BAD_SIGNATURE', 'signature envelope too large', { detail: { size: bytes.byteLength } });
+  let env: unknown;
+  try {
+    env = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new SignatureError('BAD_SIGNATURE', 'signature envelope is not JSON', { cause });
+  }
+  if (!isRecord(env) || env['payloadType'] !== DESCRIPTOR_PAYLOAD_TYPE || typeof env['payload'] !== 'string' || !Array.isArray(env['signatures'])) {
+    throw new SignatureError('BAD_SIGNATURE', `not a DSSE envelope of ${DESCRIPTOR_PAYLOAD_TYPE}`, { detail: {} });
+  }
+  const payload = Buffer.from(env['payload'], 'base64');
+  let d: unknown;
+  try {
+    d = JSON.parse(payload.toString('utf8'));
+  } catch (cause) {
+    throw new SignatureError('BAD_SIGNATURE', 'signature payload is not a descriptor', { cause });
+  }
+  if (!isRecord(d) || d['digest'] !== expected.digest || d['size'] !== expected.size || d['mediaType'] !== expected.mediaType) {
+    throw new SignatureError('BAD_SIGNATURE', `signature is for another manifest than ${expected.digest}`, { detail: { expected: expected.digest } });
+  }
+  const pae = dsse.preAuthEncoding(DESCRIPTOR_PAYLOAD_TYPE, payload);
+  const byId = new Map(trusted.map((k) => [computeKeyId(k), parsePublicKey(computeKeyId(k), k)]));
+  const counted = new Map<string, string>(); // identity → keyid
+  for (const s of (env['signatures'] as unknown[]).slice(0, MAX_SIGNATURES)) {
+    if (!isRecord(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string') continue;
+    const info = byId.get(s['keyid']);
+    if (!info || counted.has(info.identity)) continue;
+    const ok = sigCrypto.verify(pae, info.keyObject, Buffer.from(s['sig'], 'base64'), info.hash ?? undefined);
+    if (ok) counted.set(info.identity, s['keyid']);
+  }
+  return [...counted.values()];
+}
+
+/** The referrers tag schema: `sha256-<hex>`. */
+export function referrersTag(digest: string): string {
+  return digest.replace(':', '-');
+}
+
+/** Push a signature envelope as a referrer of `subject` in `repository`. */
+export async function pushSignature(store: Store, repository: string, subject: Descriptor, envelope: Envelope): Promise<Descriptor> {
+  const envBytes = new TextEncoder().encode(JSON.stringify(envelope));
+  await store.putBlob(repository, EMPTY_JSON_BYTES);
+  const layer = await store.putBlob(repository, envBytes);
+  const manifest = new TextEncoder().encode(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST_MEDIA_TYPE,
+      artifactType: SIGNATURE_ARTIFACT_TYPE,
+      config: { mediaType: OCI_EMPTY_MEDIA_TYPE, digest: EMPTY_JSON_DIGEST, size: 2 },
+      layers: [{ mediaType: DSSE_MEDIA_TYPE, digest: layer.digest, size: layer.size }],
+      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+    }),
+  );
+  const digest = sha256Digest(manifest);
+  await store.putManifest(repository, digest, manifest, OCI_MANIFEST_MEDIA_TYPE);
+  const desc: Descriptor & { artifactType: string } = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest, size: manifest.byteLength, artifactType: SIGNATURE_ARTIFACT_TYPE };
+  // Referrers tag schema: read-modify-write the index at sha256-<hex>.
+  const tag = referrersTag(subject.digest);
+  const manifests = await listReferrerDescriptors(store, repository, subject.digest);
+  if (!manifests.some((m) => m.digest === digest)) manifests.push(desc);
+  const index = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests }));
+  await store.putManifest(repository, tag, index, OCI_INDEX_MEDIA_TYPE);
+  return desc;
+}
+
+async function listReferrerDescriptors(store: Store, repository: string, digest: string): Promise<Array<Descriptor & { artifactType?: string }>> {
+  try {
+    const m = await store.getManifest(repository, referrersTag(digest), MAX_INDEX_BYTES);
+    const index: unknown = JSON.parse(new TextDecoder().decode(m.bytes));
+    const list = isRecord(index) && Array.isArray(index['manifests']) ? index['manifests'] : [];
+    return list.filter((d): d is Descriptor & { artifactType?: string } => isRecord(d) && typeof d['digest'] === 'string' && typeof d['size'] === 'number' && typeof d['mediaType'] === 'string');
+  } catch (e) {
+    if (isStorageError(e, 'NOT_FOUND')) return [];
+    throw e;
+  }
+}
+
+/**
+ * Verify the plain signatures of `subject` in `repository` against a policy.
+ * Returns the key ids (one per distinct key) whose valid signature counted.
+ */
+export async function verifySignatures(store: Store, repository: string, subject: Descriptor, policy: SignaturePolicy): Promise<string[]> {
+  const threshold = policy.threshold ?? 1;
+  const signers = new Set<string>();
+  const referrers = (await listReferrerDescriptors(store, repository, subject.digest)).filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE).slice(0, MAX_SIGNATURES);
+  for (const ref of referrers) {
+    try {
+      const m = await store.getManifest(repository, ref.digest, MAX_ENVELOPE_BYTES);
+      const man: unknown = JSON.parse(new TextDecoder().decode(m.bytes));
+      const layer = isRecord(man) && Array.isArray(man['layers']) ? man['layers'][0] : undefined;
+      const subj = isRecord(man) ? man['subject'] : undefined;
+      if (!isRecord(layer) || typeof layer['digest'] !== 'string' || !isRecord(subj) || subj['digest'] !== subject.digest) continue;
+      const env = await store.getBlob(repository, layer['digest'], MAX_ENVELOPE_BYTES);
+      for (const k of verifyEnvelope(env, subject, policy.keys)) signers.add(k);
+    } catch (e) {
+      if (e instanceof SignatureError || isStorageError(e)) continue; // one bad referrer does not hide good ones
+      throw e;
+    }
+  }
+  // Count identities once even across envelopes.
+  const identities = new Set([...signers].map((id) => {
+    const k = policy.keys.find((key) => computeKeyId(key) === id);
+    return k ? parsePublicKey(id, k).identity : id;
+  }));
+  if (identities.size < threshold) {
+    throw new SignatureError('NOT_SIGNED', `${subject.digest} is signed by ${identities.size} of the ${threshold} trusted key(s) required`, {
+      detail: { digest: subject.digest, signed: [...signers], threshold },
+    });
+  }
+  return [...signers];
+}

@@ -1,0 +1,132 @@
+/**
+ * verifyImage: is `<repository>:<tag>` what its owner currently publishes?
+ *
+ * 1. TUF, with the unmodified tuf-js Updater: metadata from the registry
+ *    itself (`R/tuf`, through RegistryFetcher) or from a tufoci service, trust
+ *    anchored in a pinned root; the trusted state is kept in `stateDir` so a
+ *    rollback is caught across runs (or in a temporary directory: ephemeral).
+ *    The target for `tag` gives the manifest digest, size and media type.
+ * 2. The manifest is fetched *by that digest* from the registry (the store
+ *    re-hashes it) and its size checked against the target.
+ * 3. Plain signatures on that digest (referrers) are verified against the
+ *    signature policy, when one is given.
+ * The registry's own tag is only compared, never trusted: if it points
+ * elsewhere (an old, validly signed digest), the result says so.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Updater } from 'tuf-js';
+import { TufociError } from '../errors.ts';
+import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
+import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
+import { verifySignatures, type SignaturePolicy } from './signatures.ts';
+
+export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE';
+export class VerifyError extends TufociError<VerifyErrorCode> {}
+
+export interface VerifyImageOptions {
+  /** The registry holding the image (and, unless `serviceUrl`, its TUF metadata). */
+  store: Store;
+  repository: string;
+  tag: string;
+  /** A root the client trusts (1.root.json or later); used when `stateDir` holds none yet. */
+  trustedRoot: Uint8Array;
+  /** Where the trusted TUF state persists between runs; omitted: ephemeral. */
+  stateDir?: string;
+  /** Read TUF metadata from this tufoci service instead of the registry. */
+  serviceUrl?: string;
+  /** Plain-signature policy; omitted: signatures are not checked. */
+  signatures?: SignaturePolicy;
+  /** Where the TUF metadata of R lives in the registry (default `R/tuf`). */
+  metadataRepository?: (repository: string) => string;
+}
+
+export interface VerifiedImage {
+  repository: string;
+  tag: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  signers: string[];
+  tuf: { root: number; timestamp: number; snapshot: number };
+  /** What the registry's own tag points at, when it disagrees with TUF. */
+  registryTag?: { digest: string; agrees: boolean };
+}
+
+export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedImage> {
+  const ephemeral = opts.stateDir === undefined;
+  const dir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-'));
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (!existsSync(join(dir, 'root.json'))) writeFileSync(join(dir, 'root.json'), opts.trustedRoot, { mode: 0o600 });
+    const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
+    const updater = new Updater({
+      metadataDir: dir,
+      metadataBaseUrl: opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}/v1/repos/${opts.repository}/metadata` : metadataBaseUrl(opts.repository),
+      ...(opts.serviceUrl ? {} : { fetcher: new RegistryFetcher({ metadata }) }),
+    });
+    let target;
+    try {
+      await updater.refresh();
+      target = await updater.getTargetInfo(opts.tag);
+    } catch (cause) {
+      throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
+    }
+    if (!target) {
+      throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
+    }
+    const sha = target.hashes['sha256'];
+    const mediaType = target.custom['mediaType'];
+    if (!sha || typeof mediaType !== 'string') throw new VerifyError('MANIFEST_MISMATCH', `the TUF target ${opts.tag} carries no sha256 or media type`, { detail: {} });
+    const digest = `sha256:${sha}`;
+    let manifest;
+    try {
+      manifest = await opts.store.getManifest(opts.repository, digest, target.length);
+    } catch (cause) {
+      throw new VerifyError('MANIFEST_UNAVAILABLE', `the registry does not serve ${opts.repository}@${digest} as TUF names it (${cause instanceof Error ? cause.message : String(cause)})`, { detail: { digest }, cause });
+    }
+    if (manifest.digest !== digest || manifest.bytes.byteLength !== target.length || manifest.mediaType !== mediaType) {
+      throw new VerifyError('MANIFEST_MISMATCH', `${opts.repository}@${digest} does not match its TUF target (size ${manifest.bytes.byteLength} vs ${target.length}, ${manifest.mediaType} vs ${mediaType})`, { detail: { digest } });
+    }
+    const descriptor = { mediaType, digest, size: target.length };
+    const signers = opts.signatures ? await verifySignatures(opts.store, opts.repository, descriptor, opts.signatures) : [];
+    let registryTag: VerifiedImage['registryTag'];
+    try {
+      const tagged = await opts.store.getManifest(opts.repository, opts.tag, 4 * 1024 * 1024);
+      registryTag = { digest: tagged.digest, agrees: tagged.digest === digest };
+    } catch (e) {
+      if (!isStorageError(e)) throw e;
+    }
+    // The versions the Updater persisted as trusted (its own files, written after verification).
+    const versionOf = (role: string): number => {
+      try {
+        return (JSON.parse(readFileSync(join(dir, `${role}.json`), 'utf8')) as { signed: { version: number } }).signed.version;
+      } catch {
+        return 0;
+      }
+    };
+    return {
+      repository: opts.repository,
+      tag: opts.tag,
+      digest,
+      mediaType,
+      size: target.length,
+      signers,
+      tuf: { root: versionOf('root'), timestamp: versionOf('timestamp'), snapshot: versionOf('snapshot') },
+      ...(registryTag ? { registryTag } : {}),
+    };
+  } finally {
+    if (ephemeral) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** tuf-js error → a sentence a person understands. */
+function describeTufError(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const name = e instanceof Error ? e.constructor.name : '';
+  const m = /New (\w+) version (\d+) is less than current version (\d+)/.exec(msg) ?? /(\w+) version (\d+) is less than current version (\d+)/i.exec(msg);
+  if (m) return `the store serves ${m[1]?.toLowerCase()} ${m[2]}, the client already trusts ${m[3]} (rollback)`;
+  if (name === 'ExpiredMetadataError' || /expired/i.test(msg)) return `${msg} (freeze: metadata past its expiry)`;
+  return msg;
+}
