@@ -9,6 +9,8 @@ import { TufociError } from '../errors.ts';
 import { UsageError } from './common.ts';
 import { keygen } from './commands/keygen.ts';
 import { delegate, init, status } from './commands/owner.ts';
+import { publish, sign } from './commands/publisher.ts';
+import { trust, verify } from './commands/client.ts';
 
 const HELP = `usage: tufoci <command> [options]
 
@@ -18,6 +20,10 @@ commands:
   init       create a repository: root and targets signed with your offline keys
   delegate   add, remove or revoke-key a delegation (e.g. to a CI key)
   status     versions, expiries and keys of a repository's roles
+  sign       plain signature on an image's manifest digest, pushed as a referrer
+  publish    sign an image and add its tag to a delegated role (CI)
+  verify     check an image tag against TUF and its signatures
+  trust      pin roots of trust per repository or prefix
 
 run "tufoci <command> --help" for a command's options`;
 
@@ -112,6 +118,14 @@ async function main(): Promise<void> {
       return delegate(rest);
     case 'status':
       return status(rest);
+    case 'sign':
+      return sign(rest);
+    case 'publish':
+      return publish(rest);
+    case 'verify':
+      return verify(rest);
+    case 'trust':
+      return trust(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -3,6 +3,7 @@
  * and `delegate add|remove|revoke-key` (a new targets version).
  * The service never sees these private keys.
  */
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   buildRoot,
@@ -33,6 +34,7 @@ options:
   --targets-key FILE   the targets private key
   --root-expires D     root lifetime (default 365d)
   --targets-expires D  targets lifetime (default 90d)
+  --root-out FILE      where to save the signed root for clients to pin (default 1.root.json)
 ${SERVER_HELP}`;
 
 export async function init(argv: string[]): Promise<void> {
@@ -46,6 +48,7 @@ export async function init(argv: string[]): Promise<void> {
       'targets-key': { type: 'string' },
       'root-expires': { type: 'string' },
       'targets-expires': { type: 'string' },
+      'root-out': { type: 'string' },
     },
   });
   if (values.help) return console.log(INIT_HELP);
@@ -76,10 +79,12 @@ export async function init(argv: string[]): Promise<void> {
     [targetsSigner],
   );
   const result = await client.create(repo, root, targets);
+  const rootOut = values['root-out'] ?? '1.root.json';
+  writeFileSync(rootOut, root);
   const out = output(values.json ?? false);
   out.say(`${result.unchanged ? 'already created' : 'created'} ${repo}: root v1 (${threshold} of ${rootSigners.length} keys), targets v1, timestamp v${result.timestampVersion}`);
-  out.say('keep 1.root.json: clients pin it (tufoci trust add, or --trust)');
-  out.result(result);
+  out.say(`root saved to ${rootOut}: clients pin it (tufoci trust add ${repo} ${rootOut}, or verify --trust ${rootOut})`);
+  out.result({ ...result, root: rootOut });
 }
 
 /** Fetch the current top-level targets and check the owner's own key signed it before building on it. */

@@ -1,0 +1,117 @@
+/**
+ * Publisher commands: `sign` (plain signature only) and `publish` (plain
+ * signature + the tag added to a delegated TUF role, signed with the CI key,
+ * uploaded; retried on conflicts by re-reading the head).
+ */
+import { parseArgs } from 'node:util';
+import { buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
+import { loadSignerFile } from '../../keys/index.ts';
+import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
+import { pushSignature, signDescriptor } from '../../client/signatures.ts';
+import { ServiceClientError, type ServiceClient } from '../../client/service-client.ts';
+import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
+import { REGISTRY_HELP, REGISTRY_OPTIONS, parseImageRef, registryFor } from '../registry.ts';
+
+export const SIGN_HELP = `usage: tufoci sign <registry>/<repo>:<tag> --key K [--json]
+
+Signs the manifest digest the tag points at (a DSSE envelope over its OCI
+descriptor) and pushes the signature to the registry as a referrer.
+${REGISTRY_HELP}`;
+
+async function resolveAndSign(ref: string, keyFile: string, flags: Record<string, unknown>) {
+  const image = parseImageRef(ref);
+  const store = registryFor(image.host, flags);
+  const signer = await loadSignerFile(keyFile);
+  const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
+  const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
+  const signature = await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]));
+  return { image, store, signer, descriptor, signature };
+}
+
+export async function sign(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...REGISTRY_OPTIONS, key: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) return console.log(SIGN_HELP);
+  const [ref, ...extra] = positionals;
+  if (!ref || extra.length || !values.key) throw new UsageError(SIGN_HELP);
+  const r = await resolveAndSign(ref, values.key, values);
+  const out = output(values.json ?? false);
+  out.say(`signed ${r.image.repository}@${r.descriptor.digest} with ${r.signer.keyid.slice(0, 12)}; signature ${r.signature.digest}`);
+  out.result({ digest: r.descriptor.digest, keyid: r.signer.keyid, signature: r.signature.digest });
+}
+
+export const PUBLISH_HELP = `usage: tufoci publish <registry>/<repo>:<tag> --role ci --key ci.key [--expires 30d] [options]
+
+Resolves the tag's manifest digest in the registry, pushes a plain signature,
+adds the tag to the delegated role (its hash bin when the role uses bins),
+signs the role's next version with --key and uploads it. On a conflict
+(another publisher got there first) it re-reads the role and tries again.
+${REGISTRY_HELP}
+${SERVER_HELP}`;
+
+/** The role file a tag goes into: the role itself, or its bin when `role` names succinct hash bins. */
+async function targetRole(client: ServiceClient, repo: string, role: string, tag: string): Promise<string> {
+  const status = await client.status(repo);
+  const t = status.roles.find((r) => r.role === 'targets');
+  if (!t) throw new UsageError(`${repo} has no targets role`);
+  const policy = await loadPolicyFile(defaultPolicyPath());
+  const top = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes).md.signed;
+  const succinct = top.delegations?.succinctRoles;
+  if (succinct && succinct.namePrefix === role) return binFor(top, tag);
+  return role;
+}
+
+export async function publishTag(
+  client: ServiceClient,
+  repo: string,
+  role: string,
+  tag: string,
+  target: ImageTarget,
+  signer: Awaited<ReturnType<typeof loadSignerFile>>,
+  expiresMs: number,
+  attempts = 8,
+) {
+  const policy = await loadPolicyFile(defaultPolicyPath());
+  const roleFile = await targetRole(client, repo, role, tag);
+  for (let attempt = 1; ; attempt++) {
+    const status = await client.status(repo);
+    const current = status.roles.find((r) => r.role === roleFile);
+    const version = current?.version ?? status.tombstones.find((t) => t.role === roleFile)?.version ?? 0;
+    const expires = isoExpiry(Date.now() + expiresMs);
+    let next;
+    if (current) {
+      const md = parseMetadata('targets', await client.metadata(repo, `${version}.${roleFile}.json`), policy.roles.delegated.maxBytes, roleFile).md.signed;
+      next = nextTargets(md, expires, (json) => {
+        (json['targets'] as Record<string, unknown>)[tag] = targetFile(tag, target).toJSON();
+      });
+    } else {
+      next = buildTargets({ version: version + 1, expires, targets: { [tag]: target } });
+    }
+    try {
+      return await client.upload(repo, `${next.version}.${roleFile}.json`, await signMetadata(next, [signer]));
+    } catch (e) {
+      const retry = e instanceof ServiceClientError && ['BUSY', 'VERSION_TAKEN', 'VERSION_ROLLBACK', 'LOCK_LOST'].includes(e.code);
+      if (!retry || attempt >= attempts) throw e;
+      const wait = e.code === 'BUSY' ? Number(e.detail['retryAfterSeconds'] ?? 1) * 1000 : 50;
+      await new Promise((r) => setTimeout(r, wait * (0.5 + Math.random())));
+    }
+  }
+}
+
+export async function publish(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...SERVER_OPTIONS, ...REGISTRY_OPTIONS, role: { type: 'string' }, key: { type: 'string' }, expires: { type: 'string' } },
+  });
+  if (values.help) return console.log(PUBLISH_HELP);
+  const [ref, ...extra] = positionals;
+  if (!ref || extra.length || !values.key || !values.role) throw new UsageError(PUBLISH_HELP);
+  const expiresMs = parseDuration(values.expires ?? '30d', '--expires');
+  const r = await resolveAndSign(ref, values.key, values);
+  const client = serviceClient(values);
+  const result = await publishTag(client, r.image.repository, values.role, r.image.tag, { ...r.descriptor }, r.signer, expiresMs);
+  const out = output(values.json ?? false);
+  out.say(`published ${r.image.repository}:${r.image.tag} = ${r.descriptor.digest}`);
+  out.say(`  signature ${r.signature.digest}; ${result.role} v${result.version}; timestamp v${result.timestampVersion}`);
+  out.result({ digest: r.descriptor.digest, signature: r.signature.digest, ...result });
+}
