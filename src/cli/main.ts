@@ -8,7 +8,7 @@ import { startServer } from '../main.ts';
 import { TufociError } from '../errors.ts';
 import { UsageError } from './common.ts';
 import { keygen } from './commands/keygen.ts';
-import { delegate, init, status } from './commands/owner.ts';
+import { delegate, expiring, init, status } from './commands/owner.ts';
 import { publish, sign } from './commands/publisher.ts';
 import { trust, verify } from './commands/client.ts';
 
@@ -24,6 +24,7 @@ commands:
   publish    sign an image and add its tag to a delegated role (CI)
   verify     check an image tag against TUF and its signatures
   trust      pin roots of trust per repository or prefix
+  expiring   roles expiring soon across all repositories (exit 1 for offline roles)
 
 run "tufoci <command> --help" for a command's options`;
 
@@ -126,6 +127,8 @@ async function main(): Promise<void> {
       return verify(rest);
     case 'trust':
       return trust(rest);
+    case 'expiring':
+      return expiring(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -113,6 +113,10 @@ export class ServiceClient {
     return this.#json('GET', '/v1/online-keys');
   }
 
+  async repositories(): Promise<string[]> {
+    return (await this.#json<{ repositories: string[] }>('GET', '/v1/repos')).repositories;
+  }
+
   status(repo: string): Promise<{ repository: string; roles: RoleStatus[]; tombstones: Array<{ role: string; version: number }> }> {
     return this.#json('GET', `/v1/repos/${repo}/status`);
   }

@@ -118,6 +118,11 @@ export function createApp(deps: AppDeps): Koa {
     };
   });
 
+  router.get('/v1/repos', async (ctx) => {
+    auth.authorize(ctx.get('authorization') || undefined, 'read', '*');
+    ctx.body = { repositories: await service.repositories() };
+  });
+
   router.get('/v1/repos/*repo/metadata/:file', async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'read', repo);

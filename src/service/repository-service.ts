@@ -301,6 +301,11 @@ export class RepositoryService {
     }
   }
 
+  /** Image repositories with TUF metadata in the store. */
+  async repositories(): Promise<string[]> {
+    return this.#d.metadata.listRepositories();
+  }
+
   async status(repository: string): Promise<RepositoryStatus> {
     const { state } = await this.#head(repository);
     const now = this.#d.clock();

@@ -51,6 +51,15 @@ describe('tufoci owner commands', () => {
     expect(rm.code, rm.stderr).toBe(0);
   });
 
+  it('expiring: lists roles in the window and exits 1 when an offline role is in it', async () => {
+    const soon = await tufoci('expiring', '--within', '2d', '--json');
+    expect(soon.code).toBe(0); // only the online timestamp (1 day) is inside 2 days
+    expect(JSON.parse(soon.stdout).map((r: { role: string }) => r.role)).toEqual(['timestamp']);
+    const far = await tufoci('expiring', '--within', '100d');
+    expect(far.code).toBe(1); // targets (90 days) is offline
+    expect(far.stdout).toMatch(/wabbit-networks\/net-monitor  targets v\d+ expires/);
+  });
+
   it('fails with a message and a non-zero exit', async () => {
     const wrongKey = await tufoci('delegate', 'add', 'wabbit-networks/net-monitor', 'x', '--key', 'ci.pub', '--targets-key', 'root.key');
     expect(wrongKey.code).toBe(2);

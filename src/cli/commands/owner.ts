@@ -190,3 +190,29 @@ export async function status(argv: string[]): Promise<void> {
   for (const t of s.tombstones) out.say(`  ${t.role.padEnd(12)} v${t.version} (no longer delegated or verifiable)`);
   out.result(s);
 }
+
+export const EXPIRING_HELP = `usage: tufoci expiring --within 30d [--server URL] [--json]
+
+Lists every role of every repository that expires within the window. Exits 1
+when an offline role (root, targets, a delegation) does — a cron job's alarm;
+online roles (snapshot, timestamp) are re-signed by the service and only listed.
+${SERVER_HELP}`;
+
+export async function expiring(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...SERVER_OPTIONS, within: { type: 'string' } } });
+  if (values.help) return console.log(EXPIRING_HELP);
+  if (positionals.length) throw new UsageError(EXPIRING_HELP);
+  const windowSeconds = parseDuration(values.within ?? '30d', '--within') / 1000;
+  const client = serviceClient(values);
+  const found: Array<{ repository: string; role: string; version: number; expires: string; expiresInSeconds: number; signedBy: string }> = [];
+  for (const repository of await client.repositories()) {
+    const s = await client.status(repository);
+    for (const r of s.roles) if (r.expiresInSeconds <= windowSeconds) found.push({ repository, role: r.role, version: r.version, expires: r.expires, expiresInSeconds: r.expiresInSeconds, signedBy: r.signedBy });
+  }
+  const out = output(values.json ?? false);
+  for (const f of found) out.say(`${f.repository}  ${f.role} v${f.version} expires ${f.expires}${f.expiresInSeconds < 0 ? ' (EXPIRED)' : ''}  ${f.signedBy}`);
+  const offline = found.filter((f) => f.signedBy === 'offline');
+  out.say(offline.length ? `${offline.length} offline role(s) expire within ${values.within ?? '30d'}: re-sign them` : `no offline role expires within ${values.within ?? '30d'}`);
+  out.result(found);
+  if (offline.length) process.exitCode = 1;
+}
