@@ -5,12 +5,13 @@
  * it too (in-process) or spawn the CLI (multi-instance).
  */
 import { mkdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { InProcessCoordinator, RedisCoordinator, type Coordinator } from './coord/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from './policy/policy.ts';
 import { createApp } from './service/app.ts';
+import { withFastReads } from './service/fast-read.ts';
 import { TokenAuth, loadTokens } from './service/auth.ts';
 import { createMetrics } from './service/metrics.ts';
 import { loadOrCreateOnlineKeys } from './service/online-keys.ts';
@@ -120,7 +121,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   }, opts.refreshTickMs ?? 5_000);
   tick.unref();
 
-  const server = app.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1');
+  const server = createServer(withFastReads({ service, auth, metrics }, app.callback()));
+  server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1');
   await new Promise<void>((res, rej) => {
     server.once('listening', res);
     server.once('error', rej);

@@ -29,11 +29,17 @@ function onlineSignature(state: RepoState, role: 'snapshot' | 'timestamp', md: M
   }
 }
 
-export function checkConsistency(state: RepoState): void {
+/**
+ * `signatures: false` skips re-verifying the online signatures — only for
+ * files the engine has just signed and verified itself (online.ts).
+ */
+export function checkConsistency(state: RepoState, options: { signatures?: boolean } = {}): void {
   const { snapshot, timestamp } = state;
   if (!snapshot || !timestamp) throw new EngineError('NO_SNAPSHOT', 'state has no snapshot/timestamp', { detail: {} });
-  onlineSignature(state, 'timestamp', timestamp.md);
-  onlineSignature(state, 'snapshot', snapshot.md);
+  if (options.signatures !== false) {
+    onlineSignature(state, 'timestamp', timestamp.md);
+    onlineSignature(state, 'snapshot', snapshot.md);
+  }
   const sm = timestamp.md.signed.snapshotMeta;
   if (sm.version !== snapshot.md.signed.version) {
     throw new EngineError('INCONSISTENT', `timestamp names snapshot ${sm.version}, but snapshot is version ${snapshot.md.signed.version}`, {

@@ -123,6 +123,8 @@ export class RepositoryService {
   readonly #cacheBytes: number;
   readonly #heads = new Map<string, Head>();
   readonly #loading = new Map<string, Promise<Head>>();
+  /** Heads dropped because a peer moved on: kept to make the next load incremental. */
+  readonly #superseded = new Map<string, Head>();
   #cached = 0;
   readonly #unsubscribe: Array<() => void>;
   readonly #inflight = new Set<Promise<unknown>>();
@@ -136,7 +138,11 @@ export class RepositoryService {
     this.#unsubscribe = [
       deps.coord.onHead((repository, version) => {
         const head = this.#heads.get(repository);
-        if (head && head.timestampVersion < version) this.#evict(repository);
+        if (head && head.timestampVersion < version) {
+          this.#evict(repository);
+          this.#superseded.set(repository, head);
+          if (this.#superseded.size > 256) this.#superseded.delete(this.#superseded.keys().next().value as string);
+        }
       }),
       // Missed invalidations (reconnect) or a wiped coordinator (reset): drop every cached head;
       // on reset, put every cached repository back on the refresh schedule.
@@ -250,7 +256,9 @@ export class RepositoryService {
     }
     let pending = this.#loading.get(repository);
     if (!pending) {
-      pending = this.#loadHead(repository).then((h) => this.#remember(repository, h));
+      const previous = this.#superseded.get(repository);
+      this.#superseded.delete(repository);
+      pending = this.#loadHead(repository, previous).then((h) => this.#remember(repository, h));
       this.#loading.set(repository, pending);
       pending.finally(() => this.#loading.delete(repository)).catch(() => {});
     }
@@ -269,10 +277,25 @@ export class RepositoryService {
     const cached = this.#heads.get(repository);
     const current = cached?.files.get('timestamp.json');
     if (cached && current && Buffer.from(current).equals(Buffer.from(tsBytes))) return cached;
-    return this.#remember(repository, await this.#loadHead(repository, cached, tsBytes));
+    const previous = cached ?? this.#superseded.get(repository);
+    this.#superseded.delete(repository);
+    return this.#remember(repository, await this.#loadHead(repository, previous, tsBytes));
   }
 
   // ---------------------------------------------------------------- reads
+
+  /** A current file already in the cache, or undefined (no I/O): the read fast path. */
+  cachedFile(repository: string, fileName: string): ServedFile | undefined {
+    const head = this.#heads.get(repository);
+    const bytes = head?.files.get(fileName);
+    if (!head || !bytes) return undefined;
+    let etag = head.etags.get(fileName);
+    if (!etag) {
+      etag = `"${createHash('sha256').update(bytes).digest('hex')}"`;
+      head.etags.set(fileName, etag);
+    }
+    return { bytes, etag, immutable: fileName !== 'timestamp.json' };
+  }
 
   /** A metadata file by its TUF name, from the cache of current files or the store. */
   async read(repository: string, fileName: string): Promise<ServedFile> {

@@ -198,3 +198,27 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expect(serviceCodes.filter((c) => !exercised.has(c))).toEqual([]);
   });
 });
+
+describe('read fast path', () => {
+  it('answers cached files exactly as the Koa route does, and falls back on misses', async () => {
+    const { withFastReads } = await import('../../src/service/fast-read.ts');
+    const { createMetrics } = await import('../../src/service/metrics.ts');
+    const { TokenAuth } = await import('../../src/service/auth.ts');
+    const { inject } = await import('../support/inject.ts');
+    const h = await ready();
+    const fast = withFastReads({ service: h.service, auth: new TokenAuth([]), metrics: createMetrics(() => []) }, h.handler);
+    for (const file of ['timestamp.json', '1.root.json', '1.snapshot.json']) {
+      const viaKoa = await h.request('GET', `/v1/repos/${REPO}/metadata/${file}`);
+      const viaFast = await inject(fast, { url: `/v1/repos/${REPO}/metadata/${file}` });
+      expect(viaFast.status).toBe(200);
+      expect(Buffer.compare(viaFast.body, viaKoa.body)).toBe(0);
+      for (const header of ['etag', 'cache-control', 'content-length']) expect(String(viaFast.headers[header])).toBe(String(viaKoa.headers[header]));
+      expect(viaFast.headers['content-type']).toBe(viaKoa.headers['content-type']);
+      const cond = await inject(fast, { url: `/v1/repos/${REPO}/metadata/${file}`, headers: { 'if-none-match': viaKoa.headers['etag'] as string } });
+      expect(cond.status).toBe(304);
+    }
+    const miss = await inject(fast, { url: `/v1/repos/${REPO}/metadata/9.ci.json` });
+    expect(miss.status).toBe(404);
+    expect(miss.json<{ error: { code: string } }>().error.code).toBe('NOT_FOUND');
+  });
+});
