@@ -125,6 +125,8 @@ export class RepositoryService {
   readonly #loading = new Map<string, Promise<Head>>();
   /** Heads dropped because a peer moved on: kept to make the next load incremental. */
   readonly #superseded = new Map<string, Head>();
+  /** The newest timestamp version announced by peers, per repository (bounded like #superseded). */
+  readonly #announced = new Map<string, number>();
   #cached = 0;
   readonly #unsubscribe: Array<() => void>;
   readonly #inflight = new Set<Promise<unknown>>();
@@ -137,6 +139,11 @@ export class RepositoryService {
     this.#cacheBytes = deps.cacheBytes ?? 256 * 1024 * 1024;
     this.#unsubscribe = [
       deps.coord.onHead((repository, version) => {
+        if (version > (this.#announced.get(repository) ?? 0)) {
+          this.#announced.delete(repository);
+          this.#announced.set(repository, version);
+          if (this.#announced.size > 4096) this.#announced.delete(this.#announced.keys().next().value as string);
+        }
         const head = this.#heads.get(repository);
         if (head && head.timestampVersion < version) {
           this.#evict(repository);
@@ -258,7 +265,12 @@ export class RepositoryService {
     if (!pending) {
       const previous = this.#superseded.get(repository);
       this.#superseded.delete(repository);
-      pending = this.#loadHead(repository, previous).then((h) => this.#remember(repository, h));
+      pending = this.#loadHead(repository, previous).then(async (h) => {
+        // A peer announced a newer head while this load was under way: load again (incrementally)
+        // rather than cache what is already superseded.
+        if ((this.#announced.get(repository) ?? 0) > h.timestampVersion) h = await this.#loadHead(repository, h);
+        return this.#remember(repository, h);
+      });
       this.#loading.set(repository, pending);
       pending.finally(() => this.#loading.delete(repository)).catch(() => {});
     }
