@@ -396,7 +396,14 @@ export class RepositoryService {
   async #commit(repository: string, lock: Lock, state: RepoState, roleFiles: MetadataFile[], online: OnlineResult): Promise<Head> {
     const ts = online.files.find((f) => f.name === 'timestamp.json');
     const rest = online.files.filter((f) => f.name !== 'timestamp.json');
-    await this.#d.metadata.publish(repository, [...roleFiles, ...rest.map((f) => ({ fileName: f.name, bytes: f.bytes }))]);
+    // Every file here carries a version above what the trusted head references (the engine checked
+    // that under this lock), so a same-named file in the store is an orphan of a commit that never
+    // moved the timestamp: it may be replaced instead of blocking that version forever.
+    const files = [...roleFiles, ...rest.map((f) => ({ fileName: f.name, bytes: f.bytes }))];
+    if (!(await lock.isCurrent({ minRemainingMs: 2_000 }))) {
+      throw new CoordError('LOCK_LOST', `the write lock on ${repository} expired before the files could be written; retry`, { detail: { repository } });
+    }
+    await this.#d.metadata.publish(repository, files, { replaceable: new Set(files.map((f) => f.fileName).filter((n) => n !== '1.root.json' && n !== '1.targets.json')) });
     if (!ts) throw new EngineError('NO_SNAPSHOT', 'no timestamp produced', { detail: { repository } });
     if (!(await lock.isCurrent({ minRemainingMs: 1_000 }))) {
       throw new CoordError('LOCK_LOST', `the write lock on ${repository} expired before the timestamp could move; retry`, { detail: { repository } });

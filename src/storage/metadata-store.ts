@@ -131,9 +131,9 @@ export class MetadataStore {
     return this.#mutex.run(metaRepo, () => this.#write(metaRepo, name, bytes));
   }
 
-  async #write(metaRepo: string, name: MetadataFileName, bytes: Uint8Array): Promise<WriteResult> {
+  async #write(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable = false): Promise<WriteResult> {
     const artifact = buildMetadataArtifact(name, bytes);
-    if (name.version !== undefined) {
+    if (name.version !== undefined && !replaceable) {
       let existing: (ParsedMetadataArtifact & { manifestDigest: string }) | undefined;
       try {
         existing = await this.#readArtifact(metaRepo, name.fileName);
@@ -163,8 +163,14 @@ export class MetadataStore {
    * Write several files so that readers never see a timestamp ahead of its
    * files: all others first (in the given order, snapshots after the rest),
    * timestamp.json last, stopping at the first failure.
+   *
+   * `replaceable` names versioned files that may overwrite an existing file of
+   * the same name. Only for orphans: a writer that holds the repository lock
+   * and knows the file's version is above everything the current timestamp
+   * chain references (a crashed commit left it; no client was ever directed to
+   * it). Everything else stays immutable.
    */
-  async publish(repository: string, files: readonly MetadataFile[]): Promise<WriteResult[]> {
+  async publish(repository: string, files: readonly MetadataFile[], options: { replaceable?: ReadonlySet<string> } = {}): Promise<WriteResult[]> {
     const metaRepo = this.metadataRepository(repository);
     const named = files.map((file) => ({ file, name: assertMetadataFileName(this.store.backend, metaRepo, file.fileName) }));
     const seen = new Set<string>();
@@ -179,7 +185,7 @@ export class MetadataStore {
       .sort((a, b) => publishRank(a.name) - publishRank(b.name) || a.position - b.position);
     return this.#mutex.run(metaRepo, async () => {
       const results: WriteResult[] = [];
-      for (const { file, name } of ordered) results.push(await this.#write(metaRepo, name, file.bytes));
+      for (const { file, name } of ordered) results.push(await this.#write(metaRepo, name, file.bytes, options.replaceable?.has(name.fileName) ?? false));
       return results;
     });
   }
@@ -209,7 +215,6 @@ export class MetadataStore {
     return bytes;
   }
 
-  /** Every metadata file of R, by role then version; tags that are not metadata file names are ignored. */
   /** Image repositories that have TUF metadata in this store. */
   async listRepositories(): Promise<string[]> {
     const out: string[] = [];

@@ -222,3 +222,20 @@ describe('read fast path', () => {
     expect(miss.json<{ error: { code: string } }>().error.code).toBe('NOT_FOUND');
   });
 });
+
+describe('orphans of a commit that never moved the timestamp', () => {
+  it('do not block the versions they hold', async () => {
+    const h = await ready();
+    // A crashed commit left 1.ci.json and 2.snapshot.json behind, timestamp still at 1.
+    await h.metadata.publish(REPO, [
+      { fileName: '1.ci.json', bytes: await h.ciBytes(1, { v9: image(9) }) },
+      { fileName: '2.snapshot.json', bytes: new TextEncoder().encode('{"orphan": true}') },
+    ]);
+    expect(await h.timestampVersion()).toBe(1);
+    const r = await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) });
+    expect(r.status, JSON.stringify(r.json())).toBe(201);
+    expect(await h.timestampVersion()).toBe(2);
+    const snap = await h.request('GET', `/v1/repos/${REPO}/metadata/2.snapshot.json`);
+    expect(snap.json<{ signed: { _type: string } }>().signed._type).toBe('snapshot');
+  });
+});
