@@ -151,12 +151,17 @@ export class RepositoryService {
           if (this.#superseded.size > 256) this.#superseded.delete(this.#superseded.keys().next().value as string);
         }
       }),
-      // Missed invalidations (reconnect) or a wiped coordinator (reset): drop every cached head;
-      // on reset, put every cached repository back on the refresh schedule.
+      // Missed invalidations (reconnect) or a wiped coordinator (reset): drop every cached head.
       deps.coord.onResync((reason) => {
         const repos = [...this.#heads.keys()];
         for (const r of repos) this.#evict(r);
-        if (reason === 'reset') for (const r of repos) this.track(r).catch((err: unknown) => this.#d.logger.warn({ repository: r, err }, 'could not re-schedule refresh'));
+        if (reason === 'reset') {
+          // The coordinator lost its schedule: put every stored repository back on it.
+          this.#d.metadata
+            .listRepositories()
+            .then((all) => Promise.all([...new Set([...all, ...repos])].map((r) => this.track(r).catch((err: unknown) => this.#d.logger.warn({ repository: r, err }, 'could not re-schedule refresh')))))
+            .catch((err: unknown) => this.#d.logger.warn({ err }, 'could not list repositories to re-schedule'));
+        }
       }),
     ];
   }
