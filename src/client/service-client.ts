@@ -26,25 +26,8 @@ export interface OnlineKeys {
   timestamp: Array<{ keyid: string; key: TufKeyJson }>;
 }
 
-export interface RoleStatus {
-  role: string;
-  version: number;
-  expires: string;
-  expiresInSeconds: number;
-  keyids: string[];
-  threshold: number;
-  signedBy: 'online' | 'offline';
-}
-
-export interface UploadResult {
-  repository: string;
-  role: string;
-  version: number;
-  snapshotVersion: number;
-  timestampVersion: number;
-  unchanged: boolean;
-  warnings?: string[];
-}
+export type { RoleStatus, RepositoryStatus, UploadResult } from '../service/repository-service.ts';
+import type { RepositoryStatus, UploadResult } from '../service/repository-service.ts';
 
 export class ServiceClient {
   readonly url: string;
@@ -117,7 +100,7 @@ export class ServiceClient {
     return (await this.#json<{ repositories: string[] }>('GET', '/v1/repos')).repositories;
   }
 
-  status(repo: string): Promise<{ repository: string; roles: RoleStatus[]; tombstones: Array<{ role: string; version: number }> }> {
+  status(repo: string): Promise<RepositoryStatus> {
     return this.#json('GET', `/v1/repos/${repo}/status`);
   }
 
