@@ -10,13 +10,12 @@
  * while A writes, which makes the overlap certain rather than likely (the
  * concurrency test in two-instances.test.ts meets it by chance).
  */
-import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
+import type { RegistryServer } from '../support/registry-server.ts';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
-import { CI_TOKEN, Owner, TOKENS, Traffic, createRepository, eventually, imageFor, makeOnlineKeys, readTimestamp, verifyWithTuf, logProblemsOnFailure, type Endpoint, type OnlineKeyFiles } from './fleet.ts';
+import { CI_TOKEN, Owner, TOKENS, Traffic, createRepository, eventually, imageFor, readTimestamp, verifyWithTuf, logProblemsOnFailure, type Endpoint, type OnlineKeyFiles, setUpFleet, tearDownFleet } from './fleet.ts';
 import { startRegistryTap } from './registry-tap.ts';
 
 let registry: RegistryServer;
@@ -24,15 +23,9 @@ let keys: OnlineKeyFiles;
 let owner: Owner;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  keys = await makeOnlineKeys();
-  owner = await new Owner(keys).init();
+  ({ registry, keys, owner } = await setUpFleet());
 });
-
-afterAll(async () => {
-  await registry?.stop();
-  if (keys) await rm(keys.dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownFleet(registry, keys));
 
 describe('head caches of two instances', () => {
   it('an instance whose head load overlapped a write by the other instance does not keep serving the older head', async () => {

@@ -16,6 +16,7 @@
  *   that did land answers 200 unchanged). Anything else is a final failure,
  *   as is running out of attempts or time.
  */
+import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -621,4 +622,16 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
     if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms`);
     await sleep(everyMs);
   }
+}
+
+/** The registry, shared online keys and owner every multi-instance test file starts with. */
+export async function setUpFleet(): Promise<{ registry: RegistryServer; keys: OnlineKeyFiles; owner: Owner }> {
+  const registry = await startRegistry();
+  const keys = await makeOnlineKeys();
+  return { registry, keys, owner: await new Owner(keys).init() };
+}
+
+export async function tearDownFleet(registry: RegistryServer | undefined, keys: OnlineKeyFiles | undefined): Promise<void> {
+  await registry?.stop();
+  if (keys) await rm(keys.dir, { recursive: true, force: true });
 }

@@ -14,9 +14,8 @@
  * policy allows (integer minutes, margin below expiry) is still a minute.
  * The dying instance is a real `tufoci serve` process.
  */
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
+import type { RegistryServer } from '../support/registry-server.ts';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
 import {
@@ -29,13 +28,14 @@ import {
   eventually,
   imageFor,
   logProblemsOnFailure,
-  makeOnlineKeys,
   readTimestamp,
   startInProcess,
   verifyWithTuf,
   type Endpoint,
   type OnlineKeyFiles,
   type UploadJob,
+  setUpFleet,
+  tearDownFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, timestampOrder, verifyAll } from './checks.ts';
 import { startRegistryTap, type TappedRequest } from './registry-tap.ts';
@@ -47,15 +47,9 @@ let keys: OnlineKeyFiles;
 let owner: Owner;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  keys = await makeOnlineKeys();
-  owner = await new Owner(keys).init();
+  ({ registry, keys, owner } = await setUpFleet());
 });
-
-afterAll(async () => {
-  await registry?.stop();
-  if (keys) await rm(keys.dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownFleet(registry, keys));
 
 const snapshotWrite = (r: TappedRequest): boolean => r.method === 'PUT' && /^\/v2\/it\/crash\/r\d+\/tuf\/manifests\/\d+\.snapshot\.json$/.test(r.path);
 

@@ -9,7 +9,6 @@
  * And a running instance re-schedules the re-signing of every stored
  * repository after the data loss, not only the ones it happens to cache.
  */
-import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
@@ -25,12 +24,13 @@ import {
   eventually,
   imageFor,
   logProblemsOnFailure,
-  makeOnlineKeys,
   readTimestamp,
   startInProcess,
   type Endpoint,
   type OnlineKeyFiles,
   type UploadJob,
+  setUpFleet,
+  tearDownFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, timestampOrder, verifyAll } from './checks.ts';
 import { startRegistryTap, type TappedRequest } from './registry-tap.ts';
@@ -42,15 +42,9 @@ let keys: OnlineKeyFiles;
 let owner: Owner;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  keys = await makeOnlineKeys();
-  owner = await new Owner(keys).init();
+  ({ registry, keys, owner } = await setUpFleet());
 });
-
-afterAll(async () => {
-  await registry?.stop();
-  if (keys) await rm(keys.dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownFleet(registry, keys));
 
 const snapshotWrite = (r: TappedRequest): boolean => r.method === 'PUT' && /^\/v2\/it\/redis\/r\d+\/tuf\/manifests\/\d+\.snapshot\.json$/.test(r.path);
 

@@ -11,9 +11,8 @@
  * instance-crash.test.ts, redis-restart.test.ts and cache-coherence.test.ts
  * (each file stays under two minutes on two cores).
  */
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
+import type { RegistryServer } from '../support/registry-server.ts';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
 import {
@@ -25,10 +24,11 @@ import {
   createRepository,
   imageFor,
   logProblemsOnFailure,
-  makeOnlineKeys,
   type Endpoint,
   type OnlineKeyFiles,
   type UploadJob,
+  setUpFleet,
+  tearDownFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, sameTimestampEverywhere, timestampOrder, verifyAll } from './checks.ts';
 
@@ -37,15 +37,9 @@ let keys: OnlineKeyFiles;
 let owner: Owner;
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  keys = await makeOnlineKeys();
-  owner = await new Owner(keys).init();
+  ({ registry, keys, owner } = await setUpFleet());
 });
-
-afterAll(async () => {
-  await registry?.stop();
-  if (keys) await rm(keys.dir, { recursive: true, force: true });
-});
+afterAll(() => tearDownFleet(registry, keys));
 
 /** Uploads racing on one repository, and spread over all 20. */
 const HOT = 100;
