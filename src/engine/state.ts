@@ -53,6 +53,36 @@ interface Index {
 
 const indexCache = new WeakMap<ReadonlyMap<string, RoleRecord<Targets>>, Index>();
 
+interface PathRole {
+  isDelegatedPath(path: string): boolean;
+}
+
+/**
+ * Target path → covered, per delegated role object. @tufjs/models matches
+ * `paths` with minimatch, compiling each glob again on every call, and every
+ * upload re-checks every target of the role. Role objects are immutable and
+ * shared by successive states while their delegator's file is unchanged, so
+ * the answers stay valid; the models' own matcher still decides each one.
+ */
+const coverage = new WeakMap<PathRole, Map<string, boolean>>();
+/** Bound on remembered answers per role (a role lists at most policy.limits.maxTargetsPerRole targets). */
+const MAX_COVERAGE_ENTRIES = 100_000;
+
+function covers(role: PathRole, path: string): boolean {
+  let answers = coverage.get(role);
+  if (!answers) {
+    answers = new Map();
+    coverage.set(role, answers);
+  }
+  let answer = answers.get(path);
+  if (answer === undefined) {
+    answer = role.isDelegatedPath(path);
+    if (answers.size >= MAX_COVERAGE_ENTRIES) answers.clear();
+    answers.set(path, answer);
+  }
+  return answer;
+}
+
 function buildIndex(targets: ReadonlyMap<string, RoleRecord<Targets>>): Index {
   const explicit = new Map<string, DelegationEntry[]>();
   const bins: Index['bins'] = [];
@@ -67,7 +97,7 @@ function buildIndex(targets: ReadonlyMap<string, RoleRecord<Targets>>): Index {
         threshold: role.threshold,
         terminating: role.terminating,
         keys: delegations.keys,
-        covers: (path) => role.isDelegatedPath(path),
+        covers: (path) => covers(role, path),
       };
       const list = explicit.get(name);
       if (list) list.push(entry);

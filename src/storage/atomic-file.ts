@@ -11,6 +11,12 @@ import { dirname, join } from 'node:path';
 export interface AtomicWriteOptions {
   /** fsync file and directory (default true). Off only for throwaway data, e.g. benchmarks of the CPU side. */
   fsync?: boolean;
+  /**
+   * fsync the directory after the rename (default: as `fsync`). A caller
+   * renaming several files into one directory passes false and calls
+   * `syncDirectory` once after the last rename, before relying on any of them.
+   */
+  syncDirectory?: boolean;
 }
 
 export async function writeFileAtomic(path: string, bytes: Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
@@ -30,7 +36,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
     await unlink(tmp).catch(() => undefined);
     throw error;
   }
-  if (fsync) await syncDirectory(dir);
+  if (options.syncDirectory ?? fsync) await syncDirectory(dir);
 }
 
 export async function syncDirectory(dir: string): Promise<void> {

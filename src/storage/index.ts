@@ -1,5 +1,5 @@
 /** The storage layer's public surface. */
-export type { BlobRef, Manifest, Store } from './store.ts';
+export type { BlobRef, ListReferrersOptions, Manifest, ManifestPut, ReferrerDescriptor, Store } from './store.ts';
 export { MANIFEST_MEDIA_TYPES, OCI_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE } from './store.ts';
 export { StorageError, isStorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
 export { MemoryStore } from './memory-store.ts';

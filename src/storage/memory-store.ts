@@ -6,10 +6,10 @@
  */
 import { sha256Digest } from './digest.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
-import { checkManifest } from './manifest-refs.ts';
+import { checkManifest, type ManifestRefs } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, isDigest } from './names.ts';
 import { StorageError } from './storage-error.ts';
-import type { BlobRef, Manifest, Store } from './store.ts';
+import type { BlobRef, Manifest, ManifestPut, Store } from './store.ts';
 
 interface StoredManifest {
   bytes: Uint8Array;
@@ -74,6 +74,18 @@ export class MemoryStore implements Store {
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
     assertRepositoryName(BACKEND, repository);
+    return this.#storeManifest(repository, reference, bytes, mediaType, this.#checkManifestPut(repository, reference, bytes, mediaType));
+  }
+
+  /** Every check first, then the blobs, then the manifests in order (see `Store.putManifests`). */
+  async putManifests(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>> {
+    assertRepositoryName(BACKEND, repository);
+    const refs = puts.map((p) => this.#checkManifestPut(repository, p.reference, p.bytes, p.mediaType));
+    for (const p of puts) for (const b of p.blobs) await this.putBlob(repository, b);
+    return puts.map((p, i) => this.#storeManifest(repository, p.reference, p.bytes, p.mediaType, refs[i] as ManifestRefs));
+  }
+
+  #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): ManifestRefs {
     assertReference(BACKEND, repository, reference);
     const digest = sha256Digest(bytes);
     const detail = { backend: BACKEND, repository, reference };
@@ -87,13 +99,19 @@ export class MemoryStore implements Store {
     if (!check.ok) {
       throw new StorageError(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, detail);
     }
+    return check.refs;
+  }
+
+  #storeManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string, refs: ManifestRefs): { digest: string } {
+    const digest = sha256Digest(bytes);
+    const detail = { backend: BACKEND, repository, reference };
     const repo = this.#repo(repository, true)!;
-    for (const blob of check.refs.blobs) {
+    for (const blob of refs.blobs) {
       if (!repo.blobs.has(blob)) {
         throw new StorageError('INVALID_MANIFEST', `manifest ${reference} for ${repository} references blob ${blob} that is not in the repository`, detail);
       }
     }
-    for (const child of check.refs.manifests) {
+    for (const child of refs.manifests) {
       if (!repo.manifests.has(child)) {
         throw new StorageError('INVALID_MANIFEST', `index ${reference} for ${repository} references manifest ${child} that is not in the repository`, detail);
       }
@@ -101,6 +119,18 @@ export class MemoryStore implements Store {
     repo.manifests.set(digest, { bytes: Uint8Array.from(bytes), mediaType });
     if (!isDigest(reference)) repo.tags.set(reference, digest);
     return { digest };
+  }
+
+  /** Undefined when `reference` names the manifest `digest`; the manifest otherwise. */
+  async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
+    assertRepositoryName(BACKEND, repository);
+    assertReference(BACKEND, repository, reference);
+    assertDigest(BACKEND, repository, digest);
+    assertMaxBytes(maxBytes);
+    const repo = this.#repo(repository, false);
+    const current = isDigest(reference) ? reference : repo?.tags.get(reference);
+    if (current === digest && repo?.manifests.has(digest)) return undefined;
+    return this.getManifest(repository, reference, maxBytes);
   }
 
   async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {

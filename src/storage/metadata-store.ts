@@ -11,8 +11,17 @@
  *   last, so a failed write leaves no tag (or the previous timestamp).
  * - `publish` writes a set of files with timestamp.json last, and stops at the
  *   first failure: the timestamp never points at files that failed to write.
+ *   The other files go to the backend as one batch where it has
+ *   `putManifests` (blobs first, in parallel; tags visible in order — role
+ *   files, then snapshots — or together, as one index.json rewrite on a
+ *   layout), and timestamp.json in a batch of its own once that one is done.
  * - Reads return exactly the layer bytes, bounded by the caller, after the
  *   manifest was checked to be the artifact of the file name asked for.
+ * - The last timestamp.json written or read per repository is remembered
+ *   with its manifest digest (bounded). Reading timestamp.json again asks the
+ *   backend for the manifest only if its digest changed (`If-None-Match`);
+ *   the digest commits to the layer digest and so to the bytes, so
+ *   "unchanged" is as good as reading them, in one request instead of two.
  * - `prune` never deletes a protected file, timestamp.json, or any root.
  * - Writes to one repository are serialised within this process (one mutex
  *   per backend instance and repository). Across processes the coordinator's
@@ -26,6 +35,7 @@ import {
   isArtifactProblem,
   parseMetadataArtifact,
   type ArtifactProblem,
+  type MetadataArtifact,
   type ParsedMetadataArtifact,
 } from './artifact.ts';
 import { sha256Digest } from './digest.ts';
@@ -34,10 +44,12 @@ import { assertMaxBytes } from './limits.ts';
 import { assertMetadataFileName, TIMESTAMP_FILE_NAME, type MetadataFileName } from './metadata-name.ts';
 import { assertRepositoryName, clip } from './names.ts';
 import { isStorageError, StorageError, type StorageErrorCode } from './storage-error.ts';
-import { OCI_MANIFEST_MEDIA_TYPE, type Store } from './store.ts';
+import { OCI_MANIFEST_MEDIA_TYPE, type Manifest, type Store } from './store.ts';
 
 /** Artifact manifests are a few hundred bytes; this bounds what a hostile registry can make us read. */
 export const MAX_ARTIFACT_MANIFEST_BYTES = 64 * 1024;
+/** Repositories whose last timestamp.json is remembered (each entry holds one timestamp file). */
+const MAX_REMEMBERED_TIMESTAMPS = 4096;
 
 export interface MetadataStoreOptions {
   store: Store;
@@ -78,6 +90,13 @@ function mutexFor(store: Store): KeyedMutex {
   return mutex;
 }
 
+/** A file about to be written: its name, bytes and artifact. */
+interface PendingWrite {
+  name: MetadataFileName;
+  bytes: Uint8Array;
+  artifact: MetadataArtifact;
+}
+
 /** Order for publishing: everything else in the given order, then snapshots, then timestamp. */
 function publishRank(name: MetadataFileName): number {
   if (name.role === 'timestamp') return 2;
@@ -90,6 +109,8 @@ export class MetadataStore {
   readonly #metadataRepository: (repository: string) => string;
   readonly #imageRepository: (metadataRepository: string) => string | undefined;
   readonly #mutex: KeyedMutex;
+  /** Per metadata repository, the timestamp.json last written or read here, oldest first. */
+  readonly #timestamps = new Map<string, { manifestDigest: string; bytes: Uint8Array }>();
 
   constructor(options: MetadataStoreOptions) {
     this.store = options.store;
@@ -116,7 +137,10 @@ export class MetadataStore {
   }
 
   async #readArtifact(metaRepo: string, fileName: string): Promise<ParsedMetadataArtifact & { manifestDigest: string }> {
-    const manifest = await this.store.getManifest(metaRepo, fileName, MAX_ARTIFACT_MANIFEST_BYTES);
+    return this.#parseArtifact(metaRepo, fileName, await this.store.getManifest(metaRepo, fileName, MAX_ARTIFACT_MANIFEST_BYTES));
+  }
+
+  #parseArtifact(metaRepo: string, fileName: string, manifest: Manifest): ParsedMetadataArtifact & { manifestDigest: string } {
     if (manifest.mediaType !== OCI_MANIFEST_MEDIA_TYPE) {
       throw this.#fail('BAD_MEDIA_TYPE', `${fileName} in ${metaRepo} is a ${clip(manifest.mediaType, 80)}, not an OCI image manifest`, metaRepo, fileName);
     }
@@ -128,10 +152,18 @@ export class MetadataStore {
   async writeMetadata(repository: string, fileName: string, bytes: Uint8Array): Promise<WriteResult> {
     const metaRepo = this.metadataRepository(repository);
     const name = assertMetadataFileName(this.store.backend, metaRepo, fileName);
-    return this.#mutex.run(metaRepo, () => this.#write(metaRepo, name, bytes));
+    return this.#mutex.run(metaRepo, async () => {
+      const prepared = await this.#prepare(metaRepo, name, bytes, false);
+      return 'written' in prepared ? prepared : ((await this.#store(metaRepo, [prepared]))[0] as WriteResult);
+    });
   }
 
-  async #write(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable = false): Promise<WriteResult> {
+  /**
+   * The artifact to write for a file, or the result of not writing it: a
+   * versioned file (unless `replaceable`) that already holds the same bytes is
+   * left alone; one holding other bytes is a CONFLICT.
+   */
+  async #prepare(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable: boolean): Promise<PendingWrite | WriteResult> {
     const artifact = buildMetadataArtifact(name, bytes);
     if (name.version !== undefined && !replaceable) {
       let existing: (ParsedMetadataArtifact & { manifestDigest: string }) | undefined;
@@ -153,10 +185,37 @@ export class MetadataStore {
         });
       }
     }
-    await this.store.putBlob(metaRepo, bytes);
-    await this.store.putBlob(metaRepo, EMPTY_JSON_BYTES);
-    const { digest } = await this.store.putManifest(metaRepo, name.fileName, artifact.manifest, OCI_MANIFEST_MEDIA_TYPE);
-    return { fileName: name.fileName, written: true, manifestDigest: digest, layerDigest: artifact.layerDigest };
+    return { name, bytes, artifact };
+  }
+
+  /** Write files (blobs first, then the tagged manifests in order, stopping at the first failure): one batch where the backend has one. */
+  async #store(metaRepo: string, writes: readonly PendingWrite[]): Promise<WriteResult[]> {
+    for (const w of writes) if (w.name.fileName === TIMESTAMP_FILE_NAME) this.#timestamps.delete(metaRepo);
+    const digests: string[] = [];
+    if (this.store.putManifests && writes.length > 0) {
+      const stored = await this.store.putManifests(
+        metaRepo,
+        writes.map((w) => ({ reference: w.name.fileName, bytes: w.artifact.manifest, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [w.bytes, EMPTY_JSON_BYTES] })),
+      );
+      for (const s of stored) digests.push(s.digest);
+    } else {
+      for (const w of writes) {
+        await this.store.putBlob(metaRepo, w.bytes);
+        await this.store.putBlob(metaRepo, EMPTY_JSON_BYTES);
+        digests.push((await this.store.putManifest(metaRepo, w.name.fileName, w.artifact.manifest, OCI_MANIFEST_MEDIA_TYPE)).digest);
+      }
+    }
+    return writes.map((w, i) => {
+      const manifestDigest = digests[i] as string;
+      if (w.name.fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, manifestDigest, w.bytes);
+      return { fileName: w.name.fileName, written: true, manifestDigest, layerDigest: w.artifact.layerDigest };
+    });
+  }
+
+  #rememberTimestamp(metaRepo: string, manifestDigest: string, bytes: Uint8Array): void {
+    this.#timestamps.delete(metaRepo);
+    this.#timestamps.set(metaRepo, { manifestDigest, bytes: Uint8Array.from(bytes) });
+    if (this.#timestamps.size > MAX_REMEMBERED_TIMESTAMPS) this.#timestamps.delete(this.#timestamps.keys().next().value as string);
   }
 
   /**
@@ -185,7 +244,13 @@ export class MetadataStore {
       .sort((a, b) => publishRank(a.name) - publishRank(b.name) || a.position - b.position);
     return this.#mutex.run(metaRepo, async () => {
       const results: WriteResult[] = [];
-      for (const { file, name } of ordered) results.push(await this.#write(metaRepo, name, file.bytes, options.replaceable?.has(name.fileName) ?? false));
+      // Two batches: everything but the timestamp, then (only once that is stored) the timestamp.
+      for (const stage of [ordered.filter((e) => publishRank(e.name) < 2), ordered.filter((e) => publishRank(e.name) === 2)]) {
+        const prepared: Array<PendingWrite | WriteResult> = [];
+        for (const { file, name } of stage) prepared.push(await this.#prepare(metaRepo, name, file.bytes, options.replaceable?.has(name.fileName) ?? false));
+        const written = await this.#store(metaRepo, prepared.filter((p): p is PendingWrite => !('written' in p)));
+        for (const p of prepared) results.push('written' in p ? p : (written.shift() as WriteResult));
+      }
       return results;
     });
   }
@@ -195,7 +260,25 @@ export class MetadataStore {
     const metaRepo = this.metadataRepository(repository);
     assertMetadataFileName(this.store.backend, metaRepo, fileName);
     assertMaxBytes(maxBytes);
-    const artifact = await this.#readArtifact(metaRepo, fileName);
+    const known = fileName === TIMESTAMP_FILE_NAME ? this.#timestamps.get(metaRepo) : undefined;
+    let manifest: Manifest | undefined;
+    if (known && this.store.getManifestIfNoneMatch) {
+      try {
+        manifest = await this.store.getManifestIfNoneMatch(metaRepo, fileName, known.manifestDigest, MAX_ARTIFACT_MANIFEST_BYTES);
+      } catch (error) {
+        this.#timestamps.delete(metaRepo);
+        throw error;
+      }
+      if (manifest === undefined) {
+        if (known.bytes.byteLength > maxBytes) {
+          throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${known.bytes.byteLength} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: known.bytes.byteLength, maxBytes });
+        }
+        this.#timestamps.delete(metaRepo); // most recently used last
+        this.#timestamps.set(metaRepo, known);
+        return Uint8Array.from(known.bytes);
+      }
+    }
+    const artifact = manifest ? this.#parseArtifact(metaRepo, fileName, manifest) : await this.#readArtifact(metaRepo, fileName);
     if (artifact.layerSize > maxBytes) {
       throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: artifact.layerSize, maxBytes });
     }
@@ -212,6 +295,7 @@ export class MetadataStore {
     if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
       throw this.#fail('DIGEST_MISMATCH', `${fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo, fileName);
     }
+    if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, bytes);
     return bytes;
   }
 

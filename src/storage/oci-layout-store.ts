@@ -15,19 +15,22 @@
  *   writes cost far fewer than N rewrites. Exclusion covers one process;
  *   several processes writing one layout directory need the coordinator's lock.
  * - Blobs are content addressed and verified on every read.
+ * - `putManifests` writes every blob of a batch (in parallel), syncs the blob
+ *   directory once, then applies all its tags in one index.json rewrite: the
+ *   tags appear together, atomically, never before their blobs are durable.
  * - A repository component may not be `blobs`, `index.json` or `oci-layout`:
  *   those names belong to the layout of the parent repository.
  */
 import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { isErrno, readFileBounded, writeFileAtomic } from './atomic-file.ts';
+import { isErrno, readFileBounded, syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { sha256Digest } from './digest.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName } from './names.ts';
 import { StorageError, type StorageErrorCode } from './storage-error.ts';
-import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type Store } from './store.ts';
+import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type ManifestPut, type Store } from './store.ts';
 
 const BACKEND = 'oci-layout';
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -222,15 +225,17 @@ export class OciLayoutStore implements Store {
     this.#initialized.add(dir);
   }
 
-  async #writeBlob(dir: string, digest: string, bytes: Uint8Array): Promise<void> {
+  /** Write a blob unless a file of its size is there; answers whether it wrote (and, with `syncDirectory: false`, left the directory to sync). */
+  async #writeBlob(dir: string, digest: string, bytes: Uint8Array, options: { syncDirectory?: boolean } = {}): Promise<boolean> {
     const path = this.#blobPath(dir, digest);
     try {
       const existing = await stat(path);
-      if (existing.size === bytes.byteLength) return;
+      if (existing.size === bytes.byteLength) return false;
     } catch (error) {
       if (!isErrno(error, 'ENOENT')) throw error;
     }
-    await writeFileAtomic(path, bytes, { fsync: this.#fsync });
+    await writeFileAtomic(path, bytes, { fsync: this.#fsync, syncDirectory: (options.syncDirectory ?? true) && this.#fsync });
+    return true;
   }
 
   /**
@@ -390,19 +395,8 @@ export class OciLayoutStore implements Store {
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
     const dir = this.layoutDirectory(repository);
-    assertReference(BACKEND, repository, reference);
-    const digest = sha256Digest(bytes);
-    if (isDigest(reference) && reference !== digest) {
-      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
-    }
-    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
-      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
-    }
-    const check = checkManifest(bytes, mediaType);
-    if (!check.ok) {
-      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
-    }
-    for (const ref of [...check.refs.blobs, ...check.refs.manifests]) {
+    const { digest, refs } = this.#checkManifestPut(repository, reference, bytes, mediaType);
+    for (const ref of refs) {
       if (!(await this.hasBlob(repository, ref))) {
         throw this.#fail('INVALID_MANIFEST', `manifest ${reference} for ${repository} references ${ref}, which is not in the repository`, repository, reference);
       }
@@ -421,7 +415,75 @@ export class OciLayoutStore implements Store {
     return { digest };
   }
 
+  /**
+   * A batch of manifests (see `Store.putManifests`): every check first, then
+   * every blob and manifest blob written in parallel with one sync of the
+   * blob directory, then one index.json rewrite holding all the tags.
+   */
+  async putManifests(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>> {
+    const dir = this.layoutDirectory(repository);
+    const checked = puts.map((p) => this.#checkManifestPut(repository, p.reference, p.bytes, p.mediaType));
+    const files = new Map<string, Uint8Array>();
+    for (const p of puts) for (const b of p.blobs) files.set(sha256Digest(b), b);
+    for (const [i, p] of puts.entries()) {
+      for (const ref of (checked[i] as { refs: string[] }).refs) {
+        if (!files.has(ref) && !(await this.hasBlob(repository, ref))) {
+          throw this.#fail('INVALID_MANIFEST', `manifest ${p.reference} for ${repository} references ${ref}, which is not in the repository`, repository, p.reference);
+        }
+      }
+    }
+    for (const [i, p] of puts.entries()) files.set((checked[i] as { digest: string }).digest, p.bytes);
+    const at = puts.length === 0 ? '' : (puts[puts.length - 1] as ManifestPut).reference;
+    try {
+      await this.#ensureLayout(dir);
+      const wrote = await Promise.allSettled([...files].map(([digest, bytes]) => this.#writeBlob(dir, digest, bytes, { syncDirectory: false })));
+      const failed = wrote.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      if (this.#fsync && wrote.some((r) => r.status === 'fulfilled' && r.value)) await syncDirectory(join(dir, 'blobs', 'sha256'));
+      if (puts.length > 0) {
+        await this.#updateIndex(dir, repository, (draft) => {
+          for (const [i, p] of puts.entries()) {
+            const { digest } = checked[i] as { digest: string };
+            const descriptor: IndexDescriptor = { mediaType: p.mediaType, digest, size: p.bytes.byteLength };
+            if (!isDigest(p.reference)) draft.setTag(p.reference, descriptor);
+            else if (!draft.hasDigest(digest)) draft.add(descriptor);
+          }
+        });
+      }
+    } catch (error) {
+      throw this.#io(error, 'writing manifests', repository, at);
+    }
+    return checked.map(({ digest }) => ({ digest }));
+  }
+
+  /** Reference, digest, size and media type of a manifest to put; the blobs it references. */
+  #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): { digest: string; refs: string[] } {
+    assertReference(BACKEND, repository, reference);
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && reference !== digest) {
+      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
+    }
+    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
+      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
+    }
+    const check = checkManifest(bytes, mediaType);
+    if (!check.ok) {
+      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
+    }
+    return { digest, refs: [...check.refs.blobs, ...check.refs.manifests] };
+  }
+
   async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
+    return (await this.#getManifest(repository, reference, maxBytes, undefined)) as Manifest;
+  }
+
+  /** Undefined when index.json maps `reference` to `digest` (no blob is read); the manifest otherwise. */
+  async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
+    assertDigest(BACKEND, repository, digest);
+    return this.#getManifest(repository, reference, maxBytes, digest);
+  }
+
+  async #getManifest(repository: string, reference: string, maxBytes: number, ifNoneMatch: string | undefined): Promise<Manifest | undefined> {
     const dir = this.layoutDirectory(repository);
     assertReference(BACKEND, repository, reference);
     assertMaxBytes(maxBytes);
@@ -437,6 +499,7 @@ export class OciLayoutStore implements Store {
     if (!isDigest(reference) && !descriptor) {
       throw this.#fail('NOT_FOUND', `manifest ${reference} not found in ${repository}`, repository, reference);
     }
+    if (ifNoneMatch !== undefined && descriptor?.digest === ifNoneMatch) return undefined;
     const digest = descriptor?.digest ?? reference;
     if (!isDigest(digest)) {
       throw this.#fail('PROTOCOL', `index.json of ${repository} maps ${reference} to "${clip(digest, 80)}", not a sha256 digest`, repository, reference);

@@ -78,6 +78,8 @@ export class RegistryAuth {
   readonly #tokens = new Map<string, CachedToken>();
   /** access key (repository + access class) → the challenge key whose token it last needed */
   readonly #accessTokens = new Map<string, string>();
+  /** Token requests under way by challenge key: concurrent challenges for one scope share one request. */
+  readonly #fetching = new Map<string, Promise<CachedToken>>();
   /** Number of token requests made: observable for tests of the cache. */
   tokenRequests = 0;
 
@@ -123,7 +125,12 @@ export class RegistryAuth {
         this.#accessTokens.set(accessKey, key);
         return true;
       }
-      this.#tokens.set(key, await this.#fetchToken(realm, bearer.params['service'], bearer.params['scope'], detail));
+      let fetching = this.#fetching.get(key);
+      if (!fetching) {
+        fetching = this.#fetchToken(realm, bearer.params['service'], bearer.params['scope'], detail).finally(() => this.#fetching.delete(key));
+        this.#fetching.set(key, fetching);
+      }
+      this.#tokens.set(key, await fetching);
       this.#accessTokens.set(accessKey, key);
       return true;
     }

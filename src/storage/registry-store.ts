@@ -17,6 +17,16 @@
  *   it accepts only once every referenced blob is uploaded.
  * - Errors name the repository and reference and carry the HTTP status and
  *   the registry's error codes in `detail`.
+ * - Blobs known to exist (uploaded, found by HEAD or read back by this
+ *   instance) are remembered per repository, never across repositories, in a
+ *   bounded set: content addressed, so the memory cannot go stale except by a
+ *   registry garbage collection, and a manifest PUT refused for an unknown
+ *   blob forgets its blobs. `putManifests` uploads the blobs it is given
+ *   without asking first (they are new bytes nearly always) and in parallel.
+ * - A blob below the chunked threshold is offered as one `POST ?digest=`
+ *   (OCI single-request upload); a registry that answers 202 instead (as
+ *   distribution 2.8 does) gets the POST-PUT pair, and this instance stops
+ *   offering the single request.
  */
 import { sha256Digest } from './digest.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
@@ -25,11 +35,16 @@ import { checkManifest } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
 import { RegistryAuth, type Credentials } from './registry-auth.ts';
 import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
-import { MANIFEST_MEDIA_TYPES, type BlobRef, type Manifest, type Store } from './store.ts';
+import { MANIFEST_MEDIA_TYPES, type BlobRef, type Manifest, type ManifestPut, type Store } from './store.ts';
+import { OCI_INDEX_MEDIA_TYPE, type ListReferrersOptions, type ReferrerDescriptor } from './store.ts';
 
 const BACKEND = 'registry';
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+/** Bound on the blobs remembered as present (repository + digest pairs). */
+const MAX_KNOWN_BLOBS = 16_384;
+/** Blob uploads of one `putManifests` in flight at once. */
+const UPLOAD_CONCURRENCY = 4;
 
 export interface RegistryStoreOptions {
   /** Base URL of the registry, e.g. `https://registry.example` or `http://127.0.0.1:5000`. */
@@ -80,6 +95,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+interface CheckedManifest {
+  digest: string;
+  /** Blobs the manifest references. */
+  blobs: string[];
+}
+
 /** `<url>; rel="next"` from a Link header, if any. */
 export function nextLink(header: string | null): string | undefined {
   if (header === null) return undefined;
@@ -105,6 +126,10 @@ export class RegistryStore implements Store {
   readonly #maxTagsPageBytes: number;
   readonly #maxTagsPages: number;
   readonly #userAgent: string;
+  /** `repository\ndigest` of blobs known to be in that repository, oldest first. */
+  readonly #knownBlobs = new Set<string>();
+  /** Whether the registry completes `POST /blobs/uploads/?digest=` with a body in one request (undefined: not asked yet). */
+  #singlePostUploads: boolean | undefined;
   readonly auth: RegistryAuth;
 
   constructor(options: RegistryStoreOptions) {
@@ -290,9 +315,23 @@ export class RegistryStore implements Store {
     const spec: RequestSpec = { method: 'HEAD', url: this.#url(`/v2/${repository}/blobs/${digest}`), repository, reference: digest, idempotent: true, access: 'pull' };
     const response = await this.#request(spec);
     await discardBody(response);
-    if (response.status === 200) return true;
+    if (response.status === 200) {
+      this.#rememberBlob(repository, digest);
+      return true;
+    }
     if (response.status === 404) return false;
     throw await this.#unexpected(response, spec, 'checking blob');
+  }
+
+  #rememberBlob(repository: string, digest: string): void {
+    const key = `${repository}\n${digest}`;
+    this.#knownBlobs.delete(key);
+    this.#knownBlobs.add(key);
+    if (this.#knownBlobs.size > MAX_KNOWN_BLOBS) this.#knownBlobs.delete(this.#knownBlobs.values().next().value as string);
+  }
+
+  #isKnownBlob(repository: string, digest: string): boolean {
+    return this.#knownBlobs.has(`${repository}\n${digest}`);
   }
 
   async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
@@ -311,6 +350,7 @@ export class RegistryStore implements Store {
     if (actual !== digest) {
       throw this.#fail('DIGEST_MISMATCH', `blob ${digest} in ${repository}: the registry served content hashing to ${actual}`, repository, digest, { actual });
     }
+    this.#rememberBlob(repository, digest);
     return bytes;
   }
 
@@ -318,18 +358,107 @@ export class RegistryStore implements Store {
     assertRepositoryName(BACKEND, repository);
     const digest = sha256Digest(bytes);
     const ref = { digest, size: bytes.byteLength };
-    if (await this.hasBlob(repository, digest)) return ref;
-    let location = await this.#startUpload(repository, digest);
+    if (this.#isKnownBlob(repository, digest) || (await this.hasBlob(repository, digest))) return ref;
+    await this.#upload(repository, digest, bytes);
+    return ref;
+  }
+
+  /** Upload a blob (no existence check): chunked above the threshold, else one request where the registry allows it, else POST then PUT. */
+  async #upload(repository: string, digest: string, bytes: Uint8Array): Promise<void> {
     if (bytes.byteLength >= this.#chunkedThreshold) {
+      let location = await this.#startUpload(repository, digest);
       for (let start = 0; start < bytes.byteLength; start += this.#chunkSize) {
         const chunk = bytes.subarray(start, Math.min(start + this.#chunkSize, bytes.byteLength));
         location = await this.#patchChunk(repository, digest, location, chunk, start);
       }
       await this.#finishUpload(repository, digest, location, undefined);
+    } else if (this.#singlePostUploads !== false && bytes.byteLength >= 2) {
+      const session = await this.#singlePost(repository, digest, bytes);
+      if (session !== undefined) await this.#finishUpload(repository, digest, session.location, session.received ? undefined : bytes);
     } else {
-      await this.#finishUpload(repository, digest, location, bytes);
+      await this.#finishUpload(repository, digest, await this.#startUpload(repository, digest), bytes);
     }
-    return ref;
+    this.#rememberBlob(repository, digest);
+  }
+
+  /**
+   * `POST /blobs/uploads/?digest=` with the whole blob (OCI single-request
+   * upload). Answers undefined when the registry stored it, or the upload
+   * session it opened instead (202), saying whether it kept the body (its
+   * Range covers all of it; a blob of at least 2 bytes keeps "0-0" unambiguous).
+   */
+  async #singlePost(repository: string, digest: string, bytes: Uint8Array): Promise<{ location: string; received: boolean } | undefined> {
+    const spec: RequestSpec = {
+      method: 'POST',
+      url: this.#url(`/v2/${repository}/blobs/uploads/?digest=${encodeURIComponent(digest)}`),
+      repository,
+      reference: digest,
+      idempotent: false,
+      access: 'push',
+      body: bytes,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    };
+    const response = await this.#request(spec);
+    if (response.status === 201) {
+      await discardBody(response);
+      this.#singlePostUploads = true;
+      const announced = response.headers.get('docker-content-digest');
+      if (announced !== null && announced !== digest) {
+        throw this.#fail('DIGEST_MISMATCH', `upload of ${digest} to ${repository}: registry stored ${clip(announced, 80)}`, repository, digest, { announced: clip(announced, 80) });
+      }
+      return undefined;
+    }
+    if (response.status === 202) {
+      await discardBody(response);
+      this.#singlePostUploads = false;
+      const range = response.headers.get('range');
+      const received = range !== null && new RegExp(`^(?:bytes=)?0-${bytes.byteLength - 1}$`).test(range);
+      return { location: this.#uploadLocation(response, spec.url, spec), received };
+    }
+    if (this.#singlePostUploads === undefined && [400, 405, 415].includes(response.status)) {
+      // A registry that refuses a body on POST: fall back to POST then PUT from now on.
+      await discardBody(response);
+      this.#singlePostUploads = false;
+      return { location: await this.#startUpload(repository, digest), received: false };
+    }
+    throw await this.#unexpected(response, spec, 'uploading blob');
+  }
+
+  /**
+   * Store several manifests with their blobs (see `Store.putManifests`):
+   * every manifest is checked first, blobs not known to be there are uploaded
+   * without asking, in parallel, then the manifests are PUT one after
+   * another in the given order, stopping at the first failure.
+   */
+  async putManifests(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>> {
+    assertRepositoryName(BACKEND, repository);
+    const checked = puts.map((p) => this.#checkManifestPut(repository, p.reference, p.bytes, p.mediaType));
+    const blobs = new Map<string, Uint8Array>();
+    for (const p of puts) {
+      for (const bytes of p.blobs) {
+        const digest = sha256Digest(bytes);
+        if (!this.#isKnownBlob(repository, digest)) blobs.set(digest, bytes);
+      }
+    }
+    const pending = [...blobs];
+    const failures: unknown[] = [];
+    await Promise.all(
+      Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pending.length) }, async () => {
+        for (let next = pending.shift(); next !== undefined && failures.length === 0; next = pending.shift()) {
+          const [digest, bytes] = next;
+          try {
+            // A large blob may well be there already: one HEAD is cheap next to sending it again.
+            if (bytes.byteLength < this.#chunkedThreshold || !(await this.hasBlob(repository, digest))) await this.#upload(repository, digest, bytes);
+          } catch (error) {
+            failures.push(error);
+          }
+        }
+      }),
+    );
+    if (failures.length > 0) throw failures[0];
+    const out: Array<{ digest: string }> = [];
+    for (const [i, p] of puts.entries()) out.push(await this.#sendManifest(repository, p.reference, p.bytes, p.mediaType, checked[i] as CheckedManifest));
+    return out;
   }
 
   #uploadLocation(response: Response, requestUrl: string, spec: RequestSpec): string {
@@ -394,6 +523,11 @@ export class RegistryStore implements Store {
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
     assertRepositoryName(BACKEND, repository);
+    return this.#sendManifest(repository, reference, bytes, mediaType, this.#checkManifestPut(repository, reference, bytes, mediaType));
+  }
+
+  /** Everything checked before a manifest is sent: reference, digest, size, media type and JSON shape. */
+  #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): CheckedManifest {
     assertReference(BACKEND, repository, reference);
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && reference !== digest) {
@@ -406,6 +540,11 @@ export class RegistryStore implements Store {
     if (!check.ok) {
       throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
     }
+    return { digest, blobs: check.refs.blobs };
+  }
+
+  async #sendManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string, checked: CheckedManifest): Promise<{ digest: string }> {
+    const { digest } = checked;
     const spec: RequestSpec = {
       method: 'PUT',
       url: this.#url(`/v2/${repository}/manifests/${reference}`),
@@ -417,7 +556,12 @@ export class RegistryStore implements Store {
       headers: { 'Content-Type': mediaType },
     };
     const response = await this.#request(spec);
-    if (response.status !== 201 && response.status !== 200) throw await this.#unexpected(response, spec, 'putting manifest');
+    if (response.status !== 201 && response.status !== 200) {
+      const error = await this.#unexpected(response, spec, 'putting manifest');
+      // The registry misses a blob this instance believed present (garbage collected?): ask again next time.
+      if (error.code === 'INVALID_MANIFEST') for (const blob of checked.blobs) this.#knownBlobs.delete(`${repository}\n${blob}`);
+      throw error;
+    }
     await discardBody(response);
     const announced = response.headers.get('docker-content-digest');
     if (announced !== null && announced !== digest) {
@@ -427,6 +571,17 @@ export class RegistryStore implements Store {
   }
 
   async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
+    return (await this.#getManifest(repository, reference, maxBytes, undefined)) as Manifest;
+  }
+
+  /** `getManifest` with `If-None-Match: "<digest>"`: undefined on 304 Not Modified (distribution compares it with the manifest digest). */
+  async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    return this.#getManifest(repository, reference, maxBytes, digest);
+  }
+
+  async #getManifest(repository: string, reference: string, maxBytes: number, ifNoneMatch: string | undefined): Promise<Manifest | undefined> {
     assertRepositoryName(BACKEND, repository);
     assertReference(BACKEND, repository, reference);
     assertMaxBytes(maxBytes);
@@ -437,9 +592,13 @@ export class RegistryStore implements Store {
       reference,
       idempotent: true,
       access: 'pull',
-      headers: { Accept: MANIFEST_MEDIA_TYPES.join(', ') },
+      headers: { Accept: MANIFEST_MEDIA_TYPES.join(', '), ...(ifNoneMatch !== undefined ? { 'If-None-Match': `"${ifNoneMatch}"` } : {}) },
     };
     const response = await this.#request(spec);
+    if (response.status === 304 && ifNoneMatch !== undefined) {
+      await discardBody(response);
+      return undefined;
+    }
     if (response.status !== 200) throw await this.#unexpected(response, spec, 'manifest');
     const mediaType = mediaTypeOf(response.headers.get('content-type'));
     if (!MANIFEST_MEDIA_TYPES.includes(mediaType)) {
@@ -538,5 +697,67 @@ export class RegistryStore implements Store {
       throw this.#fail('UNSUPPORTED', `registry cannot delete tag ${tag} of ${repository} (it deletes manifests by digest only)`, repository, tag, { status: 400 }, error);
     }
     throw error;
+  }
+
+  /**
+   * OCI 1.1 referrers API: `GET /v2/<name>/referrers/<digest>[?artifactType=]`,
+   * following `Link: rel="next"` pages (same origin, at most 16). A 404 on the
+   * first page is the spec's "no referrers API" (distribution 2.8 answers it):
+   * `UNSUPPORTED`, so callers use the referrers tag schema. Each page is read
+   * within `maxBytes`, must be an OCI image index, and entries that are not
+   * well-formed descriptors are skipped; the artifact type filter is applied
+   * here too, since registries may ignore it. At most `maxCount` entries.
+   */
+  async listReferrers(repository: string, digest: string, options: ListReferrersOptions): Promise<ReferrerDescriptor[]> {
+    assertRepositoryName(BACKEND, repository);
+    assertDigest(BACKEND, repository, digest);
+    assertMaxBytes(options.maxBytes);
+    const maxCount = options.maxCount ?? 1000;
+    const query = options.artifactType !== undefined ? `?artifactType=${encodeURIComponent(options.artifactType)}` : '';
+    const out: ReferrerDescriptor[] = [];
+    const seen = new Set<string>();
+    let url: string | undefined = this.#url(`/v2/${repository}/referrers/${digest}${query}`);
+    for (let page = 0; url !== undefined && out.length < maxCount; page++) {
+      if (page >= 16 || seen.has(url)) {
+        throw this.#fail('PROTOCOL', `referrers of ${digest} in ${repository} do not end (${page} pages)`, repository, digest, { pages: page });
+      }
+      seen.add(url);
+      const spec: RequestSpec = { method: 'GET', url, repository, reference: digest, idempotent: true, access: 'pull', headers: { Accept: OCI_INDEX_MEDIA_TYPE } };
+      const response = await this.#request(spec);
+      if (response.status === 404 && page === 0) {
+        await discardBody(response);
+        throw this.#fail('UNSUPPORTED', `registry has no OCI referrers API (referrers of ${digest} in ${repository} answered 404)`, repository, digest, { status: 404 });
+      }
+      if (response.status !== 200) throw await this.#unexpected(response, spec, 'referrers of');
+      const contentType = mediaTypeOf(response.headers.get('content-type'));
+      if (contentType !== OCI_INDEX_MEDIA_TYPE && contentType !== 'application/json') {
+        await discardBody(response);
+        throw this.#fail('BAD_MEDIA_TYPE', `referrers of ${digest} in ${repository} came back as "${clip(contentType, 80)}", not an OCI image index`, repository, digest, { contentType: clip(contentType, 80) });
+      }
+      const bytes = await this.#readBody(response, spec, options.maxBytes, 'referrers of');
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+      } catch (error) {
+        throw this.#fail('PROTOCOL', `referrers of ${digest} in ${repository} are not JSON`, repository, digest, {}, error);
+      }
+      const manifests = isRecord(parsed) ? parsed['manifests'] : undefined;
+      if (!Array.isArray(manifests)) throw this.#fail('PROTOCOL', `referrers of ${digest} in ${repository} are not an image index with "manifests"`, repository, digest);
+      for (const d of manifests) {
+        if (out.length >= maxCount) break;
+        if (!isRecord(d) || typeof d['mediaType'] !== 'string' || typeof d['digest'] !== 'string' || !isDigest(d['digest'])) continue;
+        if (typeof d['size'] !== 'number' || !Number.isSafeInteger(d['size']) || d['size'] < 0) continue;
+        const artifactType = typeof d['artifactType'] === 'string' ? d['artifactType'] : undefined;
+        if (options.artifactType !== undefined && artifactType !== options.artifactType) continue;
+        const annotations = isRecord(d['annotations']) ? Object.fromEntries(Object.entries(d['annotations']).filter((e): e is [string, string] => typeof e[1] === 'string')) : undefined;
+        out.push({ mediaType: d['mediaType'], digest: d['digest'], size: d['size'], ...(artifactType !== undefined ? { artifactType } : {}), ...(annotations ? { annotations } : {}) });
+      }
+      const next = nextLink(response.headers.get('link'));
+      url = next === undefined ? undefined : new URL(next, spec.url).href;
+      if (url !== undefined && new URL(url).origin !== this.#base.origin) {
+        throw this.#fail('PROTOCOL', `referrers of ${digest} in ${repository} link to another origin`, repository, digest);
+      }
+    }
+    return out;
   }
 }

@@ -38,6 +38,34 @@ export interface Manifest {
   digest: string;
 }
 
+/** One entry of a referrers list: a descriptor of a manifest whose `subject` is the asked digest. */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ListReferrersOptions {
+  /** Only referrers of this artifact type (asked of the registry and re-checked locally). */
+  artifactType?: string;
+  /** Bound on each response body (`TOO_LARGE` beyond it). */
+  maxBytes: number;
+  /** Stop after this many descriptors (default 1,000). */
+  maxCount?: number;
+}
+
+/** One manifest of a `putManifests` batch, with the blobs it references that may need storing. */
+export interface ManifestPut {
+  /** Tag, or the manifest's own digest. */
+  reference: string;
+  bytes: Uint8Array;
+  mediaType: string;
+  /** Blob contents the manifest references; stored before any manifest of the batch (present ones may be skipped). */
+  blobs: readonly Uint8Array[];
+}
+
 export interface Store {
   /** Short backend name used in error details: 'memory', 'oci-layout', 'registry'. */
   readonly backend: string;
@@ -70,4 +98,35 @@ export interface Store {
   deleteManifest(repository: string, digest: string): Promise<void>;
   /** Remove one tag, leaving the manifest. `NOT_FOUND` if absent, `UNSUPPORTED` where the backend cannot. */
   deleteTag(repository: string, tag: string): Promise<void>;
+
+  /**
+   * OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`): descriptors of
+   * the manifests whose `subject` is `digest`. Optional: a backend without it,
+   * or a registry answering `UNSUPPORTED` (it has no referrers API, e.g.
+   * distribution 2.8), leaves callers to the referrers tag schema
+   * (`sha256-<hex>`). The list is unauthenticated registry data: callers fetch
+   * each referrer by digest and verify it.
+   */
+  listReferrers?(repository: string, digest: string, options: ListReferrersOptions): Promise<ReferrerDescriptor[]>;
+
+  /**
+   * Optional batch write, the same effect as `putBlob` for every blob and then
+   * `putManifest` for each entry in order, in fewer round trips or disk syncs:
+   * - every name, digest, size and media type is checked before any write;
+   * - every blob of the batch is stored before any manifest;
+   * - the manifests become visible in the given order: none before the ones
+   *   listed ahead of it (a backend may show several at once, atomically);
+   * - it stops at the first failure: no manifest after a failed one is stored.
+   * Callers without it (or wrappers that do not forward it) use the single calls.
+   */
+  putManifests?(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>>;
+
+  /**
+   * Optional conditional read: `undefined` when the manifest `reference`
+   * names has the digest `digest` (HTTP `If-None-Match`; nothing is read),
+   * otherwise the manifest exactly as `getManifest` returns it. `NOT_FOUND`
+   * when there is none. For a caller that holds bytes whose manifest digest it
+   * computed itself: "unchanged" is as trustworthy as reading the same bytes.
+   */
+  getManifestIfNoneMatch?(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined>;
 }

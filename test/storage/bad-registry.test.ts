@@ -310,6 +310,108 @@ describe('RegistryStore against a misbehaving registry', () => {
     });
   });
 
+  describe('write path round trips', () => {
+    /** A fresh client (nothing remembered), and the requests it makes as "METHOD last-path-segment". */
+    const fresh = (): RegistryStore => new RegistryStore({ url: fake.url, retries: 0, chunkedUploadThreshold: 1000 });
+    const calls = (): string[] =>
+      fake.requests.map((r) => `${r.method} ${path(r.url).includes('/blobs/uploads/') ? 'upload' : path(r.url).split('/').at(-1)}${new URL(r.url, 'http://x').searchParams.has('digest') && r.method === 'POST' ? '?digest' : ''}`);
+
+    it('publishes with no existence checks, blobs before manifests, role before snapshot, timestamp strictly last', async () => {
+      const metadata = new MetadataStore({ store: fresh() });
+      const files = (v: number) => [
+        { fileName: 'timestamp.json', bytes: text(`{"t":${v}}`) },
+        { fileName: `${v}.snapshot.json`, bytes: text(`{"s":${v}}`) },
+        { fileName: `${v}.ci.json`, bytes: text(`{"c":${v}}`) },
+      ];
+      const replaceable = (v: number) => ({ replaceable: new Set([`${v}.snapshot.json`, `${v}.ci.json`]) });
+      await metadata.publish('acme/fast', files(1), replaceable(1));
+      const first = calls();
+      expect(first.filter((c) => c.startsWith('HEAD') || c.startsWith('GET'))).toEqual([]);
+      expect(first.filter((c) => c.startsWith('PUT') && !c.includes('upload'))).toEqual(['PUT 1.ci.json', 'PUT 1.snapshot.json', 'PUT timestamp.json']);
+      expect(first.at(-1)).toBe('PUT timestamp.json');
+      // Every blob of the first batch (role, snapshot, the empty config once) precedes its manifests;
+      // the timestamp's blob comes after them.
+      const firstManifest = first.indexOf('PUT 1.ci.json');
+      expect(first.slice(0, firstManifest).filter((c) => c === 'PUT upload')).toHaveLength(3);
+      expect(first.slice(firstManifest).filter((c) => c === 'PUT upload')).toHaveLength(1);
+      expect(first.indexOf('PUT 1.snapshot.json')).toBeLessThan(first.lastIndexOf('POST upload'));
+      // distribution answers the single-request POST with an upload session: the body goes again in the PUT.
+      expect(first[0]).toBe('POST upload?digest');
+      fake.requests.length = 0;
+      await metadata.publish('acme/fast', files(2), replaceable(2));
+      // The empty config blob is remembered; the single-request POST is no longer offered.
+      const second = calls();
+      expect(second.slice(0, 4).sort()).toEqual(['POST upload', 'POST upload', 'PUT upload', 'PUT upload']); // two blobs, in parallel
+      expect(second.slice(4)).toEqual([
+        'PUT 2.ci.json',
+        'PUT 2.snapshot.json',
+        'POST upload',
+        'PUT upload',
+        'PUT timestamp.json',
+      ]);
+    });
+
+    it('uploads a blob in one request where the registry completes a POST with ?digest= (201)', async () => {
+      fake.intercept = (req, res) => {
+        const url = new URL(req.url, 'http://x');
+        const digest = url.searchParams.get('digest');
+        if (req.method !== 'POST' || !url.pathname.endsWith('/blobs/uploads/') || digest === null) return false;
+        if (digestOf(req.body) !== digest) return send(res, 400, { 'Content-Type': 'application/json' }, '{"errors":[{"code":"DIGEST_INVALID"}]}');
+        fake.blobs.set(digest, req.body);
+        return send(res, 201, { 'Docker-Content-Digest': digest, Location: `/v2/${REPO}/blobs/${digest}`, 'Content-Length': '0' });
+      };
+      const store = fresh();
+      await store.putBlob(REPO, text('single one'));
+      await store.putBlob(REPO, text('single two'));
+      expect(calls()).toEqual(['HEAD sha256:' + digestOf(text('single one')).slice(7), 'POST upload?digest', 'HEAD sha256:' + digestOf(text('single two')).slice(7), 'POST upload?digest']);
+      expect(fake.blobs.get(digestOf(text('single two')))?.toString()).toBe('single two');
+      fake.requests.length = 0;
+      const metadata = new MetadataStore({ store });
+      await metadata.writeMetadata('acme/single', 'timestamp.json', text('{"t":1}'));
+      expect(calls()).toEqual(['POST upload?digest', 'POST upload?digest', 'PUT timestamp.json']);
+    });
+
+    it('reads an unchanged timestamp.json in one conditional request, and a moved one in full', async () => {
+      fake.intercept = (req, res) => {
+        if (req.method !== 'GET' || !path(req.url).endsWith('/manifests/timestamp.json')) return false;
+        const current = fake.tags.get('acme/cond/tuf:timestamp.json');
+        return req.headers['if-none-match'] === `"${current}"` && send(res, 304, {});
+      };
+      const metadata = new MetadataStore({ store: fresh() });
+      await metadata.writeMetadata('acme/cond', 'timestamp.json', text('{"t":1}'));
+      fake.requests.length = 0;
+      expect(Buffer.from(await metadata.readMetadata('acme/cond', 'timestamp.json', 100)).toString()).toBe('{"t":1}');
+      expect(calls()).toEqual(['GET timestamp.json']);
+      await new MetadataStore({ store: fresh() }).writeMetadata('acme/cond', 'timestamp.json', text('{"t":2}'));
+      fake.requests.length = 0;
+      expect(Buffer.from(await metadata.readMetadata('acme/cond', 'timestamp.json', 100)).toString()).toBe('{"t":2}');
+      expect(calls()).toEqual(['GET timestamp.json', `GET ${digestOf(text('{"t":2}'))}`]);
+      // A registry that ignores If-None-Match answers in full: still the right bytes.
+      fake.intercept = undefined;
+      fake.requests.length = 0;
+      expect(Buffer.from(await metadata.readMetadata('acme/cond', 'timestamp.json', 100)).toString()).toBe('{"t":2}');
+      expect(calls()).toHaveLength(2);
+    });
+
+    it('asks again about a blob it believed present once the registry refuses a manifest for a missing blob', async () => {
+      const store = fresh();
+      const layer = text('collected later');
+      await store.putBlob(REPO, layer);
+      await store.putBlob(REPO, layer);
+      expect(calls().filter((c) => c.startsWith('HEAD'))).toHaveLength(1); // the second put remembered it
+      fake.blobs.delete(digestOf(layer)); // a registry garbage collection
+      fake.intercept = (req, res) =>
+        req.method === 'PUT' && req.url.includes('/manifests/') && !fake.blobs.has(digestOf(layer)) && send(res, 400, { 'Content-Type': 'application/json' }, '{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}');
+      const manifest = text(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST_MEDIA_TYPE, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: digestOf(layer), size: layer.byteLength }, layers: [] }));
+      await expectError(store.putManifest(REPO, 'gc', manifest, OCI_MANIFEST_MEDIA_TYPE), 'INVALID_MANIFEST', 'gc');
+      fake.requests.length = 0;
+      await store.putBlob(REPO, layer);
+      expect(calls()[0]).toMatch(/^HEAD sha256:/);
+      expect(fake.blobs.has(digestOf(layer))).toBe(true);
+      await store.putManifest(REPO, 'gc', manifest, OCI_MANIFEST_MEDIA_TYPE);
+    });
+  });
+
   describe('MetadataStore over a misbehaving registry', () => {
     it('names the file when the layer is served with the wrong bytes', async () => {
       const metadata = new MetadataStore({ store });

@@ -76,6 +76,12 @@ function metadataBytes(type: string, version: number, salt = ''): Uint8Array {
   return text(JSON.stringify({ signatures: [], signed: { _type: type, version, expires: '2030-01-01T00:00:00Z', salt } }));
 }
 
+/** The backend's batch write: every backend in this suite has one. */
+function batchOf(store: Store): NonNullable<Store['putManifests']> {
+  expect(store.putManifests, 'every backend writes batches').toBeTypeOf('function');
+  return store.putManifests!.bind(store);
+}
+
 export function storeContract(name: string, factory: () => Promise<ContractSubject>): void {
   describe(`Store contract: ${name}`, () => {
     let subject: ContractSubject;
@@ -330,6 +336,75 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
       });
     });
 
+    describe('batch writes and conditional reads (optional methods)', () => {
+      it('putManifests stores every blob, then the manifests under their tags, answering their digests', async () => {
+        const putManifests = batchOf(store);
+        const repo = freshRepo('batch');
+        const layerA = text(`layer A ${repo}`);
+        const layerB = text(`layer B ${repo}`);
+        const manifestA = imageManifest({ digest: EMPTY_JSON_DIGEST, size: 2 }, [{ digest: sha256Digest(layerA), size: layerA.byteLength }]);
+        const manifestB = imageManifest({ digest: EMPTY_JSON_DIGEST, size: 2 }, [{ digest: sha256Digest(layerB), size: layerB.byteLength }]);
+        const stored = await putManifests(repo, [
+          { reference: 'a', bytes: manifestA, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layerA, EMPTY_JSON_BYTES] },
+          { reference: 'b', bytes: manifestB, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layerB, EMPTY_JSON_BYTES] },
+        ]);
+        expect(stored).toEqual([{ digest: sha256Digest(manifestA) }, { digest: sha256Digest(manifestB) }]);
+        expect(await store.listTags(repo)).toEqual(['a', 'b']);
+        expect((await store.getManifest(repo, 'b', 4096)).digest).toBe(sha256Digest(manifestB));
+        expect(Buffer.from(await store.getBlob(repo, sha256Digest(layerA), 1024)).equals(Buffer.from(layerA))).toBe(true);
+        // Blobs already there are fine to list again.
+        await putManifests(repo, [{ reference: 'a2', bytes: manifestA, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layerA, EMPTY_JSON_BYTES] }]);
+        expect(await store.listTags(repo)).toEqual(['a', 'a2', 'b']);
+      });
+
+      it('putManifests checks every entry before writing anything', async () => {
+        const putManifests = batchOf(store);
+        const repo = freshRepo('batch');
+        const layer = text(`layer ${repo}`);
+        const good = imageManifest({ digest: EMPTY_JSON_DIGEST, size: 2 }, [{ digest: sha256Digest(layer), size: layer.byteLength }]);
+        const entry = { bytes: good, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layer, EMPTY_JSON_BYTES] };
+        await expectStorageError(putManifests(repo, [{ reference: 'first', ...entry }, { reference: 'bad tag', ...entry }]), 'INVALID_NAME', { backend, reference: 'bad tag' });
+        await expectStorageError(putManifests(repo, [{ reference: 'first', ...entry }, { reference: sha256Digest(text('other')), ...entry }]), 'DIGEST_MISMATCH', { backend });
+        await expectStorageError(putManifests(repo, [{ reference: 'first', ...entry }, { reference: 'second', ...entry, mediaType: 'text/plain' }]), 'BAD_MEDIA_TYPE', { backend });
+        expect(await store.listTags(repo)).toEqual([]);
+      });
+
+      it('putManifests stops at a manifest whose blobs are missing: nothing after it is stored', async () => {
+        const putManifests = batchOf(store);
+        const repo = freshRepo('batch');
+        const layer = text(`layer ${repo}`);
+        const good = imageManifest({ digest: EMPTY_JSON_DIGEST, size: 2 }, [{ digest: sha256Digest(layer), size: layer.byteLength }]);
+        const missing = imageManifest({ digest: EMPTY_JSON_DIGEST, size: 2 }, [{ digest: sha256Digest(text('never stored')), size: 12 }]);
+        const error = await rejection(
+          putManifests(repo, [
+            { reference: 'one', bytes: good, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layer, EMPTY_JSON_BYTES] },
+            { reference: 'two', bytes: missing, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [EMPTY_JSON_BYTES] },
+            { reference: 'three', bytes: good, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [layer] },
+          ]),
+        );
+        expect(error).toBeInstanceOf(StorageError);
+        expect((error as StorageError).code).toBe('INVALID_MANIFEST');
+        const tags = await store.listTags(repo);
+        expect(tags).not.toContain('two');
+        expect(tags).not.toContain('three');
+      });
+
+      it('getManifestIfNoneMatch answers undefined for the current digest and the manifest otherwise', async () => {
+        expect(store.getManifestIfNoneMatch, 'every backend reads conditionally').toBeTypeOf('function');
+        const { repo, layer, config } = await seeded('inm');
+        const first = imageManifest(config, [layer], { annotations: { n: '1' } });
+        const second = imageManifest(config, [layer], { annotations: { n: '2' } });
+        await store.putManifest(repo, 'moving', first, OCI_MANIFEST_MEDIA_TYPE);
+        expect(await store.getManifestIfNoneMatch!(repo, 'moving', sha256Digest(first), 4096)).toBeUndefined();
+        await store.putManifest(repo, 'moving', second, OCI_MANIFEST_MEDIA_TYPE);
+        const changed = await store.getManifestIfNoneMatch!(repo, 'moving', sha256Digest(first), 4096);
+        expect(changed?.digest).toBe(sha256Digest(second));
+        expect(Buffer.from(changed!.bytes).equals(Buffer.from(second))).toBe(true);
+        await expectStorageError(store.getManifestIfNoneMatch!(repo, 'absent', sha256Digest(first), 4096), 'NOT_FOUND', { backend, repository: repo, reference: 'absent' });
+        await expectStorageError(store.getManifestIfNoneMatch!(repo, 'moving', 'sha256:nothex', 4096), 'INVALID_NAME', { backend });
+      });
+    });
+
     describe('MetadataStore over this backend', () => {
       let metadata: MetadataStore;
       beforeAll(() => {
@@ -399,6 +474,62 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
         expect(Buffer.from(await metadata.readMetadata(repo, 'timestamp.json', 4096)).equals(Buffer.from(second))).toBe(true);
         const manifest = JSON.parse(Buffer.from((await store.getManifest(`${repo}/tuf`, 'timestamp.json', 4096)).bytes).toString());
         expect(manifest.annotations[ANNOTATION_VERSION]).toBe('2');
+      });
+
+      it('reads the timestamp.json another writer moved, and never hands out its own copy', async () => {
+        const repo = freshRepo('img');
+        const other = new MetadataStore({ store });
+        const first = metadataBytes('timestamp', 1);
+        await metadata.writeMetadata(repo, 'timestamp.json', first);
+        const read = await metadata.readMetadata(repo, 'timestamp.json', 4096);
+        expect(Buffer.from(read).equals(Buffer.from(first))).toBe(true);
+        read.fill(0); // a caller scribbling on what it got changes nothing stored or remembered
+        expect(Buffer.from(await metadata.readMetadata(repo, 'timestamp.json', 4096)).equals(Buffer.from(first))).toBe(true);
+        await expectStorageError(metadata.readMetadata(repo, 'timestamp.json', first.byteLength - 1), 'TOO_LARGE', { backend, reference: 'timestamp.json' });
+        const second = metadataBytes('timestamp', 2);
+        await other.writeMetadata(repo, 'timestamp.json', second);
+        expect(Buffer.from(await metadata.readMetadata(repo, 'timestamp.json', 4096)).equals(Buffer.from(second))).toBe(true);
+        const third = metadataBytes('timestamp', 3);
+        await metadata.writeMetadata(repo, 'timestamp.json', third);
+        expect(Buffer.from(await other.readMetadata(repo, 'timestamp.json', 4096)).equals(Buffer.from(third))).toBe(true);
+        expect(Buffer.from(await metadata.readMetadata(repo, 'timestamp.json', 4096)).equals(Buffer.from(third))).toBe(true);
+      });
+
+      it('publishes nothing after a file the backend batch failed on, and never the timestamp', async () => {
+        const repo = freshRepo('img');
+        const failOn = new Set<string>();
+        const failing = new Proxy(store, {
+          get(target, property) {
+            if (property === 'putManifests' && target.putManifests) {
+              return async (repository: string, puts: Parameters<NonNullable<Store['putManifests']>>[1]) => {
+                const at = puts.findIndex((p) => failOn.has(p.reference));
+                if (at < 0) return target.putManifests!(repository, puts);
+                if (at > 0) await target.putManifests!(repository, puts.slice(0, at));
+                throw new StorageError('UNAVAILABLE', `injected failure putting ${puts[at]!.reference}`, { backend, repository, reference: puts[at]!.reference });
+              };
+            }
+            const value: unknown = Reflect.get(target, property, target);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        });
+        const via = new MetadataStore({ store: failing });
+        await via.publish(repo, [
+          { fileName: 'timestamp.json', bytes: metadataBytes('timestamp', 1) },
+          { fileName: '1.snapshot.json', bytes: metadataBytes('snapshot', 1) },
+          { fileName: '1.targets.json', bytes: metadataBytes('targets', 1) },
+        ]);
+        failOn.add('2.snapshot.json');
+        await expectStorageError(
+          via.publish(repo, [
+            { fileName: 'timestamp.json', bytes: metadataBytes('timestamp', 2) },
+            { fileName: '2.snapshot.json', bytes: metadataBytes('snapshot', 2) },
+            { fileName: '2.targets.json', bytes: metadataBytes('targets', 2) },
+          ]),
+          'UNAVAILABLE',
+          { backend, reference: '2.snapshot.json' },
+        );
+        expect(JSON.parse(Buffer.from(await via.readMetadata(repo, 'timestamp.json', 4096)).toString()).signed.version).toBe(1);
+        expect((await metadata.listMetadata(repo)).map((f) => f.fileName)).toEqual(['1.snapshot.json', '1.targets.json', '2.targets.json', 'timestamp.json']);
       });
 
       it('refuses file names that are not storable TUF names', async () => {
