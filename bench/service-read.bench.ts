@@ -352,8 +352,9 @@ export class Owner {
   }
 }
 
-export async function onlineKeys(url: string): Promise<{ snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }> {
-  const r = await fetch(`${url}/v1/online-keys`);
+/** The online keys `repo`'s root must list (each repository has its own, derived by the service). */
+export async function onlineKeys(url: string, repo: string): Promise<{ snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }> {
+  const r = await fetch(`${url}/v1/online-keys?repository=${encodeURIComponent(repo)}`);
   if (!r.ok) throw new Error(`GET /v1/online-keys: HTTP ${r.status}`);
   const body = (await r.json()) as { snapshot: Array<{ key: TufKeyJson }>; timestamp: Array<{ key: TufKeyJson }> };
   return { snapshot: body.snapshot.map((k) => k.key), timestamp: body.timestamp.map((k) => k.key) };
@@ -504,7 +505,7 @@ async function main(): Promise<void> {
     const tufoci = await startTufoci({ dataDir: join(dir, 'tufoci') });
     procs.push(tufoci);
     const owner = new Owner();
-    await createRepo(tufoci.url, repo, await owner.createBody(await onlineKeys(tufoci.url)));
+    await createRepo(tufoci.url, repo, await owner.createBody(await onlineKeys(tufoci.url, repo)));
     const base = `/v1/repos/${repo}/metadata`;
     const ts = await fetch(`${tufoci.url}${base}/timestamp.json`);
     const tsBytes = new Uint8Array(await ts.arrayBuffer());

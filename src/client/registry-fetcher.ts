@@ -21,12 +21,24 @@
  * tuf-js does not export its error classes from the package index; they are
  * imported from `tuf-js/dist/error.js`, the module its Updater itself uses, so
  * `instanceof` checks inside the Updater hold.
+ *
+ * Fewer requests (timestamp-first-fetcher.ts): the timestamp's artifact
+ * manifest is read before the root walk; when its layer digest is the digest
+ * of the timestamp the client already trusts (`trustedTimestamp`), the layer is
+ * not downloaded again (content addressing makes those the same bytes); when
+ * it is also the caller's `coveredTimestamp` (a complete root walk started
+ * after it was read), the probe for the next root is answered 404 without a
+ * request. A warm client then makes one registry request for TUF metadata:
+ * the timestamp's manifest.
  */
-import { BaseFetcher } from 'tuf-js';
-import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import { DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import { isArtifactProblem, parseMetadataArtifact } from '../storage/artifact.ts';
+import { sha256Digest } from '../storage/digest.ts';
+import { MAX_ARTIFACT_MANIFEST_BYTES, type MetadataStore } from '../storage/metadata-store.ts';
 import { StorageError, isStorageError } from '../storage/storage-error.ts';
-import type { MetadataStore } from '../storage/metadata-store.ts';
 import { isRepositoryName, clip } from '../storage/names.ts';
+import { OCI_MANIFEST_MEDIA_TYPE } from '../storage/store.ts';
+import { notFound, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
 
 export const METADATA_URL_SCHEME = 'oci+tuf:';
 
@@ -38,7 +50,7 @@ export function metadataBaseUrl(repository: string): string {
   return `${METADATA_URL_SCHEME}//${repository}`;
 }
 
-export interface RegistryFetcherOptions {
+export interface RegistryFetcherOptions extends TimestampFirstOptions {
   metadata: MetadataStore;
   /** Bound for `fetch(url)` callers that pass no length (default 32 MiB). */
   maxBytes?: number;
@@ -66,52 +78,82 @@ export function parseMetadataUrl(url: string): { repository: string; fileName: s
   return isRepositoryName(repository) && fileName.length > 0 ? { repository, fileName } : undefined;
 }
 
-export class RegistryFetcher extends BaseFetcher {
+export class RegistryFetcher extends TimestampFirstFetcher {
   readonly #metadata: MetadataStore;
   readonly #maxBytes: number;
 
   constructor(options: RegistryFetcherOptions) {
-    super();
+    super(options);
     this.#metadata = options.metadata;
     this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
   }
 
-  async #read(url: string, maxLength: number): Promise<Uint8Array> {
+  #target(url: string): { repository: string; fileName: string } {
     const target = parseMetadataUrl(url);
     if (!target) {
       throw new StorageError('INVALID_NAME', `${clip(url)} is not an ${METADATA_URL_SCHEME}//<repository>/<file> URL`, { backend: this.#metadata.store.backend, repository: '', reference: clip(url) });
     }
+    return target;
+  }
+
+  /** StorageError → what tuf-js expects: 404 for a missing file, a length error above the bound; anything else as is. */
+  #mapError(error: unknown, target: { repository: string; fileName: string }, maxLength: number): unknown {
+    // A name that cannot be stored cannot exist: for tuf-js that is a 404.
+    if (isStorageError(error, 'NOT_FOUND') || (isStorageError(error, 'INVALID_NAME') && error.detail.reference === target.fileName)) {
+      return notFound(`${target.fileName} not found for ${target.repository} (${error.message})`, error);
+    }
+    if (isStorageError(error, 'TOO_LARGE')) {
+      const tooLarge = new DownloadLengthMismatchError(`${target.fileName} for ${target.repository} exceeds ${maxLength} bytes`);
+      tooLarge.cause = error;
+      return tooLarge;
+    }
+    return error;
+  }
+
+  protected override async readFile(url: string, maxLength: number): Promise<Uint8Array> {
+    const target = this.#target(url);
     try {
       return await this.#metadata.readMetadata(target.repository, target.fileName, maxLength);
     } catch (error) {
-      // A name that cannot be stored cannot exist: for tuf-js that is a 404.
-      if (isStorageError(error, 'NOT_FOUND') || (isStorageError(error, 'INVALID_NAME') && error.detail.reference === target.fileName)) {
-        const notFound = new DownloadHTTPError(`${target.fileName} not found for ${target.repository} (${error.message})`, 404);
-        notFound.cause = error;
-        throw notFound;
-      }
-      if (isStorageError(error, 'TOO_LARGE')) {
-        const tooLarge = new DownloadLengthMismatchError(`${target.fileName} for ${target.repository} exceeds ${maxLength} bytes`);
-        tooLarge.cause = error;
-        throw tooLarge;
-      }
-      throw error;
+      throw this.#mapError(error, target, maxLength);
     }
   }
 
-  override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
-    const bytes = await this.#read(url, maxLength);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  protected override readWithDefaultBound(url: string): Promise<Uint8Array> {
+    return this.readFile(url, this.#maxBytes);
   }
 
-  /** Used by BaseFetcher.downloadFile, which enforces its own maxLength on the stream as well. */
-  override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
-    const bytes = new Uint8Array(await this.#read(url, this.#maxBytes));
-    return new ReadableStream<Uint8Array<ArrayBuffer>>({
-      start(controller) {
-        controller.enqueue(bytes);
-        controller.close();
-      },
-    });
+  /**
+   * timestamp.json, the way MetadataStore.readMetadata reads it (same checks,
+   * docs/FORMAT.md §4), except that the layer is not downloaded when its
+   * digest is that of the trusted timestamp: those are then the same bytes.
+   */
+  protected override async readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
+    const target = this.#target(url);
+    const store = this.#metadata.store;
+    const fail = (code: 'BAD_MEDIA_TYPE' | 'PROTOCOL' | 'TOO_LARGE' | 'DIGEST_MISMATCH', message: string, repository: string): StorageError =>
+      new StorageError(code, message, { backend: store.backend, repository, reference: target.fileName });
+    try {
+      const metaRepo = this.#metadata.metadataRepository(target.repository);
+      const manifest = await store.getManifest(metaRepo, target.fileName, MAX_ARTIFACT_MANIFEST_BYTES);
+      if (manifest.mediaType !== OCI_MANIFEST_MEDIA_TYPE) {
+        throw fail('BAD_MEDIA_TYPE', `${target.fileName} in ${metaRepo} is a ${clip(manifest.mediaType, 80)}, not an OCI image manifest`, metaRepo);
+      }
+      const artifact = parseMetadataArtifact(manifest.bytes, target.fileName);
+      if (isArtifactProblem(artifact)) {
+        throw fail(artifact.kind === 'bad-media-type' ? 'BAD_MEDIA_TYPE' : 'PROTOCOL', `${target.fileName} in ${metaRepo} is not a tufoci metadata artifact: ${artifact.reason}`, metaRepo);
+      }
+      if (artifact.layerSize > maxLength) throw fail('TOO_LARGE', `${target.fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxLength}`, metaRepo);
+      if (trusted && trusted.byteLength === artifact.layerSize && sha256Digest(trusted) === artifact.layerDigest) {
+        return { bytes: trusted };
+      }
+      const bytes = await store.getBlob(metaRepo, artifact.layerDigest, maxLength);
+      if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
+        throw fail('DIGEST_MISMATCH', `${target.fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo);
+      }
+      return { bytes };
+    } catch (error) {
+      throw this.#mapError(error, target, maxLength);
+    }
   }
 }

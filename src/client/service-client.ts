@@ -22,12 +22,28 @@ export interface ServiceClientOptions {
 }
 
 export interface OnlineKeys {
+  /** The online key set these keys belong to. */
+  set?: number;
   snapshot: Array<{ keyid: string; key: TufKeyJson }>;
   timestamp: Array<{ keyid: string; key: TufKeyJson }>;
+  /** The service's CI key (for service-held delegations such as `ci`). */
+  ci?: Array<{ keyid: string; key: TufKeyJson }>;
+  kind?: 'derived' | 'shared';
+  /** Every key set (its key ids for the repository asked about, when derived). */
+  sets?: KeySetSummary[];
+}
+
+export interface KeySetSummary {
+  id: number;
+  created: string;
+  kind: 'derived' | 'shared';
+  keyids: Record<string, string>;
+  revoked?: { at: string; reason: string };
 }
 
 export type { RoleStatus, RepositoryStatus, UploadResult } from '../service/repository-service.ts';
-import type { RepositoryStatus, UploadResult } from '../service/repository-service.ts';
+export type { GrantInfo, JobInfo } from '../service/repository-service.ts';
+import type { GrantInfo, JobInfo, RepositoryStatus, UploadResult } from '../service/repository-service.ts';
 
 export class ServiceClient {
   readonly url: string;
@@ -92,8 +108,9 @@ export class ServiceClient {
     }
   }
 
-  onlineKeys(): Promise<OnlineKeys> {
-    return this.#json('GET', '/v1/online-keys');
+  /** The current online keys; a repository's own keys when `repository` is given (derived key sets). */
+  onlineKeys(repository?: string): Promise<OnlineKeys> {
+    return this.#json('GET', `/v1/online-keys${repository === undefined ? '' : `?repository=${encodeURIComponent(repository)}`}`);
   }
 
   async repositories(): Promise<string[]> {
@@ -115,5 +132,36 @@ export class ServiceClient {
 
   upload(repo: string, fileName: string, bytes: Uint8Array): Promise<UploadResult> {
     return this.#json('PUT', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`, bytes);
+  }
+
+  /** The same client presenting another bearer token (a CI job's grant token). */
+  withToken(token: string): ServiceClient {
+    return new ServiceClient({ url: this.url, token, timeoutMs: this.#timeoutMs, maxBytes: this.#maxBytes });
+  }
+
+  /** The online keys the repository's next root should list (a new set when it already lists the current one). */
+  nextOnlineKeys(repo: string): Promise<OnlineKeys & { generated: boolean; set: KeySetSummary }> {
+    return this.#json('POST', `/v1/repos/${repo}/online-keys`, '{}');
+  }
+
+  onlineKeyUsage(): Promise<{ current: number; sets: KeySetSummary[]; repositories: Array<{ repository: string; sets: number[]; onRevoked: boolean; onCurrent: boolean }> }> {
+    return this.#json('GET', '/v1/online-keys/usage');
+  }
+
+  rotateOnlineKeys(): Promise<{ set: KeySetSummary }> {
+    return this.#json('POST', '/v1/online-keys/rotate', '{}');
+  }
+
+  revokeOnlineKeys(ref: string, reason: string): Promise<{ revoked: KeySetSummary; current: KeySetSummary; affected: string[] }> {
+    return this.#json('POST', '/v1/online-keys/revoke', JSON.stringify({ key: ref, reason }));
+  }
+
+  createGrant(repo: string, opts: { paths: string[]; ttlSeconds: number; role?: string }): Promise<GrantInfo> {
+    return this.#json('POST', `/v1/repos/${repo}/grants`, JSON.stringify(opts));
+  }
+
+  /** Redeem a grant (this client's token must be the grant token) for `key`. */
+  redeemGrant(repo: string, key: TufKeyJson): Promise<JobInfo> {
+    return this.#json('POST', `/v1/repos/${repo}/grants/redeem`, JSON.stringify({ key }));
   }
 }

@@ -12,6 +12,15 @@
  * docker-registry 2.8) serve too. Nothing names a registry host, so copies to
  * another registry stay valid.
  *
+ * Reading: the OCI 1.1 referrers API first (`GET /v2/<name>/referrers/<digest>
+ * ?artifactType=…`, through `Store.listReferrers`); when the backend has no
+ * such API (the registry answers 404, or the Store does not implement it), the
+ * tag schema. Either list is only a hint: every referrer is fetched by digest,
+ * must be a signature artifact naming the image as `subject`, and its envelope
+ * must verify. In the tag schema, a descriptor without `artifactType` is a
+ * candidate too (its manifest decides): skopeo 1.9 cannot copy such an index
+ * with `--preserve-digests` and, without it, drops that OCI 1.1 field.
+ *
  * Verification counts each distinct trusted public key once, against a policy
  * "threshold of these keys" (any one: threshold 1; all of them: threshold = n).
  */
@@ -147,6 +156,38 @@ async function listReferrerDescriptors(store: Store, repository: string, digest:
   }
 }
 
+/** Stores whose registry answered that it has no referrers API: not asked again. */
+const NO_REFERRERS_API = new WeakSet<Store>();
+
+export interface SignatureReferrers {
+  /** Where the list came from: the OCI 1.1 referrers API or the `sha256-<hex>` tag. */
+  source: 'referrers-api' | 'tag-schema';
+  /** Descriptors of (candidate) signature artifacts, at most 64, not yet verified. */
+  referrers: Array<Descriptor & { artifactType?: string }>;
+}
+
+/**
+ * The signature artifacts referring to `digest`: from the referrers API when
+ * the store has one, else (`UNSUPPORTED`, or no `listReferrers`) from the tag
+ * schema. Bounded: 4 MiB per response, 64 signatures.
+ */
+export async function listSignatures(store: Store, repository: string, digest: string): Promise<SignatureReferrers> {
+  let found: SignatureReferrers | undefined;
+  if (store.listReferrers && !NO_REFERRERS_API.has(store)) {
+    try {
+      const list = await store.listReferrers(repository, digest, { artifactType: SIGNATURE_ARTIFACT_TYPE, maxBytes: MAX_INDEX_BYTES, maxCount: 1000 });
+      found = { source: 'referrers-api', referrers: list };
+    } catch (e) {
+      if (!isStorageError(e, 'UNSUPPORTED')) throw e;
+      NO_REFERRERS_API.add(store);
+    }
+  }
+  if (found) return { source: found.source, referrers: found.referrers.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE).slice(0, MAX_SIGNATURES) };
+  const indexed = await listReferrerDescriptors(store, repository, digest);
+  // Descriptors whose artifactType a copy tool dropped are candidates; the manifest's own artifactType decides.
+  return { source: 'tag-schema', referrers: indexed.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE || d.artifactType === undefined).slice(0, MAX_SIGNATURES) };
+}
+
 /**
  * Verify the plain signatures of `subject` in `repository` against a policy.
  * Returns the key ids (one per distinct key) whose valid signature counted.
@@ -154,13 +195,14 @@ async function listReferrerDescriptors(store: Store, repository: string, digest:
 export async function verifySignatures(store: Store, repository: string, subject: Descriptor, policy: SignaturePolicy): Promise<string[]> {
   const threshold = policy.threshold ?? 1;
   const signers = new Set<string>();
-  const referrers = (await listReferrerDescriptors(store, repository, subject.digest)).filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE).slice(0, MAX_SIGNATURES);
+  const { referrers } = await listSignatures(store, repository, subject.digest);
   for (const ref of referrers) {
     try {
       const m = await store.getManifest(repository, ref.digest, MAX_ENVELOPE_BYTES);
       const man: unknown = JSON.parse(new TextDecoder().decode(m.bytes));
       const layer = isRecord(man) && Array.isArray(man['layers']) ? man['layers'][0] : undefined;
       const subj = isRecord(man) ? man['subject'] : undefined;
+      if (!isRecord(man) || man['artifactType'] !== SIGNATURE_ARTIFACT_TYPE) continue;
       if (!isRecord(layer) || typeof layer['digest'] !== 'string' || !isRecord(subj) || subj['digest'] !== subject.digest) continue;
       const env = await store.getBlob(repository, layer['digest'], MAX_ENVELOPE_BYTES);
       for (const k of verifyEnvelope(env, subject, policy.keys)) signers.add(k);

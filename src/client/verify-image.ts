@@ -13,13 +13,17 @@
  * The registry's own tag is only compared, never trusted: if it points
  * elsewhere (an old, validly signed digest), the result says so.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TargetFile } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
 import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
 import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
+import { ServiceFetcher } from './service-fetcher.ts';
+import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE';
@@ -40,6 +44,13 @@ export interface VerifyImageOptions {
   signatures?: SignaturePolicy;
   /** Where the TUF metadata of R lives in the registry (default `R/tuf`). */
   metadataRepository?: (repository: string) => string;
+  /**
+   * How many new roots one run may walk (tuf-js `maxRootRotations`, default 256). A client further
+   * behind stops at trusted + this many, trusts that intermediate root (persisted in `stateDir`) and
+   * goes on to the timestamp with it: it verifies if the online and targets keys did not change since,
+   * and is refused otherwise (or if that root has expired); the next run walks on from there.
+   */
+  maxRootRotations?: number;
 }
 
 export interface VerifiedImage {
@@ -60,19 +71,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (!existsSync(join(dir, 'root.json'))) writeFileSync(join(dir, 'root.json'), opts.trustedRoot, { mode: 0o600 });
-    const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
-    const updater = new Updater({
-      metadataDir: dir,
-      metadataBaseUrl: opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}/v1/repos/${opts.repository}/metadata` : metadataBaseUrl(opts.repository),
-      ...(opts.serviceUrl ? {} : { fetcher: new RegistryFetcher({ metadata }) }),
-    });
-    let target;
-    try {
-      await updater.refresh();
-      target = await updater.getTargetInfo(opts.tag);
-    } catch (cause) {
-      throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
-    }
+    const target = await tufTarget(opts, dir);
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
     }
@@ -98,14 +97,6 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     } catch (e) {
       if (!isStorageError(e)) throw e;
     }
-    // The versions the Updater persisted as trusted (its own files, written after verification).
-    const versionOf = (role: string): number => {
-      try {
-        return (JSON.parse(readFileSync(join(dir, `${role}.json`), 'utf8')) as { signed: { version: number } }).signed.version;
-      } catch {
-        return 0;
-      }
-    };
     return {
       repository: opts.repository,
       tag: opts.tag,
@@ -113,12 +104,93 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       mediaType,
       size: target.length,
       signers,
-      tuf: { root: versionOf('root'), timestamp: versionOf('timestamp'), snapshot: versionOf('snapshot') },
+      tuf: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') },
       ...(registryTag ? { registryTag } : {}),
     };
   } finally {
     if (ephemeral) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The version of a file the Updater persisted as trusted (its own files, written after verification); 0 if none. */
+function versionOf(dir: string, role: string): number {
+  try {
+    return (JSON.parse(readFileSync(join(dir, `${role}.json`), 'utf8')) as { signed: { version: number } }).signed.version;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Where this client records that the trusted timestamp was read before a
+ * complete root walk (timestamp-first-fetcher.ts): `{"timestamp": <sha256 hex
+ * of timestamp.json>, "root": <root version trusted then>}`. Not a `.json`
+ * name, so it can never collide with a role file tuf-js persists.
+ */
+const ROOT_WALK_FILE = '.tufoci-root-walk';
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** TUF step: refresh the unmodified tuf-js Updater and look the tag up. */
+async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetFile | undefined> {
+  const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
+  const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}/v1/repos/${opts.repository}/metadata` : metadataBaseUrl(opts.repository);
+  // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
+  const trustedTimestamp = (): Uint8Array | undefined => {
+    const file = join(dir, 'timestamp.json');
+    try {
+      return statSync(file).size <= DEFAULT_TIMESTAMP_MAX_BYTES ? readFileSync(file) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  // The same bytes, when a complete root walk under the root trusted now started after they were read.
+  const coveredTimestamp = (): Uint8Array | undefined => {
+    try {
+      const file = join(dir, ROOT_WALK_FILE);
+      if (statSync(file).size > 1024) return undefined;
+      const walk = JSON.parse(readFileSync(file, 'utf8')) as { timestamp?: unknown; root?: unknown };
+      const ts = trustedTimestamp();
+      return ts && walk.root === versionOf(dir, 'root') && walk.timestamp === sha256Hex(ts) ? ts : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const attempt = async (shortcuts: boolean): Promise<TargetFile | undefined> => {
+    const options = { trustedTimestamp, coveredTimestamp, shortcuts };
+    const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher(options) : new RegistryFetcher({ metadata, ...options });
+    const updater = new Updater({
+      metadataDir: dir,
+      metadataBaseUrl: metadataUrl,
+      fetcher,
+      ...(opts.maxRootRotations !== undefined ? { config: { maxRootRotations: opts.maxRootRotations } } : {}),
+    });
+    let target: TargetFile | undefined;
+    try {
+      await updater.refresh();
+      target = await updater.getTargetInfo(opts.tag);
+    } catch (cause) {
+      // A refresh that skipped a root probe on a hint and then failed is repeated the
+      // standard way (every probe sent): a hint can never be why a client is stuck.
+      if (shortcuts && fetcher.shortcutsTaken > 0) return attempt(false);
+      throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
+    }
+    const walked = fetcher.completedWalk;
+    const trusted = trustedTimestamp();
+    try {
+      if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
+        writeFileSync(join(dir, ROOT_WALK_FILE), JSON.stringify({ timestamp: sha256Hex(trusted), root: versionOf(dir, 'root') }), { mode: 0o600 });
+      } else {
+        rmSync(join(dir, ROOT_WALK_FILE), { force: true });
+      }
+    } catch {
+      // only an optimisation: without the record the next run probes for roots
+    }
+    return target;
+  };
+  return attempt(true);
 }
 
 /** tuf-js error → a sentence a person understands. */
@@ -128,5 +200,11 @@ function describeTufError(e: unknown): string {
   const m = /New (\w+) version (\d+) is less than current version (\d+)/.exec(msg) ?? /(\w+) version (\d+) is less than current version (\d+)/i.exec(msg);
   if (m) return `the store serves ${m[1]?.toLowerCase()} ${m[2]}, the client already trusts ${m[3]} (rollback)`;
   if (name === 'ExpiredMetadataError' || /expired/i.test(msg)) return `${msg} (freeze: metadata past its expiry)`;
+  // tuf-js's own words stay in the message (tests and logs match them); a reader gets the meaning first.
+  const sig = /(\S+) was signed by (\d+)\/(\d+) keys/.exec(msg);
+  if (sig) {
+    return `${sig[1]} is signed by ${sig[2]} of the ${sig[3]} key(s) the trusted metadata requires: forged, from another repository, or signed by a revoked key [${msg}]`;
+  }
+  if (/Expected (length|hash)|hash mismatch/i.test(msg)) return `a file does not match the length or hash its trusted parent pins (mix-and-match or tampering) [${msg}]`;
   return msg;
 }

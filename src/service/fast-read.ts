@@ -12,6 +12,46 @@ import type { Metrics } from './metrics.ts';
 import type { RepositoryService } from './repository-service.ts';
 
 const METADATA_PATH = /^\/v1\/repos\/(.+)\/metadata\/([A-Za-z0-9_.-]+)$/;
+
+/**
+ * Response header of `timestamp.json` (200 and 304): the version of the root
+ * in the head that timestamp belongs to. A hint for clients (src/client/
+ * service-fetcher.ts): it lets them skip the `<N+1>.root.json` probe. Clients
+ * never trust it for anything else (docs/ARCHITECTURE.md, "Client fetch
+ * efficiency").
+ */
+export const ROOT_VERSION_HEADER = 'Tufoci-Root-Version';
+
+const knownRoots = new WeakMap<RepositoryService, Map<string, number>>();
+
+/**
+ * The root version of `repository`'s cached head, from the cache alone (no
+ * I/O, synchronous, so it belongs to the same head as a file just read from
+ * it); undefined when the head is not cached. The head holds exactly one
+ * `<v>.root.json`, its current root: look for it from the last version seen.
+ */
+export function cachedRootVersion(service: RepositoryService, repository: string): number | undefined {
+  let seen = knownRoots.get(service);
+  if (!seen) {
+    seen = new Map();
+    knownRoots.set(service, seen);
+  }
+  const from = seen.get(repository) ?? 1;
+  const has = (v: number): boolean => service.cachedFile(repository, `${v}.root.json`) !== undefined;
+  for (let v = from; v < from + 1024; v++) {
+    if (has(v)) {
+      seen.set(repository, v);
+      return v;
+    }
+  }
+  for (let v = 1; v < from; v++) {
+    if (has(v)) {
+      seen.set(repository, v);
+      return v;
+    }
+  }
+  return undefined;
+}
 const ROUTE = '/v1/repos/*repo/metadata/:file';
 
 export function withFastReads(
@@ -41,6 +81,10 @@ export function withFastReads(
           res.setHeader('X-Request-Id', typeof requestId === 'string' ? requestId.slice(0, 64) : prefix + (++n).toString(36));
           res.setHeader('ETag', file.etag);
           res.setHeader('Cache-Control', file.immutable ? 'public, max-age=31536000, immutable' : tsCache);
+          if (!file.immutable) {
+            const rootVersion = cachedRootVersion(service, repository as string);
+            if (rootVersion !== undefined) res.setHeader(ROOT_VERSION_HEADER, rootVersion);
+          }
           if (req.headers['if-none-match'] === file.etag) {
             res.statusCode = 304;
             res.end();

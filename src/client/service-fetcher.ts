@@ -1,0 +1,151 @@
+/**
+ * A tuf-js Fetcher for TUF metadata served over HTTP by a tufoci service
+ * (`<service>/v1/repos/<repo>/metadata/<file>`, docs/API.md), or any TUF
+ * HTTP mirror. It replaces tuf-js's DefaultFetcher to make fewer requests
+ * (timestamp-first-fetcher.ts):
+ *
+ * - `timestamp.json` is requested with `If-None-Match: "<sha256 of the
+ *   trusted timestamp>"` (the service's ETag is the quoted sha256 of the
+ *   bytes); a 304 hands tuf-js the trusted bytes again, which it verifies
+ *   again as usual (signature, version, expiry).
+ * - The service names its current root version in the `Tufoci-Root-Version`
+ *   header of timestamp.json responses (200 and 304). Root probes above it are
+ *   answered 404 without a request; at or below it they go to the network.
+ *   Without the header, a probe is skipped only when the timestamp is the
+ *   caller's `coveredTimestamp`.
+ *
+ * So a warm client whose timestamp did not change makes one request (a 304),
+ * a cold one skips the `2.root.json` probe. Everything read is bounded: a
+ * body by the length tuf-js allows (Content-Length checked first, then the
+ * stream), each request by a timeout. 5xx answers and network errors are
+ * retried (`retries`, default 2, as tuf-js's DefaultFetcher does); 403/404 are
+ * `DownloadHTTPError`s, which is how tuf-js learns there is no newer root.
+ */
+import { createHash } from 'node:crypto';
+import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT_VERSION_HEADER } from '../service/fast-read.ts';
+import { ServiceClientError } from './service-client.ts';
+import { parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
+
+export { ROOT_VERSION_HEADER };
+
+export interface ServiceFetcherOptions extends TimestampFirstOptions {
+  /** Per request (default 30 s). */
+  timeoutMs?: number;
+  /** Retries after a network error or a 5xx (default 2). */
+  retries?: number;
+  /** Bound for `fetch(url)` callers that pass no length (default 32 MiB). */
+  maxBytes?: number;
+  userAgent?: string;
+  /** The fetch implementation (default the global one); tests count requests with it. */
+  fetch?: typeof fetch;
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  bytes: Uint8Array;
+}
+
+/** The ETag the tufoci service gives a file: the quoted hex sha256 of its bytes. */
+export function etagOf(bytes: Uint8Array): string {
+  return `"${createHash('sha256').update(bytes).digest('hex')}"`;
+}
+
+export class ServiceFetcher extends TimestampFirstFetcher {
+  readonly #timeoutMs: number;
+  readonly #retries: number;
+  readonly #maxBytes: number;
+  readonly #userAgent: string;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: ServiceFetcherOptions = {}) {
+    super(options);
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#retries = options.retries ?? 2;
+    this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
+    this.#userAgent = options.userAgent ?? 'tufoci';
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  async #get(url: string, maxLength: number, headers: Record<string, string> = {}): Promise<Answer> {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = new URL('invalid:');
+    }
+    if ((parsed.protocol !== 'https:' && parsed.protocol !== 'http:') || parsed.username !== '' || parsed.password !== '') {
+      throw new ServiceClientError(0, 'BAD_REQUEST', `${url.slice(0, 200)} is not an http(s) metadata URL`, { url: url.slice(0, 200) });
+    }
+    for (let attempt = 0; ; attempt++) {
+      let response: Response;
+      try {
+        response = await this.#fetch(url, { headers: { 'user-agent': this.#userAgent, ...headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
+      } catch (cause) {
+        if (attempt < this.#retries) {
+          await sleep(100 * 2 ** attempt);
+          continue;
+        }
+        throw new ServiceClientError(0, 'UNREACHABLE', `cannot read ${url.slice(0, 200)} (${cause instanceof Error ? cause.message : String(cause)})`, { url: url.slice(0, 200) }, cause);
+      }
+      if (response.status >= 500 && attempt < this.#retries) {
+        await response.body?.cancel().catch(() => {});
+        await sleep(100 * 2 ** attempt);
+        continue;
+      }
+      if (response.status === 304) {
+        await response.body?.cancel().catch(() => {});
+        return { status: 304, headers: response.headers, bytes: new Uint8Array(0) };
+      }
+      if (response.status !== 200) {
+        await response.body?.cancel().catch(() => {});
+        throw new DownloadHTTPError(`GET ${url.slice(0, 200)} answered ${response.status}`, response.status);
+      }
+      return { status: 200, headers: response.headers, bytes: await this.#body(response, url, maxLength) };
+    }
+  }
+
+  async #body(response: Response, url: string, maxLength: number): Promise<Uint8Array> {
+    const tooLarge = (): DownloadLengthMismatchError => new DownloadLengthMismatchError(`${url.slice(0, 200)} exceeds ${maxLength} bytes`);
+    const declared = response.headers.get('content-length');
+    if (declared !== null && Number(declared) > maxLength) {
+      await response.body?.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    if (response.body) {
+      for await (const chunk of response.body) {
+        size += chunk.byteLength;
+        if (size > maxLength) {
+          await response.body.cancel().catch(() => {});
+          throw tooLarge();
+        }
+        chunks.push(chunk);
+      }
+    }
+    return new Uint8Array(Buffer.concat(chunks, size));
+  }
+
+  protected override async readFile(url: string, maxLength: number): Promise<Uint8Array> {
+    return (await this.#get(url, maxLength)).bytes;
+  }
+
+  protected override readWithDefaultBound(url: string): Promise<Uint8Array> {
+    return this.readFile(url, this.#maxBytes);
+  }
+
+  protected override async readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
+    const answer = await this.#get(url, maxLength, trusted ? { 'if-none-match': etagOf(trusted) } : {});
+    const rootVersion = parseVersionHint(answer.headers.get(ROOT_VERSION_HEADER));
+    const hint = rootVersion === undefined ? {} : { rootVersion };
+    if (answer.status === 304) {
+      // Only meaningful for the conditional request we sent.
+      if (!trusted) throw new DownloadHTTPError(`GET ${url.slice(0, 200)} answered 304 to an unconditional request`, 304);
+      return { bytes: trusted, ...hint };
+    }
+    return { bytes: answer.bytes, ...hint };
+  }
+}
