@@ -14,7 +14,7 @@ import { createApp } from './service/app.ts';
 import { withFastReads } from './service/fast-read.ts';
 import { TokenAuth, loadTokens } from './service/auth.ts';
 import { createMetrics } from './service/metrics.ts';
-import { loadOrCreateOnlineKeys } from './service/online-keys.ts';
+import { OnlineKeyring } from './service/online-keys.ts';
 import { RepositoryService, type OnlineSigners } from './service/repository-service.ts';
 import { MetadataStore, OciLayoutStore, RegistryStore, type Store } from './storage/index.ts';
 
@@ -78,14 +78,18 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     ? new RedisCoordinator({ url: opts.redis, ...(opts.redisPrefix ? { keyPrefix: opts.redisPrefix } : {}) })
     : new InProcessCoordinator({ now: clock });
 
-  let signers = opts.signers;
-  if (!signers) {
-    const keys = await loadOrCreateOnlineKeys(dataDir, {
-      ...(process.env['TUFOCI_SNAPSHOT_KEY'] ? { snapshot: process.env['TUFOCI_SNAPSHOT_KEY'] } : {}),
-      ...(process.env['TUFOCI_TIMESTAMP_KEY'] ? { timestamp: process.env['TUFOCI_TIMESTAMP_KEY'] } : {}),
+  let keyring: OnlineKeyring;
+  if (opts.signers) {
+    keyring = OnlineKeyring.fromSigners(opts.signers, clock);
+  } else {
+    const env = (name: string): string | undefined => process.env[name] || undefined;
+    const paths = { snapshot: env('TUFOCI_SNAPSHOT_KEY'), timestamp: env('TUFOCI_TIMESTAMP_KEY'), ci: env('TUFOCI_CI_KEY') };
+    keyring = await OnlineKeyring.open({
+      dir: join(dataDir, 'keys'),
+      paths: Object.fromEntries(Object.entries(paths).filter(([, v]) => v !== undefined)) as Record<string, string>,
+      now: clock,
     });
-    for (const path of keys.generated) logger.info({ path }, 'generated an online key (mode 0600)');
-    signers = { snapshot: [keys.snapshot], timestamp: [keys.timestamp] };
+    for (const path of keyring.generated) logger.info({ path }, 'generated an online key (mode 0600)');
   }
   const { tokens, generatedAdminToken } = await loadTokens({
     dataDir,
@@ -95,7 +99,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   if (generatedAdminToken) logger.info({ path: generatedAdminToken }, 'generated an admin token (mode 0600); send it as "Authorization: Bearer <token>"');
   const auth = new TokenAuth(tokens, opts.publicRead ?? true);
 
-  const service = new RepositoryService({ metadata, coord, signers, policy, clock, logger });
+  const service = new RepositoryService({ metadata, coord, keyring, policy, clock, logger });
   const metrics = createMetrics(() => service.expiries());
   const app = createApp({
     service,

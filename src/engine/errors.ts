@@ -26,6 +26,7 @@ export type EngineErrorCode =
   | 'BAD_DELEGATION' // delegation structure invalid or ambiguous
   | 'POLICY_VIOLATION' // a threshold or count outside the role policy
   | 'ONLINE_KEYS_MISSING' // the root names online keys the service does not hold
+  | 'ONLINE_KEY_REVOKED' // the root lists an online key revoked as compromised
   | 'SIGNER_MISSING' // the online signers cannot meet the threshold
   | 'INCONSISTENT' // stored files disagree with each other (mix-and-match)
   | 'NO_SNAPSHOT'; // an operation needs snapshot/timestamp that do not exist yet

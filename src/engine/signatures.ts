@@ -40,7 +40,8 @@ export interface AuthorizedRole {
 
 export type KeyMap = Readonly<Record<string, Key | TufKeyJson>>;
 
-function asJson(key: Key | TufKeyJson): TufKeyJson {
+/** A models Key (or key JSON) as TUF key JSON. */
+export function asJson(key: Key | TufKeyJson): TufKeyJson {
   if ('keyVal' in key) return { keytype: key.keyType, scheme: key.scheme, keyval: { public: key.keyVal['public'] ?? '' } };
   return key;
 }

@@ -26,7 +26,7 @@ import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
 import { expiresAt, parseMetadata } from './parse.ts';
-import { authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
+import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
 import { currentVersion, delegationChain, delegationsOf, withTargets, type RepoState } from './state.ts';
 
 export interface UploadContext {
@@ -37,6 +37,8 @@ export interface UploadContext {
 export interface RootContext extends UploadContext {
   /** Public keys of the online signers the service holds. */
   onlineKeys: readonly TufKeyJson[];
+  /** Online keys known compromised: a new root that lists any of them is refused. */
+  revokedKeys?: readonly TufKeyJson[];
 }
 
 export interface TargetsUploadResult {
@@ -163,6 +165,17 @@ function checkRootContent(root: Metadata<Root>, ctx: RootContext): void {
   checkKeys('root', signed.keys, ctx.policy);
   for (const name of ['root', 'targets', 'snapshot', 'timestamp'] as const) {
     checkRoleKeys(`root.roles.${name}`, signed.roles[name] as { keyIDs: string[]; threshold: number }, signed.keys, ctx.policy.roles[name], ctx.policy);
+  }
+  // A root that still lists a revoked (compromised) online key would keep trusting it.
+  if (ctx.revokedKeys?.length) {
+    const revoked = new Set(ctx.revokedKeys.map((k) => parsePublicKey(computeKeyId(k), k).identity));
+    for (const [keyid, key] of Object.entries(signed.keys)) {
+      if (revoked.has(parsePublicKey(keyid, asJson(key)).identity)) {
+        throw new EngineError('ONLINE_KEY_REVOKED', `root lists key ${keyid.slice(0, 12)}, an online key the service revoked as compromised; use the keys from GET /v1/online-keys`, {
+          detail: { role: 'root', keyid },
+        });
+      }
+    }
   }
   // The online roles must be signable by the keys the service holds, or the repository would freeze.
   const online = new Set<string>();
@@ -405,6 +418,10 @@ export function verifyTargetsUpload(
 
   checkVersion(role, md.signed.version, currentVersion(state, role));
   checkExpiry(role, md, now, rp);
+  if (opts.roleClass === 'ci' && md.signed.delegations) {
+    // A job-scoped key signs tags; it may not hand its (short) authority on to other keys.
+    throw new EngineError('POLICY_VIOLATION', `${role} is a CI job role: it may list targets but not delegate`, { detail: { role } });
+  }
   checkTargetEntries(role, md.signed, role === 'targets' ? [] : chain, policy);
   checkDelegations(state, role, md.signed, chain.length - 1, policy);
 

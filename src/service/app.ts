@@ -8,11 +8,14 @@ import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
-import { computeKeyId } from '../keys/tuf-key.ts';
+import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
+import { parseMetadataFileName } from '../engine/names.ts';
+import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
 import { ServiceError, httpStatusOf } from './errors.ts';
+import { ROOT_VERSION_HEADER, cachedRootVersion } from './fast-read.ts';
 import type { Metrics } from './metrics.ts';
-import type { Logger, RepositoryService } from './repository-service.ts';
+import { GRANT_PREFIX, type JobGrant, type Logger, type RepositoryService } from './repository-service.ts';
 
 export interface AppDeps {
   service: RepositoryService;
@@ -51,6 +54,40 @@ function jsonOnly(ctx: Koa.Context): void {
 }
 
 const encoder = new TextEncoder();
+
+async function readJson(ctx: Koa.Context, limit: number): Promise<Record<string, unknown>> {
+  jsonOnly(ctx);
+  const body = await readBody(ctx, limit);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch (cause) {
+    throw new ServiceError('BAD_REQUEST', 'body must be a JSON object', { cause, detail: {} });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ServiceError('BAD_REQUEST', 'body must be a JSON object', { detail: {} });
+  return parsed as Record<string, unknown>;
+}
+
+/** The bearer token when it is a grant token. */
+function grantToken(ctx: Koa.Context): string | undefined {
+  const m = /^Bearer\s+(\S{1,200})$/i.exec(ctx.get('authorization'));
+  return m?.[1]?.startsWith(GRANT_PREFIX) ? m[1] : undefined;
+}
+
+function setSummary(set: KeySetInfo): Record<string, unknown> {
+  return {
+    id: set.id,
+    created: set.created,
+    kind: set.kind,
+    keyids: Object.fromEntries(Object.entries(set.keys).flatMap(([role, k]) => (k ? [[role, k.keyid]] : []))),
+    ...(set.revoked ? { revoked: set.revoked } : {}),
+  };
+}
+
+function keyList(set: KeySetInfo, role: 'snapshot' | 'timestamp' | 'ci'): Array<{ keyid: string; key: TufKeyJson }> {
+  const k = set.keys[role];
+  return k ? [{ keyid: k.keyid, key: k.key }] : [];
+}
 
 export function createApp(deps: AppDeps): Koa {
   const { service, auth, logger, metrics } = deps;
@@ -111,11 +148,41 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   router.get('/v1/online-keys', (ctx) => {
-    const keys = service.onlineKeys();
+    // Derived key sets give every repository its own keys: ask with ?repository=<repo>.
+    const repository = typeof ctx.query['repository'] === 'string' ? ctx.query['repository'] : undefined;
+    const keys = service.onlineKeys(repository);
     ctx.body = {
+      ...(repository !== undefined ? { repository } : {}),
+      set: keys.set,
+      kind: keys.kind,
       snapshot: keys.snapshot.map((k) => ({ keyid: computeKeyId(k), key: k })),
       timestamp: keys.timestamp.map((k) => ({ keyid: computeKeyId(k), key: k })),
+      ci: keys.ci.map((k) => ({ keyid: computeKeyId(k), key: k })),
+      sets: service.keyring.sets(repository).map(setSummary),
     };
+  });
+
+  // Operators: which repositories list which online key set; rotate; revoke a compromised set.
+  router.get('/v1/online-keys/usage', async (ctx) => {
+    auth.authorize(ctx.get('authorization') || undefined, 'admin');
+    ctx.body = { current: service.keyring.current().id, sets: service.keyring.sets().map(setSummary), repositories: await service.onlineKeyUsage() };
+  });
+
+  router.post('/v1/online-keys/rotate', async (ctx) => {
+    auth.authorize(ctx.get('authorization') || undefined, 'admin');
+    const set = await service.keyring.rotate();
+    ctx.status = 201;
+    ctx.body = { set: setSummary(set) };
+  });
+
+  router.post('/v1/online-keys/revoke', async (ctx) => {
+    auth.authorize(ctx.get('authorization') || undefined, 'admin');
+    const body = await readJson(ctx, 16 * 1024);
+    const ref = body['key'] ?? body['set'];
+    if (typeof ref !== 'string' && typeof ref !== 'number') throw new ServiceError('BAD_REQUEST', 'body must be JSON {"key": "<keyid or its first 8+ hex digits>" | "set": <number>, "reason": "…"}', { detail: {} });
+    const reason = typeof body['reason'] === 'string' ? body['reason'] : 'compromised';
+    const r = await service.revokeOnlineKeys(String(ref), reason);
+    ctx.body = { revoked: setSummary(r.revoked), current: setSummary(r.current), affected: r.affected };
   });
 
   router.get('/v1/repos', async (ctx) => {
@@ -129,6 +196,11 @@ export function createApp(deps: AppDeps): Koa {
     const file = await service.read(repo, ctx.params['file'] as string);
     ctx.set('ETag', file.etag);
     ctx.set('Cache-Control', file.immutable ? 'public, max-age=31536000, immutable' : `public, max-age=${tsMaxAge}`);
+    if (!file.immutable) {
+      // Read synchronously from the head just served (or a newer one): a hint for clients.
+      const rootVersion = cachedRootVersion(service, repo);
+      if (rootVersion !== undefined) ctx.set(ROOT_VERSION_HEADER, String(rootVersion));
+    }
     if (ctx.get('if-none-match') === file.etag) {
       ctx.status = 304;
       return;
@@ -145,11 +217,25 @@ export function createApp(deps: AppDeps): Koa {
 
   router.put('/v1/repos/*repo/metadata/:file', async (ctx) => {
     const repo = ctx.params['repo'] as string;
-    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const fileName = ctx.params['file'] as string;
+    // A CI job's grant token authorizes exactly its job role, while the grant lasts.
+    const token = grantToken(ctx);
+    let roleClass: 'delegated' | 'ci' = 'delegated';
+    let job: JobGrant | undefined;
+    if (token) {
+      job = await service.jobFor(token);
+      if (!job) throw new ServiceError('GRANT_EXPIRED', 'this grant has ended or was never redeemed: the job key can publish nothing more', { detail: { repository: repo } });
+      if (job.repository !== repo || parseMetadataFileName(fileName)?.role !== job.jobRole) {
+        throw new ServiceError('GRANT_SCOPE', `this grant allows uploads of ${job.jobRole} in ${job.repository} only`, { detail: { repository: repo, jobRole: job.jobRole } });
+      }
+      roleClass = 'ci';
+    } else {
+      auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    }
     jsonOnly(ctx);
     const body = await readBody(ctx, maxBody);
     try {
-      const result = await service.upload(repo, ctx.params['file'] as string, body);
+      const result = await service.upload(repo, fileName, body, roleClass, job);
       metrics.uploads.inc({ kind: 'role', outcome: 'ok' });
       ctx.status = result.unchanged ? 200 : 201;
       ctx.body = result;
@@ -157,6 +243,43 @@ export function createApp(deps: AppDeps): Koa {
       metrics.uploads.inc({ kind: 'role', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
       throw error;
     }
+  });
+
+  // Owners: the online keys the repository's next root should list (`tufoci rotate online`).
+  router.post('/v1/repos/*repo/online-keys', async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const { set, generated } = await service.nextOnlineKeys(repo); // keys for this repository
+    ctx.status = generated ? 201 : 200;
+    ctx.body = { generated, set: setSummary(set), snapshot: keyList(set, 'snapshot'), timestamp: keyList(set, 'timestamp'), ci: keyList(set, 'ci') };
+  });
+
+  // Job-scoped CI keys: an operator or owner issues a grant; a CI job redeems it with its own key.
+  router.post('/v1/repos/*repo/grants/redeem', async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    const token = grantToken(ctx);
+    if (!token) throw new ServiceError('GRANT_INVALID', `send the grant as "Authorization: Bearer ${GRANT_PREFIX}…"`, { detail: {} });
+    const body = await readJson(ctx, 16 * 1024);
+    const key = body['key'];
+    if (!isTufKeyJson(key)) throw new ServiceError('BAD_REQUEST', 'body must be JSON {"key": <TUF public key: keytype, scheme, keyval.public>}', { detail: {} });
+    const job = await service.redeemGrant(repo, token, key);
+    ctx.status = 201;
+    ctx.body = job;
+  });
+
+  router.post('/v1/repos/*repo/grants', async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const body = await readJson(ctx, 16 * 1024);
+    const paths = body['paths'];
+    const ttl = body['ttlSeconds'] ?? 600;
+    if (!Array.isArray(paths) || typeof ttl !== 'number' || (body['role'] !== undefined && typeof body['role'] !== 'string')) {
+      throw new ServiceError('BAD_REQUEST', 'body must be JSON {"paths": ["v1.*"], "ttlSeconds": 600, "role": "ci"}', { detail: {} });
+    }
+    const grant = await service.createGrant(repo, { paths: paths as string[], ttlMs: Math.round(ttl * 1000), ...(typeof body['role'] === 'string' ? { role: body['role'] } : {}) });
+    ctx.status = 201;
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = grant;
   });
 
   router.post('/v1/repos/*repo', async (ctx) => {

@@ -19,7 +19,13 @@ export type ServiceErrorCode =
   | 'REPO_EXISTS'
   | 'VERSION_TAKEN'
   | 'NAME_MISMATCH'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  | 'TOO_MANY_KEY_SETS'
+  | 'GRANT_INVALID'
+  | 'GRANT_EXPIRED'
+  | 'GRANT_USED'
+  | 'GRANT_SCOPE'
+  | 'NOT_SERVICE_HELD';
 
 export class ServiceError extends TufociError<ServiceErrorCode> {}
 
@@ -39,6 +45,12 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     VERSION_TAKEN: 409,
     NAME_MISMATCH: 400,
     SHUTTING_DOWN: 503,
+    TOO_MANY_KEY_SETS: 409,
+    GRANT_INVALID: 401,
+    GRANT_EXPIRED: 401,
+    GRANT_USED: 409,
+    GRANT_SCOPE: 403,
+    NOT_SERVICE_HELD: 409,
   },
   EngineError: {
     TOO_LARGE: 413,
@@ -61,6 +73,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     BAD_DELEGATION: 422,
     POLICY_VIOLATION: 422,
     ONLINE_KEYS_MISSING: 422,
+    ONLINE_KEY_REVOKED: 422,
     SIGNER_MISSING: 500,
     INCONSISTENT: 500,
     NO_SNAPSHOT: 500,

@@ -21,7 +21,8 @@
  *   different file for a version already taken is VERSION_TAKEN (409).
  * - The cache is bounded in bytes; an evicted head is reloaded on demand.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Targets } from '@tufjs/models';
 import {
   EngineError,
   loadRepositoryState,
@@ -37,15 +38,22 @@ import {
   type VerificationResult,
 } from '../engine/index.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { delegationOf } from '../engine/state.ts';
+import { buildTargets, isoExpiry, putDelegation, signMetadata } from '../engine/build.ts';
+import { foldJobs, jobEndsAt, jobRoleName, jobsOf, serviceHeldRoles } from '../engine/jobs.ts';
+import { signedFromJSON, signedToJSON } from '../engine/models.ts';
+import { currentVersion } from '../engine/state.ts';
+import { delegationOf, delegationsOf } from '../engine/state.ts';
+import { asJson } from '../engine/signatures.ts';
 import { parseExpires } from '../engine/parse.ts';
-import type { Signer } from '../keys/signer.ts';
-import type { TufKeyJson } from '../keys/tuf-key.ts';
+import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataFile, type MetadataStore } from '../storage/index.ts';
-import type { Coordinator, Lock } from '../coord/index.ts';
+import type { Coordinator, JsonObject, Lock } from '../coord/index.ts';
 import { CoordError } from '../coord/index.ts';
 import { ServiceError } from './errors.ts';
+import { OnlineKeyring, type KeySetInfo, type OnlineSigners } from './online-keys.ts';
+
+export type { OnlineSigners } from './online-keys.ts';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -53,15 +61,12 @@ export interface Logger {
   error(obj: object, msg?: string): void;
 }
 
-export interface OnlineSigners {
-  snapshot: readonly Signer[];
-  timestamp: readonly Signer[];
-}
-
 export interface RepositoryServiceDeps {
   metadata: MetadataStore;
   coord: Coordinator;
-  signers: OnlineSigners;
+  /** The online keys; or `signers`, wrapped in an in-memory keyring. */
+  keyring?: OnlineKeyring;
+  signers?: OnlineSigners;
   policy: Policy;
   clock: () => number;
   logger: Logger;
@@ -105,7 +110,8 @@ export interface RoleStatus {
   expiresInSeconds: number;
   keyids: string[];
   threshold: number;
-  signedBy: 'online' | 'offline';
+  /** online: the service signs it (re-signed automatically); offline: the owner's keys; job: a CI job's short-lived key. */
+  signedBy: 'online' | 'offline' | 'job';
 }
 
 export interface RepositoryStatus {
@@ -116,8 +122,44 @@ export interface RepositoryStatus {
 
 const MINUTE = 60_000;
 
+/** Grant tokens start with this, so the API tells them from configured bearer tokens. */
+export const GRANT_PREFIX = 'tufoci_grant_';
+
+function grantKey(kind: 'grant' | 'job', token: string): string {
+  return `${kind}:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
+}
+
+export interface GrantInfo {
+  token: string;
+  repository: string;
+  role: string;
+  paths: string[];
+  endsAt: number;
+  expires: string;
+}
+
+export interface JobInfo {
+  repository: string;
+  role: string;
+  jobRole: string;
+  paths: string[];
+  endsAt: number;
+  expires: string;
+  keyid: string;
+}
+
+/** A redeemed grant, as the coordinator keeps it until the grant ends. */
+export interface JobGrant {
+  repository: string;
+  role: string;
+  jobRole: string;
+  paths: string[];
+  endsAt: number;
+  key: TufKeyJson;
+}
+
 export class RepositoryService {
-  readonly #d: Required<Omit<RepositoryServiceDeps, 'lockTtlMs' | 'lockWaitMs' | 'cacheBytes'>>;
+  readonly #d: Required<Omit<RepositoryServiceDeps, 'lockTtlMs' | 'lockWaitMs' | 'cacheBytes' | 'signers'>>;
   readonly #lockTtlMs: number;
   readonly #lockWaitMs: number;
   readonly #cacheBytes: number;
@@ -133,7 +175,9 @@ export class RepositoryService {
   #closing = false;
 
   constructor(deps: RepositoryServiceDeps) {
-    this.#d = { metadata: deps.metadata, coord: deps.coord, signers: deps.signers, policy: deps.policy, clock: deps.clock, logger: deps.logger };
+    const keyring = deps.keyring ?? (deps.signers ? OnlineKeyring.fromSigners(deps.signers, deps.clock) : undefined);
+    if (!keyring) throw new TypeError('RepositoryService needs a keyring or signers');
+    this.#d = { metadata: deps.metadata, coord: deps.coord, keyring, policy: deps.policy, clock: deps.clock, logger: deps.logger };
     this.#lockTtlMs = deps.lockTtlMs ?? 30_000;
     this.#lockWaitMs = deps.lockWaitMs ?? 5_000;
     this.#cacheBytes = deps.cacheBytes ?? 256 * 1024 * 1024;
@@ -170,16 +214,21 @@ export class RepositoryService {
     return this.#d.policy;
   }
 
-  /** Public keys of the online signers (what owners put in root for snapshot and timestamp). */
-  onlineKeys(): { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] } {
-    return { snapshot: this.#d.signers.snapshot.map((s) => s.public), timestamp: this.#d.signers.timestamp.map((s) => s.public) };
+  get keyring(): OnlineKeyring {
+    return this.#d.keyring;
   }
 
-  #allOnlineKeys(): TufKeyJson[] {
-    return [...this.#d.signers.snapshot, ...this.#d.signers.timestamp].map((s) => s.public);
+  /**
+   * Public keys of the current online key set for `repository` (what its owner puts in root for
+   * snapshot and timestamp, and the CI key for service-held delegations). Derived sets give every
+   * repository its own keys, so without a repository only shared sets have keys to show.
+   */
+  onlineKeys(repository?: string): { set: number; kind: 'derived' | 'shared'; snapshot: TufKeyJson[]; timestamp: TufKeyJson[]; ci: TufKeyJson[] } {
+    if (repository !== undefined) this.#d.metadata.metadataRepository(repository); // validates the name
+    const cur = this.#d.keyring.current(repository);
+    const list = (role: 'snapshot' | 'timestamp' | 'ci'): TufKeyJson[] => (cur.keys[role] ? [cur.keys[role].key] : []);
+    return { set: cur.id, kind: cur.kind, snapshot: list('snapshot'), timestamp: list('timestamp'), ci: list('ci') };
   }
-
-  // ---------------------------------------------------------------- cache
 
   #evict(repository: string): void {
     const head = this.#heads.get(repository);
@@ -359,19 +408,217 @@ export class RepositoryService {
       const r = root.roles[name];
       if (md && r) add(name, md.signed.version, md.signed.expires, r.keyIDs, r.threshold, name === 'root' ? 'offline' : 'online');
     }
+    const held = new Set(serviceHeldRoles(state, this.#ciKeyIds(repository)).map((h) => h.role));
+    // A role no longer delegated is a tombstone, whether this head was loaded (load.ts makes it
+    // one) or built by the upload that removed the delegation: status reads the same either way.
+    const tombstones = new Map(state.tombstones);
     for (const [role, rec] of state.targets) {
-      let keyids: string[] = [];
-      let threshold = 0;
+      let keyids: string[];
+      let threshold: number;
       try {
         const d = delegationOf(state, role);
         keyids = [...d.keyIDs];
         threshold = d.threshold;
       } catch {
-        // unreachable role: no current delegation
+        tombstones.set(role, rec.md.signed.version);
+        continue;
       }
-      add(role, rec.md.signed.version, rec.md.signed.expires, keyids, threshold, 'offline');
+      add(role, rec.md.signed.version, rec.md.signed.expires, keyids, threshold, held.has(role) ? 'online' : jobEndsAt(role) !== undefined ? 'job' : 'offline');
     }
-    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })) };
+    return { repository, roles, tombstones: [...tombstones].map(([role, version]) => ({ role, version })) };
+  }
+
+  // ---------------------------------------------------------------- online keys
+
+  /** The online key sets the repository's current root lists for snapshot and timestamp. */
+  #setsOf(repository: string, state: RepoState): number[] {
+    const root = state.root.md.signed;
+    const ids = new Set<number>();
+    for (const name of ['snapshot', 'timestamp'] as const) {
+      for (const keyid of root.roles[name]?.keyIDs ?? []) {
+        const key = root.keys[keyid];
+        // Look up by the key's own id (a root may name a key under another id).
+        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), repository) : undefined;
+        if (set) ids.add(set.id);
+      }
+    }
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  /** Per repository: which online key sets its root lists, and whether one is revoked or not current. */
+  async onlineKeyUsage(): Promise<Array<{ repository: string; sets: number[]; onRevoked: boolean; onCurrent: boolean }>> {
+    await this.#d.keyring.sync();
+    const current = this.#d.keyring.current().id;
+    const revoked = new Set(this.#d.keyring.sets().filter((s) => s.revoked).map((s) => s.id));
+    const repos = await this.repositories();
+    const rows = await mapLimit(repos, 8, async (repository) => {
+      const sets = this.#setsOf(repository, (await this.#head(repository)).state);
+      return { repository, sets, onRevoked: sets.some((id) => revoked.has(id)), onCurrent: sets.length > 0 && sets.every((id) => id === current) };
+    });
+    return rows;
+  }
+
+  /**
+   * The online keys `repository`'s next root should list: the current set, or —
+   * when its root already lists exactly that set — a freshly generated one
+   * (`tufoci rotate online`). The service signs with a new set only once a root
+   * listing it has been accepted.
+   */
+  async nextOnlineKeys(repository: string): Promise<{ set: KeySetInfo; generated: boolean }> {
+    const head = await this.#head(repository);
+    await this.#d.keyring.sync();
+    const current = this.#d.keyring.current(repository);
+    const sets = this.#setsOf(repository, head.state);
+    if (sets.length === 1 && sets[0] === current.id) {
+      await this.#d.keyring.rotate(current.id);
+      const next = this.#d.keyring.current(repository);
+      this.#d.logger.info({ repository, set: next.id }, 'generated a new online key set');
+      return { set: next, generated: next.id !== current.id };
+    }
+    return { set: current, generated: false };
+  }
+
+  /**
+   * Revoke a compromised online key set, named by number or by one of its key ids (8+ leading
+   * hex digits; derived keys are found through the repositories that list them). Returns the
+   * repositories whose root still lists the set.
+   */
+  async revokeOnlineKeys(ref: string, reason: string): Promise<{ revoked: KeySetInfo; current: KeySetInfo; affected: string[] }> {
+    await this.#d.keyring.sync();
+    let id: number | undefined = /^\d{1,6}$/.test(ref) ? Number(ref) : this.#d.keyring.sharedSetOf(ref);
+    if (id === undefined && /^[0-9a-f]{8,64}$/.test(ref)) {
+      for (const repository of await this.repositories()) {
+        const root = (await this.#head(repository)).state.root.md.signed;
+        const keyid = Object.keys(root.keys).find((k) => k.startsWith(ref));
+        const key = keyid ? root.keys[keyid] : undefined;
+        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), repository) : undefined;
+        if (set) {
+          id = set.id;
+          break;
+        }
+      }
+    }
+    if (id === undefined) throw new ServiceError('NOT_FOUND', `no online key set holds ${ref.slice(0, 64)}`, { detail: { ref: ref.slice(0, 64) } });
+    const { revoked, current } = await this.#d.keyring.revoke(id, reason);
+    this.#d.logger.warn({ set: revoked.id, reason: revoked.revoked?.reason }, 'online key set revoked');
+    const usage = await this.onlineKeyUsage();
+    return { revoked, current, affected: usage.filter((u) => u.sets.includes(revoked.id)).map((u) => u.repository) };
+  }
+
+  // ---------------------------------------------------------------- grants (job-scoped CI keys)
+
+  /** Key ids of the service's CI keys (every set): delegations to only these are service-held. */
+  #ciKeyIds(repository: string): Set<string> {
+    return this.#d.keyring.ciKeyIds(repository);
+  }
+
+  /**
+   * Re-sign service-held role `role` at its next version with `edit` applied,
+   * verify it like any upload, and return the new state and file.
+   */
+  async #signServiceRole(repository: string, state: RepoState, role: string, edit: (json: Record<string, unknown>) => void): Promise<{ state: RepoState; file: MetadataFile }> {
+    const held = serviceHeldRoles(state, this.#ciKeyIds(repository)).find((r) => r.role === role);
+    if (!held) throw new ServiceError('NOT_SERVICE_HELD', `"${role}" is not delegated to the service's CI key`, { detail: { role } });
+    const now = this.#d.clock();
+    const expires = isoExpiry(now + this.#d.policy.roles.snapshot.expiresDefaultMinutes * MINUTE);
+    const rec = state.targets.get(role);
+    const json = rec ? structuredClone(signedToJSON(rec.md.signed)) : signedToJSON(buildTargets({ version: 1, expires }));
+    edit(json);
+    json['version'] = currentVersion(state, role) + 1;
+    json['expires'] = expires;
+    const signed = signedFromJSON('targets', json) as Targets;
+    const signers = this.#d.keyring.signers(repository).ci.filter((s) => held.keyIDs.includes(s.keyid));
+    const bytes = await signMetadata(signed, signers);
+    const r = verifyTargetsUpload(state, role, bytes, this.#ctx(repository));
+    return { state: r.state, file: { fileName: `${signed.version}.${role}.json`, bytes } };
+  }
+
+  /**
+   * Issue a one-time grant: whoever presents the token (a CI job) may, until
+   * the grant ends, publish `paths` under service-held role `role` with a key
+   * of its own. Only a SHA-256 of the token is stored, in the coordinator.
+   */
+  async createGrant(repository: string, opts: { role?: string; paths: string[]; ttlMs: number }): Promise<GrantInfo> {
+    const role = opts.role ?? 'ci';
+    const maxTtl = (this.#d.policy.roles.ci.expiresMaxMinutes - 5) * MINUTE;
+    if (!Number.isSafeInteger(opts.ttlMs) || opts.ttlMs < MINUTE || opts.ttlMs > maxTtl) {
+      throw new ServiceError('BAD_REQUEST', `a grant lasts from 1 minute to ${maxTtl / MINUTE} minutes (the ci policy's ${this.#d.policy.roles.ci.expiresMaxMinutes} minutes less 5)`, {
+        detail: { ttlMs: opts.ttlMs, maxTtlMs: maxTtl },
+      });
+    }
+    if (!Array.isArray(opts.paths) || opts.paths.length === 0 || opts.paths.length > 16 || !opts.paths.every((p) => typeof p === 'string' && /^[\x21-\x7e]{1,128}$/.test(p))) {
+      throw new ServiceError('BAD_REQUEST', 'paths: 1 to 16 tag patterns of 1-128 printable characters', { detail: { paths: opts.paths } });
+    }
+    const head = await this.#head(repository);
+    if (!serviceHeldRoles(head.state, this.#ciKeyIds(repository)).some((r) => r.role === role)) {
+      throw new ServiceError('NOT_SERVICE_HELD', `${repository} does not delegate "${role}" to the service's CI key; the owner runs: tufoci delegate add ${repository} ${role} --online --paths 'v*' --targets-key …`, {
+        detail: { repository, role },
+      });
+    }
+    const token = `${GRANT_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const endsAt = this.#d.clock() + opts.ttlMs;
+    const grant = { repository, role, paths: opts.paths, endsAt };
+    if (!(await this.#d.coord.putGrant(grantKey('grant', token), grant, opts.ttlMs))) {
+      throw new ServiceError('BAD_REQUEST', 'grant id collision; retry', { detail: {} });
+    }
+    this.#d.logger.info({ repository, role, paths: opts.paths, endsAt: new Date(endsAt).toISOString() }, 'grant issued');
+    return { token, ...grant, expires: new Date(endsAt).toISOString() };
+  }
+
+  /**
+   * Redeem a grant (once) for the job's public key. Nothing changes in TUF yet:
+   * the job role (`job-<end>-<hex>`, limited to the grant's paths and time) is
+   * delegated from the service-held role in the same commit that accepts the
+   * job's first upload, so a delegation never names a role without metadata.
+   * The job then uploads `1.<jobRole>.json` with the grant token as bearer.
+   */
+  async redeemGrant(repository: string, token: string, key: TufKeyJson): Promise<JobInfo> {
+    parsePublicKey(computeKeyId(key), key); // refuses malformed keys
+    if (!this.#d.policy.keyTypes.some((t) => t.keytype === key.keytype && t.scheme === key.scheme)) {
+      throw new ServiceError('BAD_REQUEST', `key type ${key.keytype}/${key.scheme} is not allowed by the policy`, { detail: { keytype: key.keytype, scheme: key.scheme } });
+    }
+    const raw = await this.#d.coord.takeGrant(grantKey('grant', token));
+    if (!raw) {
+      if (await this.#d.coord.peekGrant(grantKey('job', token))) throw new ServiceError('GRANT_USED', 'this grant was already used; ask for a new one', { detail: { repository } });
+      throw new ServiceError('GRANT_INVALID', 'unknown or expired grant', { detail: { repository } });
+    }
+    const grant = raw as unknown as { repository: string; role: string; paths: string[]; endsAt: number };
+    if (grant.repository !== repository) {
+      throw new ServiceError('GRANT_SCOPE', `this grant is for ${grant.repository}, not ${repository}; it is now used up`, { detail: { repository, granted: grant.repository } });
+    }
+    const left = grant.endsAt - this.#d.clock();
+    if (left <= 0) throw new ServiceError('GRANT_EXPIRED', `the grant ended at ${new Date(grant.endsAt).toISOString()}`, { detail: { repository } });
+    const jobRole = jobRoleName(grant.endsAt, randomBytes(4).toString('hex'));
+    const job: JobGrant = { repository, role: grant.role, jobRole, paths: grant.paths, endsAt: grant.endsAt, key };
+    try {
+      await this.#d.coord.putGrant(grantKey('job', token), job as unknown as JsonObject, left);
+    } catch (e) {
+      await this.#d.coord.putGrant(grantKey('grant', token), raw, left).catch(() => undefined); // not burnt by a coordinator hiccup
+      throw e;
+    }
+    this.#d.logger.info({ repository, role: grant.role, jobRole, keyid: computeKeyId(key) }, 'grant redeemed');
+    return { repository, role: grant.role, jobRole, paths: grant.paths, endsAt: grant.endsAt, expires: new Date(grant.endsAt).toISOString(), keyid: computeKeyId(key) };
+  }
+
+  /** The job a redeemed grant token stands for, while its grant lasts. */
+  async jobFor(token: string): Promise<JobGrant | undefined> {
+    const job = await this.#d.coord.peekGrant(grantKey('job', token));
+    if (!job) return undefined;
+    const j = job as unknown as JobGrant;
+    return j.endsAt > this.#d.clock() ? j : undefined;
+  }
+
+  /** Service-held roles of `state` that need re-signing at `now`: ended jobs to fold, or near expiry. */
+  #dueServiceRoles(repository: string, state: RepoState, now: number): Array<{ role: string; ended: string[] }> {
+    const margin = this.#d.policy.refresh.snapshotMarginMinutes * MINUTE;
+    const out: Array<{ role: string; ended: string[] }> = [];
+    for (const { role } of serviceHeldRoles(state, this.#ciKeyIds(repository))) {
+      const rec = state.targets.get(role);
+      if (!rec) continue; // never signed yet: nothing to keep fresh
+      const ended = jobsOf(rec.md.signed).filter((j) => j.endsAt <= now).map((j) => j.role);
+      if (ended.length || parseExpires(rec.md.signed.expires) - margin <= now) out.push({ role, ended });
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------- writes
@@ -384,6 +631,7 @@ export class RepositoryService {
     }
     const run = (async () => {
       try {
+        await this.#d.keyring.sync(); // a peer may have added an online key set a root now lists
         return await fn(lock);
       } finally {
         await lock.release().catch((e: unknown) => this.#d.logger.warn({ repository, err: e }, 'lock release failed'));
@@ -422,19 +670,20 @@ export class RepositoryService {
   async #announce(repository: string, head: Head, _prev: RepoState): Promise<void> {
     try {
       await this.#d.coord.publishHead(repository, head.timestampVersion);
-      await this.#d.coord.scheduleRefresh(repository, this.nextRefreshAt(head.state));
+      await this.#d.coord.scheduleRefresh(repository, this.nextRefreshAt(repository, head.state));
     } catch (e) {
       // Redis holds nothing that cannot be lost: the write is already durable in the store.
       this.#d.logger.warn({ repository, err: e }, 'could not announce the new head to the coordinator');
     }
   }
 
-  #online(): { now: number; policy: Policy; signers: OnlineSigners } {
-    return { now: this.#d.clock(), policy: this.#d.policy, signers: this.#d.signers };
+  #online(repository: string): { now: number; policy: Policy; signers: Required<OnlineSigners> } {
+    return { now: this.#d.clock(), policy: this.#d.policy, signers: this.#d.keyring.signers(repository) };
   }
 
-  #ctx(): { now: number; policy: Policy; onlineKeys: TufKeyJson[] } {
-    return { now: this.#d.clock(), policy: this.#d.policy, onlineKeys: this.#allOnlineKeys() };
+  #ctx(repository: string): { now: number; policy: Policy; onlineKeys: TufKeyJson[]; revokedKeys: TufKeyJson[] } {
+    const ring = this.#d.keyring;
+    return { now: this.#d.clock(), policy: this.#d.policy, onlineKeys: ring.acceptableKeys(repository), revokedKeys: ring.revokedKeys(repository) };
   }
 
   #result(repository: string, role: string, version: number, head: Head, unchanged: boolean, extra: Partial<UploadResult> = {}): UploadResult {
@@ -461,8 +710,8 @@ export class RepositoryService {
         if (same) return this.#result(repository, 'root', 1, existing, true);
         throw new ServiceError('REPO_EXISTS', `${repository} already exists`, { detail: { repository } });
       }
-      const state = verifyNewRepository(rootBytes, targetsBytes, this.#ctx());
-      const online = await produceSnapshotAndTimestamp(state, this.#online());
+      const state = verifyNewRepository(rootBytes, targetsBytes, this.#ctx(repository));
+      const online = await produceSnapshotAndTimestamp(state, this.#online(repository));
       const head = await this.#commit(
         repository,
         lock,
@@ -491,7 +740,7 @@ export class RepositoryService {
    * Upload a new version of a role: `fileName` is `<version>.<role>.json`; `root`
    * rotates the root, anything else is top-level targets or a delegated role.
    */
-  async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated'): Promise<UploadResult> {
+  async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant): Promise<UploadResult> {
     const name = parseMetadataFileName(fileName);
     if (!name || name.version === undefined || name.role === 'snapshot' || name.role === 'timestamp') {
       throw new ServiceError('BAD_REQUEST', `upload to <version>.<role>.json of root, targets or a delegated role, not ${fileName.slice(0, 120)}`, {
@@ -510,7 +759,8 @@ export class RepositoryService {
           detail: { repository, role, version, current },
         });
       }
-      const ctx = this.#ctx();
+      const ctx = this.#ctx(repository);
+      const roleFiles: MetadataFile[] = [{ fileName, bytes }];
       let state: RepoState;
       let verification: VerificationResult | undefined;
       let warnings: string[] | undefined;
@@ -524,11 +774,44 @@ export class RepositoryService {
         ({ state, warnings } = r);
         verification = r.verification.current;
       } else {
-        const r = verifyTargetsUpload(head.state, role, bytes, ctx, { roleClass, onParsed });
+        let base = head.state;
+        const parentFiles: MetadataFile[] = [];
+        if (job && job.jobRole === role && delegationsOf(base, role).length === 0) {
+          // A job's first upload: delegate its role from the service-held parent in the same commit.
+          if (job.endsAt <= ctx.now) throw new ServiceError('GRANT_EXPIRED', `the grant ended at ${new Date(job.endsAt).toISOString()}`, { detail: { repository } });
+          const ended = jobsOf(base.targets.get(job.role)?.md.signed).filter((j) => j.endsAt <= ctx.now).map((j) => j.role);
+          const signed = await this.#signServiceRole(repository, base, job.role, (json) => {
+            foldJobs(json, base, ended);
+            // Not terminating: a tag this job does not list falls through to its sibling jobs.
+            putDelegation(json, { name: job.jobRole, keys: [job.key], threshold: 1, paths: job.paths, terminating: false });
+          });
+          base = signed.state;
+          parentFiles.push(signed.file);
+        }
+        const r = verifyTargetsUpload(base, role, bytes, ctx, { roleClass, onParsed });
         ({ state, verification } = r);
+        roleFiles.push(...parentFiles);
       }
-      const online = await produceSnapshotAndTimestamp(state, this.#online());
-      const next = await this.#commit(repository, lock, head.state, [{ fileName, bytes }], online);
+      if (jobEndsAt(role) !== undefined) {
+        // A job re-publishing a tag its service-held parent already lists: the parent's
+        // entry would win (clients look at a role before its delegations), so drop it there.
+        const parent = delegationOf(state, role).parent;
+        const listed = Object.keys(state.targets.get(role)?.md.signed.targets ?? {});
+        const shadowed = listed.filter((tag) => state.targets.get(parent)?.md.signed.targets[tag] !== undefined);
+        if (shadowed.length && serviceHeldRoles(state, this.#ciKeyIds(repository)).some((h) => h.role === parent)) {
+          const signed = await this.#signServiceRole(repository, state, parent, (json) => {
+            const t = json['targets'] as Record<string, unknown>;
+            for (const tag of shadowed) delete t[tag];
+          });
+          state = signed.state;
+          // The parent may already have a new version in this commit (the job's first upload).
+          const i = roleFiles.findIndex((f) => f.fileName.endsWith(`.${parent}.json`));
+          if (i >= 0) roleFiles.splice(i, 1);
+          roleFiles.push(signed.file);
+        }
+      }
+      const online = await produceSnapshotAndTimestamp(state, this.#online(repository));
+      const next = await this.#commit(repository, lock, head.state, roleFiles, online);
       this.#d.logger.info({ repository, role, version }, 'role uploaded');
       return this.#result(repository, role, version, next, false, { verification, ...(warnings?.length ? { warnings } : {}) });
     });
@@ -537,11 +820,19 @@ export class RepositoryService {
   // ---------------------------------------------------------------- refresh
 
   /** When the online roles of `state` must be re-signed next (policy margins before expiry). */
-  nextRefreshAt(state: RepoState): number {
+  nextRefreshAt(repository: string, state: RepoState): number {
     const { refresh } = this.#d.policy;
     const ts = state.timestamp ? parseExpires(state.timestamp.md.signed.expires) - refresh.timestampMarginMinutes * MINUTE : 0;
     const ss = state.snapshot ? parseExpires(state.snapshot.md.signed.expires) - refresh.snapshotMarginMinutes * MINUTE : 0;
-    return Math.min(ts, ss);
+    let next = Math.min(ts, ss);
+    // Service-held roles: re-signed on the snapshot margin; their jobs folded when their grants end.
+    for (const { role } of serviceHeldRoles(state, this.#ciKeyIds(repository))) {
+      const rec = state.targets.get(role);
+      if (!rec) continue;
+      next = Math.min(next, parseExpires(rec.md.signed.expires) - refresh.snapshotMarginMinutes * MINUTE);
+      for (const job of jobsOf(rec.md.signed)) next = Math.min(next, job.endsAt);
+    }
+    return next;
   }
 
   /**
@@ -554,13 +845,23 @@ export class RepositoryService {
       if (!head) return Number.POSITIVE_INFINITY;
       const now = this.#d.clock();
       const { refresh } = this.#d.policy;
-      const snapDue = !head.state.snapshot || parseExpires(head.state.snapshot.md.signed.expires) - refresh.snapshotMarginMinutes * MINUTE <= now;
+      const services = this.#dueServiceRoles(repository, head.state, now);
+      const snapDue = services.length > 0 || !head.state.snapshot || parseExpires(head.state.snapshot.md.signed.expires) - refresh.snapshotMarginMinutes * MINUTE <= now;
       const tsDue = !head.state.timestamp || parseExpires(head.state.timestamp.md.signed.expires) - refresh.timestampMarginMinutes * MINUTE <= now;
-      if (!snapDue && !tsDue) return this.nextRefreshAt(head.state);
-      const online = snapDue ? await produceSnapshotAndTimestamp(head.state, this.#online()) : await produceTimestamp(head.state, this.#online());
-      const next = await this.#commit(repository, lock, head.state, [], online);
-      this.#d.logger.info({ repository, snapshot: snapDue, timestampVersion: next.timestampVersion }, 'online roles re-signed');
-      return this.nextRefreshAt(next.state);
+      if (!snapDue && !tsDue) return this.nextRefreshAt(repository, head.state);
+      // Service-held roles first (fold ended jobs, renew), then snapshot and timestamp over them.
+      let state = head.state;
+      const roleFiles: MetadataFile[] = [];
+      for (const { role, ended } of services) {
+        const signed = await this.#signServiceRole(repository, state, role, (json) => void foldJobs(json, state, ended));
+        state = signed.state;
+        roleFiles.push(signed.file);
+        if (ended.length) this.#d.logger.info({ repository, role, folded: ended }, 'ended jobs folded into their service-held role');
+      }
+      const online = snapDue ? await produceSnapshotAndTimestamp(state, this.#online(repository)) : await produceTimestamp(state, this.#online(repository));
+      const next = await this.#commit(repository, lock, head.state, roleFiles, online);
+      this.#d.logger.info({ repository, snapshot: snapDue, roles: roleFiles.map((f) => f.fileName), timestampVersion: next.timestampVersion }, 'online roles re-signed');
+      return this.nextRefreshAt(repository, next.state);
     });
   }
 
@@ -584,7 +885,7 @@ export class RepositoryService {
   /** Put a repository on the refresh schedule (used at start-up for every stored repository). */
   async track(repository: string): Promise<void> {
     const head = await this.#head(repository);
-    await this.#d.coord.scheduleRefresh(repository, this.nextRefreshAt(head.state));
+    await this.#d.coord.scheduleRefresh(repository, this.nextRefreshAt(repository, head.state));
   }
 
   /** Seconds to expiry per role, for metrics. */
@@ -599,7 +900,7 @@ export class RepositoryService {
       push('root', s.root.md.signed.expires);
       push('timestamp', s.timestamp?.md.signed.expires);
       push('snapshot', s.snapshot?.md.signed.expires);
-      push('targets', s.targets.get('targets')?.md.signed.expires);
+      for (const [role, rec] of s.targets) push(role, rec.md.signed.expires);
     }
     return out;
   }

@@ -192,6 +192,66 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) }), 503, 'SHUTTING_DOWN');
   });
 
+  it('grants: unknown, used, expired, wrong repository, wrong role file, and a role the service does not hold', async () => {
+    const h = await ready();
+    const grantBody = JSON.stringify({ paths: ['v1.*'], ttlSeconds: 600 });
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants`, { token: CI, body: grantBody }), 409, 'NOT_SERVICE_HELD');
+    // Delegate `release` to the service's CI key (offline, by the owner).
+    const targets2 = await h.targetsBytes({
+      version: 2,
+      delegations: [
+        { name: 'ci', keys: [h.ci.public], threshold: 1, paths: ['v*'], terminating: true },
+        { name: 'release', keys: [h.online.ci.public], threshold: 1, paths: ['r*'] },
+      ],
+    });
+    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/2.targets.json`, { token: ADMIN, body: targets2 })).status).toBe(201);
+    const body = JSON.stringify({ paths: ['r1.*'], ttlSeconds: 600, role: 'release' });
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants`, { token: OTHER, body }), 403, 'FORBIDDEN');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants`, { token: CI, body: JSON.stringify({ paths: ['r1.*'], ttlSeconds: 86_400, role: 'release' }) }), 400, 'BAD_REQUEST');
+    const g = await h.request('POST', `/v1/repos/${REPO}/grants`, { token: CI, body });
+    expect(g.status).toBe(201);
+    expect(g.headers['cache-control']).toBe('no-store');
+    const token = g.json<{ token: string }>().token;
+    const before = await h.timestampVersion();
+    const key = JSON.stringify({ key: signer().public });
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants/redeem`, { token: 'tufoci_grant_nope', body: key }), 401, 'GRANT_INVALID');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants/redeem`, { body: key }), 401, 'GRANT_INVALID');
+    const job = await h.request('POST', `/v1/repos/${REPO}/grants/redeem`, { token, body: key });
+    expect(job.status).toBe(201);
+    const jobRole = job.json<{ jobRole: string }>().jobRole;
+    expect(await h.timestampVersion()).toBe(before); // nothing in TUF until the job uploads
+    expectError(await h.request('POST', `/v1/repos/${REPO}/grants/redeem`, { token, body: key }), 409, 'GRANT_USED');
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/3.targets.json`, { token, body: targets2 }), 403, 'GRANT_SCOPE');
+    expectError(await h.request('PUT', `/v1/repos/acme-rockets/x/metadata/1.${jobRole}.json`, { token, body: targets2 }), 403, 'GRANT_SCOPE');
+    h.now += 11 * 60_000;
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.${jobRole}.json`, { token, body: targets2 }), 401, 'GRANT_EXPIRED');
+    const g2 = await h.request('POST', `/v1/repos/${REPO}/grants`, { token: CI, body });
+    expectError(await h.request('POST', `/v1/repos/acme-rockets/x/grants/redeem`, { token: g2.json<{ token: string }>().token, body: key }), 403, 'GRANT_SCOPE');
+    expect(await h.timestampVersion()).toBe(before);
+  });
+
+  it('online key sets: rotate (admin only), a bounded number of sets, and a revoked key refused in new roots', async () => {
+    const h = await ready();
+    expectError(await h.request('POST', '/v1/online-keys/rotate', { token: CI, body: '{}' }), 403, 'FORBIDDEN');
+    let r = await h.request('POST', '/v1/online-keys/rotate', { token: ADMIN, body: '{}' });
+    expect(r.status).toBe(201);
+    expect(r.json<{ set: { id: number } }>().set.id).toBe(1);
+    expect((await h.request('GET', '/v1/online-keys')).json<{ set: number }>().set).toBe(1);
+    for (let i = 2; i < 64; i++) expect((await h.request('POST', '/v1/online-keys/rotate', { token: ADMIN, body: '{}' })).status).toBe(201);
+    expectError(await h.request('POST', '/v1/online-keys/rotate', { token: ADMIN, body: '{}' }), 409, 'TOO_MANY_KEY_SETS');
+    expectError(await h.request('POST', '/v1/online-keys/revoke', { token: ADMIN, body: '{"reason":"x"}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('POST', '/v1/online-keys/revoke', { token: ADMIN, body: '{"key":"0123456789abcdef","reason":"x"}' }), 404, 'NOT_FOUND');
+    r = await h.request('POST', '/v1/online-keys/revoke', { token: ADMIN, body: JSON.stringify({ key: h.online.timestamp.keyid, reason: 'leaked' }) });
+    expect(r.status).toBe(200);
+    expect(r.json<{ revoked: { id: number; revoked: { reason: string } }; affected: string[] }>()).toMatchObject({ revoked: { id: 0, revoked: { reason: 'leaked' } }, affected: [REPO] });
+    // The repository still lists set 0: a new root that keeps it is refused; the service still signs with it meanwhile.
+    const before = await h.timestampVersion();
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2) }), 422, 'ONLINE_KEY_REVOKED');
+    expect(await h.timestampVersion()).toBe(before);
+    const usage = await h.request('GET', '/v1/online-keys/usage', { token: ADMIN });
+    expect(usage.json<{ repositories: unknown[] }>().repositories).toEqual([{ repository: REPO, sets: [0], onRevoked: true, onCurrent: false }]);
+  });
+
   afterAll(() => {
     // Every service-level code of the table has a test above.
     const serviceCodes = Object.keys(HTTP_STATUS['ServiceError'] ?? {});

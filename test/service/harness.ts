@@ -24,7 +24,7 @@ export class ServiceHarness {
   readonly store: Store;
   readonly metadata: MetadataStore;
   readonly coord: Coordinator;
-  readonly online = { snapshot: InMemorySigner.generate(), timestamp: InMemorySigner.generate() };
+  readonly online = { snapshot: InMemorySigner.generate(), timestamp: InMemorySigner.generate(), ci: InMemorySigner.generate() };
   readonly owner = { root: InMemorySigner.generate(), targets: InMemorySigner.generate() };
   readonly ci = InMemorySigner.generate();
   readonly service: RepositoryService;
@@ -39,7 +39,7 @@ export class ServiceHarness {
     this.service = new RepositoryService({
       metadata: this.metadata,
       coord: this.coord,
-      signers: { snapshot: [this.online.snapshot], timestamp: [this.online.timestamp] },
+      signers: { snapshot: [this.online.snapshot], timestamp: [this.online.timestamp], ci: [this.online.ci] },
       policy,
       clock: () => this.now,
       logger,
