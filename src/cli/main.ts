@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 /**
- * The `tufoci` command. For now: `tufoci serve`. (keygen, init, delegate,
- * publish, verify… arrive with the CLI issue.)
+ * The `tufoci` command: one binary, one sub-command per task (see HELP).
  */
 import { parseArgs } from 'node:util';
-import { startServer } from '../main.ts';
 import { TufociError } from '../errors.ts';
 import { UsageError } from './common.ts';
 import { keygen } from './commands/keygen.ts';
 import { delegate, expiring, init, status } from './commands/owner.ts';
 import { publish, sign } from './commands/publisher.ts';
 import { trust, verify } from './commands/client.ts';
+import { rotate } from './commands/rotate.ts';
+import { onlineKeys } from './commands/rotate-online.ts';
+import { grant } from './commands/grant.ts';
 
 const HELP = `usage: tufoci <command> [options]
 
@@ -25,6 +26,9 @@ commands:
   verify     check an image tag against TUF and its signatures
   trust      pin roots of trust per repository or prefix
   expiring   roles expiring soon across all repositories (exit 1 for offline roles)
+  rotate     rotate a repository's root keys (rotate root) or online keys (rotate online)
+  online-keys  the service's online key sets: list, usage, rotate, revoke (operators)
+  grant      a one-time, short-lived grant for a CI job (publish --ephemeral)
 
 run "tufoci <command> --help" for a command's options`;
 
@@ -73,6 +77,7 @@ async function serve(argv: string[]): Promise<void> {
   const listen = values.listen ?? '127.0.0.1:8080';
   const m = /^(.*):(\d{1,5})$/.exec(listen);
   if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${listen}`);
+  const { startServer } = await import('../main.ts'); // loaded only to serve: keeps the other commands' start-up fast
   const running = await startServer({
     ...(values.data ? { dataDir: values.data } : {}),
     host: (m[1] as string).replace(/^\[|\]$/g, ''),
@@ -129,6 +134,12 @@ async function main(): Promise<void> {
       return trust(rest);
     case 'expiring':
       return expiring(rest);
+    case 'rotate':
+      return rotate(rest);
+    case 'online-keys':
+      return onlineKeys(rest);
+    case 'grant':
+      return grant(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -61,7 +61,7 @@ export async function init(argv: string[]): Promise<void> {
   const rootSigners = await Promise.all(values['root-key'].map((f) => loadSignerFile(f)));
   const targetsSigner = await loadSignerFile(values['targets-key']);
   const client = serviceClient(values);
-  const online = await client.onlineKeys();
+  const online = await client.onlineKeys(repo);
   const now = Date.now();
   const root = await signMetadata(
     buildRoot({
@@ -103,12 +103,16 @@ async function currentTargets(client: ServiceClient, repo: string, signer: FileS
 
 export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.pub [--key k2.pub] [--paths 'v*'] [--threshold N]
                         [--bins N] [--terminating] [--expires 90d] --targets-key K
+       tufoci delegate add <repo> ci --online [--paths 'v*'] --targets-key K
        tufoci delegate remove <repo> <role> --targets-key K
        tufoci delegate revoke-key <repo> <role> --key old.pub --targets-key K
 
 Signs and uploads the next version of top-level targets with the delegation
 added, removed, or one of its keys revoked. With --bins N, <role> becomes the
-name prefix of N succinct hash bins (TAP 15) covering every tag.
+name prefix of N succinct hash bins (TAP 15) covering every tag. With --online
+the role is delegated to the service's CI key instead of --key: CI jobs then
+publish under it with short-lived keys of their own (tufoci grant, publish
+--ephemeral; see docs/SECURITY.md for the trade-off).
 ${SERVER_HELP}`;
 
 export async function delegate(argv: string[]): Promise<void> {
@@ -122,6 +126,7 @@ export async function delegate(argv: string[]): Promise<void> {
       threshold: { type: 'string' },
       bins: { type: 'string' },
       terminating: { type: 'boolean' },
+      online: { type: 'boolean' },
       expires: { type: 'string' },
       'targets-key': { type: 'string' },
     },
@@ -134,10 +139,16 @@ export async function delegate(argv: string[]): Promise<void> {
   const client = serviceClient(values);
   const current = await currentTargets(client, repo, signer);
   const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
-  const keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
+  let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
+  if (values.online) {
+    if (action !== 'add' || keys.length || values.bins !== undefined) throw new UsageError('--online goes with delegate add, without --key or --bins');
+    const ci = (await client.onlineKeys(repo)).ci ?? [];
+    if (!ci.length) throw new UsageError(`the service at ${client.url} offers no CI key`);
+    keys = ci.map((k) => ({ keyid: k.keyid, public: k.key }));
+  }
   let next;
   if (action === 'add') {
-    if (keys.length === 0) throw new UsageError('delegate add needs --key');
+    if (keys.length === 0) throw new UsageError('delegate add needs --key (or --online)');
     const threshold = positiveInt(values.threshold, '--threshold', 1);
     if (values.bins !== undefined) {
       const bins = positiveInt(values.bins, '--bins', 2);

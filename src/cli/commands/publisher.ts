@@ -5,7 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
-import { loadSignerFile } from '../../keys/index.ts';
+import { InMemorySigner, loadSignerFile } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { pushSignature, signDescriptor } from '../../client/signatures.ts';
 import { ServiceClientError, type ServiceClient } from '../../client/service-client.ts';
@@ -40,11 +40,18 @@ export async function sign(argv: string[]): Promise<void> {
 }
 
 export const PUBLISH_HELP = `usage: tufoci publish <registry>/<repo>:<tag> --role ci --key ci.key [--expires 30d] [options]
+       tufoci publish <registry>/<repo>:<tag> --ephemeral [--grant TOKEN] [--key sig.key] [options]
 
 Resolves the tag's manifest digest in the registry, pushes a plain signature,
 adds the tag to the delegated role (its hash bin when the role uses bins),
 signs the role's next version with --key and uploads it. On a conflict
 (another publisher got there first) it re-reads the role and tries again.
+
+With --ephemeral (a CI job holding a grant, see tufoci grant): a key is
+generated in memory for this job only and never written anywhere; the grant
+(--grant or $TUFOCI_GRANT) is redeemed for a job role delegated to that key,
+limited to the grant's paths and time; the tag is signed into it and
+uploaded. --key, if given, still pushes a plain signature with that key.
 ${REGISTRY_HELP}
 ${SERVER_HELP}`;
 
@@ -101,10 +108,22 @@ export async function publish(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...SERVER_OPTIONS, ...REGISTRY_OPTIONS, role: { type: 'string' }, key: { type: 'string' }, expires: { type: 'string' } },
+    options: {
+      ...SERVER_OPTIONS,
+      ...REGISTRY_OPTIONS,
+      role: { type: 'string' },
+      key: { type: 'string' },
+      expires: { type: 'string' },
+      ephemeral: { type: 'boolean' },
+      grant: { type: 'string' },
+    },
   });
   if (values.help) return console.log(PUBLISH_HELP);
   const [ref, ...extra] = positionals;
+  if (values.ephemeral) {
+    if (!ref || extra.length || values.role) throw new UsageError(`publish --ephemeral takes one image reference and no --role (the grant names it)\n\n${PUBLISH_HELP}`);
+    return publishEphemeral(ref, values);
+  }
   if (!ref || extra.length || !values.key || !values.role) throw new UsageError(PUBLISH_HELP);
   const expiresMs = parseDuration(values.expires ?? '30d', '--expires');
   const r = await resolveAndSign(ref, values.key, values);
@@ -114,4 +133,46 @@ export async function publish(argv: string[]): Promise<void> {
   out.say(`published ${r.image.repository}:${r.image.tag} = ${r.descriptor.digest}`);
   out.say(`  signature ${r.signature.digest}; ${result.role} v${result.version}; timestamp v${result.timestampVersion}`);
   out.result({ digest: r.descriptor.digest, signature: r.signature.digest, ...result });
+}
+
+/** `publish --ephemeral`: redeem a grant with a key that lives only in this process, sign the tag into the job role. */
+async function publishEphemeral(
+  ref: string,
+  values: {
+    grant?: string | undefined;
+    key?: string | undefined;
+    json?: boolean | undefined;
+    server?: string | undefined;
+    token?: string | undefined;
+    'plain-http'?: boolean | undefined;
+    'registry-username'?: string | undefined;
+    'registry-password'?: string | undefined;
+  },
+): Promise<void> {
+  const token = values.grant ?? process.env['TUFOCI_GRANT'];
+  if (!token) throw new UsageError('publish --ephemeral needs the grant: --grant TOKEN or $TUFOCI_GRANT (from tufoci grant)');
+  const image = parseImageRef(ref);
+  const store = registryFor(image.host, values);
+  const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
+  const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
+  let signature: string | undefined;
+  if (values.key) {
+    const signer = await loadSignerFile(values.key);
+    signature = (await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]))).digest;
+  }
+  const jobKey = InMemorySigner.generate('ed25519'); // never leaves this process
+  const client = serviceClient(values).withToken(token);
+  const job = await client.redeemGrant(image.repository, jobKey.public);
+  const policy = await loadPolicyFile(defaultPolicyPath());
+  // The job role must outlive the grant until the service folds it into its parent (at the grant's end).
+  const now = Date.now();
+  const expires = isoExpiry(Math.min(now + (policy.roles.ci.expiresMaxMinutes - 1) * 60_000, job.endsAt + 30 * 60_000));
+  const md = buildTargets({ version: 1, expires, targets: { [image.tag]: { ...descriptor } } });
+  const result = await client.upload(image.repository, `1.${job.jobRole}.json`, await signMetadata(md, [jobKey]));
+  const out = output(values.json ?? false);
+  out.say(`published ${image.repository}:${image.tag} = ${descriptor.digest}`);
+  out.say(`  job role ${job.jobRole} (key ${jobKey.keyid.slice(0, 12)}, in memory only) under ${job.role}, paths ${job.paths.join(' ')}; valid until ${job.expires}`);
+  out.say(`  timestamp v${result.timestampVersion}; when the grant ends the service folds the tag into ${job.role} and the job key signs nothing more`);
+  if (signature) out.say(`  signature ${signature}`);
+  out.result({ digest: descriptor.digest, ...(signature ? { signature } : {}), job, keyid: jobKey.keyid, ...result });
 }

@@ -1,0 +1,307 @@
+/**
+ * `tufoci rotate root`: the owner's root rotation, signed locally with offline
+ * keys. Root N+1 is built from the service's root N (targets, snapshot and
+ * timestamp roles kept unless a flag changes them), signed by a threshold of
+ * N's root keys *and* every new root key, checked locally against both, and
+ * uploaded as `N+1.root.json`; the service verifies it again, then re-signs
+ * snapshot and timestamp. Clients that pinned any earlier root walk the chain.
+ *
+ * With `--targets-key-new` the targets key changes in the same rotation and
+ * top-level targets is re-signed by the new key. Given the current targets key
+ * too (`--targets-key`), targets N+1 is signed by both and uploaded *before*
+ * the root, so it verifies under either root: clients never see a gap.
+ *
+ * `tufoci rotate online` lives in rotate-online.ts.
+ */
+import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { Key, Root } from '@tufjs/models';
+import {
+  buildRoot,
+  describeVerification,
+  isoExpiry,
+  nextTargets,
+  parseMetadata,
+  signMetadata,
+  verifyThreshold,
+  type RoleKeys,
+} from '../../engine/index.ts';
+import { loadPublicKeyFile, loadSignerFile, type Signer, type TufKeyJson } from '../../keys/index.ts';
+import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
+import type { ServiceClient, UploadResult } from '../../client/service-client.ts';
+import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
+import { rotateOnline } from './rotate-online.ts';
+
+export const ROTATE_HELP = `usage: tufoci rotate root <repo> --old-key K --new-key K [options]
+       tufoci rotate online <repo> [options]
+
+  root     sign and upload the next root with new root keys (offline keys)
+  online   move a repository to the service's next online keys
+
+run "tufoci rotate root --help" (or online) for the options`;
+
+export const ROTATE_ROOT_HELP = `usage: tufoci rotate root <repo> --old-key K [--old-key K2] --new-key K [--new-key K2]
+                         [--threshold N] [--expires 365d] [options]
+
+Builds root N+1 of <repo> from the service's current root N: the root role
+gets the new keys and threshold; the targets, snapshot and timestamp roles stay
+as they are (unless --targets-key-new). It is signed by the old keys (a
+threshold of N's root keys) and by every new key, checked locally against both,
+and uploaded. Clients that pinned an earlier root follow the chain.
+To keep a key, pass it as both --old-key and --new-key.
+
+options:
+  --old-key FILE           a private root key of root N (repeat until N's threshold is met)
+  --new-key FILE           a private root key of root N+1 (repeat; each one signs)
+  --new-pub FILE           a public key to list in N+1's root role that does not sign now
+  --threshold N            signatures root N+1 requires (default: N's threshold)
+  --expires D              lifetime of root N+1 (default 365d)
+  --trust FILE             a root you pinned earlier: the chain from it to N is verified first
+  --targets-key-new FILE   also replace the targets key: the new private targets key
+                           (repeatable); top-level targets is re-signed with it
+  --targets-threshold N    targets signatures root N+1 requires (default 1)
+  --targets-key FILE       with --targets-key-new: the current private targets key; targets
+                           is then signed by both and uploaded first (no gap for clients).
+                           Without it (key lost) the root goes first and clients refuse
+                           targets until the re-signed targets lands moments later
+  --targets-expires D      lifetime of the re-signed targets (default 90d)
+  --root-out FILE          save the signed root N+1 here (to pin it, or for the record)
+${SERVER_HELP}`;
+
+/** Dispatcher: `tufoci rotate root|online …`. */
+export async function rotate(argv: string[]): Promise<void> {
+  const [what, ...rest] = argv;
+  switch (what) {
+    case 'root':
+      return rotateRoot(rest);
+    case 'online':
+      return rotateOnline(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+      console.log(ROTATE_HELP);
+      return;
+    default:
+      throw new UsageError(`unknown rotation "${what}"\n\n${ROTATE_HELP}`);
+  }
+}
+
+/** A TUF key as @tufjs/models holds it → the key JSON the builders take. */
+export function keyJson(key: Key): TufKeyJson {
+  return { keytype: key.keyType, scheme: key.scheme, keyval: { public: key.keyVal['public'] ?? '' } };
+}
+
+/** A role of `root` as its keys and threshold. */
+export function roleKeysOf(root: Root, role: 'root' | 'targets' | 'snapshot' | 'timestamp'): RoleKeys {
+  const r = root.roles[role];
+  if (!r) throw new UsageError(`root v${root.version} defines no ${role} role`);
+  return {
+    keys: r.keyIDs.map((id) => {
+      const k = root.keys[id];
+      if (!k) throw new UsageError(`root v${root.version} lists key ${id.slice(0, 12)} for ${role} but does not define it`);
+      return keyJson(k);
+    }),
+    threshold: r.threshold,
+  };
+}
+
+/** The next root: `current` with version + 1, a new expiry, and the roles in `changes` replaced. */
+export function nextRoot(current: Root, expires: string, changes: Partial<Record<'root' | 'targets' | 'snapshot' | 'timestamp', RoleKeys>>): Root {
+  return buildRoot({
+    version: current.version + 1,
+    expires,
+    root: changes.root ?? roleKeysOf(current, 'root'),
+    targets: changes.targets ?? roleKeysOf(current, 'targets'),
+    snapshot: changes.snapshot ?? roleKeysOf(current, 'snapshot'),
+    timestamp: changes.timestamp ?? roleKeysOf(current, 'timestamp'),
+  });
+}
+
+/** Signers without repeats (a kept key passed as old and new signs once). */
+function distinct(signers: readonly Signer[]): Signer[] {
+  const seen = new Set<string>();
+  return signers.filter((s) => !seen.has(s.keyid) && seen.add(s.keyid));
+}
+
+/**
+ * The service's current root, checked: parses, is the version the status
+ * names, is signed by a threshold of its own root keys, and — with a pinned
+ * root — is reached from it by a chain each step of which is signed by a
+ * threshold of the previous root's keys and of its own.
+ */
+export async function currentRoot(client: ServiceClient, repo: string, policy: Policy, pinned?: Uint8Array): Promise<{ root: Root; bytes: Uint8Array }> {
+  const status = await client.status(repo);
+  const r = status.roles.find((x) => x.role === 'root');
+  if (!r) throw new UsageError(`the service reports no root for ${repo}`);
+  const max = policy.roles.root.maxBytes;
+  const check = (label: string, p: ReturnType<typeof parseMetadata<'root'>>, trusted: Root): void => {
+    const role = trusted.roles['root'];
+    const v = role ? verifyThreshold(label, p.signedBytes, p.signatures, role, trusted.keys) : undefined;
+    if (!v?.ok) throw new UsageError(`${label} of ${repo} does not verify (${v ? describeVerification(v) : 'no root role'}); refusing to build on it`);
+  };
+  if (pinned) {
+    let trusted = parseMetadata('root', pinned, max).md.signed;
+    if (trusted.version > r.version) throw new UsageError(`your pinned root is v${trusted.version} but the service's root of ${repo} is v${r.version} (rollback?); refusing to rotate`);
+    for (let v = trusted.version + 1; v <= r.version; v++) {
+      const p = parseMetadata('root', await client.metadata(repo, `${v}.root.json`), max);
+      if (p.md.signed.version !== v) throw new UsageError(`the service's ${v}.root.json of ${repo} holds version ${p.md.signed.version}`);
+      check(`root v${v} (by the keys of v${v - 1})`, p, trusted);
+      check(`root v${v} (by its own keys)`, p, p.md.signed);
+      trusted = p.md.signed;
+    }
+  }
+  const bytes = await client.metadata(repo, `${r.version}.root.json`);
+  const parsed = parseMetadata('root', bytes, max);
+  if (parsed.md.signed.version !== r.version) throw new UsageError(`the service's ${r.version}.root.json of ${repo} holds version ${parsed.md.signed.version}`);
+  check(`root v${r.version}`, parsed, parsed.md.signed);
+  return { root: parsed.md.signed, bytes };
+}
+
+export async function rotateRoot(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...SERVER_OPTIONS,
+      'old-key': { type: 'string', multiple: true },
+      'new-key': { type: 'string', multiple: true },
+      'new-pub': { type: 'string', multiple: true },
+      threshold: { type: 'string' },
+      expires: { type: 'string' },
+      trust: { type: 'string' },
+      'targets-key-new': { type: 'string', multiple: true },
+      'targets-threshold': { type: 'string' },
+      'targets-key': { type: 'string', multiple: true },
+      'targets-expires': { type: 'string' },
+      'root-out': { type: 'string' },
+    },
+  });
+  if (values.help) return console.log(ROTATE_ROOT_HELP);
+  const [repo, ...extra] = positionals;
+  if (!repo || extra.length) throw new UsageError(`rotate root takes one repository\n\n${ROTATE_ROOT_HELP}`);
+  if (!values['old-key']?.length) throw new UsageError('--old-key is required: a threshold of the current root keys must sign the new root');
+  if (!values['new-key']?.length) throw new UsageError('--new-key is required: every key of the new root that signs now');
+  if (values['targets-key']?.length && !values['targets-key-new']?.length) throw new UsageError('--targets-key is only used with --targets-key-new');
+  const expiresMs = parseDuration(values.expires ?? '365d', '--expires');
+  const targetsExpiresMs = parseDuration(values['targets-expires'] ?? '90d', '--targets-expires');
+
+  const oldSigners = await Promise.all(values['old-key'].map((f) => loadSignerFile(f)));
+  const newSigners = await Promise.all(values['new-key'].map((f) => loadSignerFile(f)));
+  const newPubs = await Promise.all((values['new-pub'] ?? []).map((f) => loadPublicKeyFile(f)));
+  const newTargetsSigners = await Promise.all((values['targets-key-new'] ?? []).map((f) => loadSignerFile(f)));
+  const oldTargetsSigners = await Promise.all((values['targets-key'] ?? []).map((f) => loadSignerFile(f)));
+  const pinned = values.trust ? await readFile(values.trust) : undefined;
+
+  const policy = await loadPolicyFile(defaultPolicyPath());
+  const client = serviceClient(values);
+  const { root: current } = await currentRoot(client, repo, policy, pinned);
+  const N = current.version;
+
+  // The old keys must be root keys of root N, enough of them to meet its threshold.
+  const oldRole = current.roles['root'];
+  if (!oldRole) throw new UsageError(`root v${N} of ${repo} defines no root role`);
+  const strangers = oldSigners.filter((s) => !oldRole.keyIDs.includes(s.keyid));
+  if (strangers.length) {
+    throw new UsageError(
+      `--old-key ${strangers.map((s) => `${s.path} (${s.keyid.slice(0, 12)})`).join(', ')} is not a root key of root v${N} of ${repo}; its root keys are ${oldRole.keyIDs.map((k) => k.slice(0, 12)).join(', ')}`,
+    );
+  }
+  const oldDistinct = distinct(oldSigners);
+  if (oldDistinct.length < oldRole.threshold) {
+    throw new UsageError(`root v${N} of ${repo} requires ${oldRole.threshold} root signatures; ${oldDistinct.length} --old-key given`);
+  }
+
+  // Root N+1's root role: the new signing keys plus any listed-only public keys.
+  const newKeys: TufKeyJson[] = [];
+  const newIds = new Set<string>();
+  for (const k of [...distinct(newSigners).map((s) => ({ keyid: s.keyid, public: s.public })), ...newPubs]) {
+    if (!newIds.has(k.keyid)) {
+      newIds.add(k.keyid);
+      newKeys.push(k.public);
+    }
+  }
+  const threshold = positiveInt(values.threshold, '--threshold', Math.min(oldRole.threshold, newKeys.length));
+  if (threshold > newKeys.length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} new root keys; ${newKeys.length} given`);
+  if (threshold > distinct(newSigners).length) {
+    throw new UsageError(`root v${N + 1} must be signed by ${threshold} of its own keys; only ${distinct(newSigners).length} --new-key given (--new-pub keys do not sign)`);
+  }
+
+  const changes: Parameters<typeof nextRoot>[2] = { root: { keys: newKeys, threshold } };
+  let targetsThreshold = 0;
+  if (newTargetsSigners.length) {
+    targetsThreshold = positiveInt(values['targets-threshold'], '--targets-threshold', 1);
+    const keys = distinct(newTargetsSigners).map((s) => s.public);
+    if (targetsThreshold > keys.length) throw new UsageError(`--targets-threshold ${targetsThreshold} needs at least ${targetsThreshold} --targets-key-new`);
+    changes.targets = { keys, threshold: targetsThreshold };
+  } else if (values['targets-threshold'] !== undefined) {
+    throw new UsageError('--targets-threshold is only used with --targets-key-new');
+  }
+
+  const now = Date.now();
+  const next = nextRoot(current, isoExpiry(now + expiresMs), changes);
+  const bytes = await signMetadata(next, distinct([...oldDistinct, ...newSigners]));
+
+  // Verify locally what the service and every client will verify.
+  const parsed = parseMetadata('root', bytes, policy.roles.root.maxBytes);
+  const byOld = verifyThreshold(`root v${N + 1} (by the keys of v${N})`, parsed.signedBytes, parsed.signatures, oldRole, current.keys);
+  const byNew = verifyThreshold(`root v${N + 1} (by its own keys)`, parsed.signedBytes, parsed.signatures, parsed.md.signed.roles['root'] as { keyIDs: string[]; threshold: number }, parsed.md.signed.keys);
+  for (const v of [byOld, byNew]) if (!v.ok) throw new UsageError(`${describeVerification(v)}: refusing to upload`);
+
+  // Targets re-signed for a new targets key (see the file comment for the order).
+  let targetsBytes: Uint8Array | undefined;
+  let targetsFile = '';
+  if (newTargetsSigners.length) {
+    const status = await client.status(repo);
+    const t = status.roles.find((r) => r.role === 'targets');
+    if (!t) throw new UsageError(`${repo} has no targets role`);
+    const parsedTargets = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes);
+    const currentTargets = parsedTargets.md.signed;
+    if (currentTargets.version !== t.version) throw new UsageError(`the service's ${t.version}.targets.json of ${repo} holds version ${currentTargets.version}`);
+    const oldTargetsRole = current.roles['targets'];
+    // Re-sign only what root N's targets keys signed (not whatever the service hands over).
+    const vt = oldTargetsRole ? verifyThreshold(`targets v${t.version}`, parsedTargets.signedBytes, parsedTargets.signatures, oldTargetsRole, current.keys) : undefined;
+    if (!vt?.ok) {
+      throw new UsageError(`the service's targets v${t.version} of ${repo} is not signed by the targets keys of root v${N} (${vt ? describeVerification(vt) : 'no targets role'}); refusing to re-sign it`);
+    }
+    if (oldTargetsSigners.length) {
+      const outsiders = oldTargetsSigners.filter((s) => !oldTargetsRole?.keyIDs.includes(s.keyid));
+      if (outsiders.length) throw new UsageError(`--targets-key ${outsiders.map((s) => s.path).join(', ')} is not a targets key of root v${N} of ${repo}`);
+      if (distinct(oldTargetsSigners).length < (oldTargetsRole?.threshold ?? 1)) {
+        throw new UsageError(`root v${N} requires ${oldTargetsRole?.threshold} targets signatures; ${distinct(oldTargetsSigners).length} --targets-key given`);
+      }
+    }
+    const nt = nextTargets(currentTargets, isoExpiry(now + targetsExpiresMs), () => {});
+    targetsBytes = await signMetadata(nt, distinct([...oldTargetsSigners, ...newTargetsSigners]));
+    targetsFile = `${nt.version}.targets.json`;
+  }
+
+  const out = output(values.json ?? false);
+  let targetsResult: UploadResult | undefined;
+  if (targetsBytes && oldTargetsSigners.length) {
+    targetsResult = await client.upload(repo, targetsFile, targetsBytes);
+    out.say(`targets v${targetsResult.version} of ${repo} signed by the old and the new targets keys`);
+  }
+  const result = await client.upload(repo, `${N + 1}.root.json`, bytes);
+  if (targetsBytes && !oldTargetsSigners.length) {
+    targetsResult = await client.upload(repo, targetsFile, targetsBytes);
+    out.say(`targets v${targetsResult.version} of ${repo} re-signed by the new targets key`);
+  }
+  if (values['root-out']) writeFileSync(values['root-out'], bytes);
+
+  const rootRole = parsed.md.signed.roles['root'] as { keyIDs: string[]; threshold: number };
+  const lastTimestamp = Math.max(result.timestampVersion, targetsResult?.timestampVersion ?? 0);
+  out.say(
+    `${result.unchanged ? 'already rotated' : 'rotated'} ${repo}: root v${N} → v${result.version} (${rootRole.threshold} of ${rootRole.keyIDs.length} keys: ${rootRole.keyIDs.map((k) => k.slice(0, 12)).join(', ')}); timestamp v${lastTimestamp}`,
+  );
+  for (const w of result.warnings ?? []) out.say(`warning: ${w}`);
+  if (values['root-out']) out.say(`root v${result.version} saved to ${values['root-out']}`);
+  out.result({
+    ...result,
+    previousVersion: N,
+    root: { keyids: rootRole.keyIDs, threshold: rootRole.threshold },
+    ...(targetsResult ? { targets: { version: targetsResult.version, keyids: parsed.md.signed.roles['targets']?.keyIDs ?? [], threshold: targetsThreshold } } : {}),
+    timestampVersion: lastTimestamp,
+    ...(values['root-out'] ? { rootOut: values['root-out'] } : {}),
+  });
+}
