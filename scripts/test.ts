@@ -10,34 +10,14 @@
  *    report, and exits non-zero when anything failed or nothing ran.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { DOCKER_REGISTRY, REDIS_SERVER, SKOPEO, ensureSystemPackages } from './system-packages.ts';
 
-const SYSTEM_PACKAGES: Array<{ pkg: string; bin: string }> = [
-  { pkg: 'docker-registry', bin: '/usr/bin/docker-registry' },
-  { pkg: 'redis-server', bin: '/usr/bin/redis-server' },
-  { pkg: 'skopeo', bin: '/usr/bin/skopeo' },
-];
-
-function ensureSystemPackages(): void {
-  const missing = SYSTEM_PACKAGES.filter((p) => !existsSync(p.bin)).map((p) => p.pkg);
-  if (missing.length === 0) return;
-  const cmd = `apt-get install -y ${missing.join(' ')}`;
-  if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) {
-    console.error(`tests need ${missing.join(', ')}; install with: sudo apt-get update && sudo ${cmd}`);
-    process.exit(2);
-  }
-  console.log(`installing ${missing.join(', ')} (apt-get) for the integration tests…`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
-    const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
-    if (r.status !== 0) {
-      console.error(`apt-get ${args.join(' ')} failed (exit ${r.status})`);
-      process.exit(2);
-    }
-  }
+const packages = ensureSystemPackages([DOCKER_REGISTRY, REDIS_SERVER, SKOPEO], 'the integration tests');
+if (!packages.ok) {
+  console.error(packages.message);
+  process.exit(2);
 }
-
-ensureSystemPackages();
 const report = '.vitest-report.json';
 rmSync(report, { force: true });
 const vitest = spawnSync(

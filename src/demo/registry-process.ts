@@ -1,0 +1,112 @@
+/**
+ * A real OCI registry for the demo: Debian's `docker-registry` (distribution
+ * 2.8) on a free loopback port, with its own temporary config and storage.
+ * Stopped by PID (SIGTERM, then SIGKILL after 3 s); `killNow` is the
+ * synchronous last resort for process exit.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+export const REGISTRY_BINARY = '/usr/bin/docker-registry';
+
+export interface RegistryProcess {
+  name: string;
+  /** `127.0.0.1:<port>`, as image references name it. */
+  host: string;
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+  /** SIGKILL at once, synchronously (for process exit hooks). */
+  killNow(): void;
+}
+
+/** A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
+export function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address && typeof address === 'object' ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** `onSpawn` gets the PID as soon as the process exists (before it is ready), for emergency cleanup. */
+export async function startRegistryProcess(name: string, parentDir: string, onSpawn?: (pid: number) => void): Promise<RegistryProcess> {
+  const dir = await mkdtemp(join(parentDir, `registry-${name}-`));
+  const port = await freeLoopbackPort();
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'data')}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    `  secret: ${randomBytes(16).toString('hex')}`,
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'config.yml'), config);
+  const child = spawn(REGISTRY_BINARY, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    if (stderr.length < 20_000) stderr += chunk;
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
+  const pid = child.pid as number;
+  onSpawn?.(pid);
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (alive()) {
+      process.kill(pid, 'SIGTERM');
+      const timer = setTimeout(() => alive() && process.kill(pid, 'SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (!alive()) {
+      await stop();
+      throw new Error(`docker-registry (${name}) exited with ${child.exitCode}: ${stderr.trim()}`);
+    }
+    try {
+      const r = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+      await r.body?.cancel();
+      if (r.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`docker-registry (${name}) did not become ready at ${url}: ${stderr.trim()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    name,
+    host: `127.0.0.1:${port}`,
+    url,
+    pid,
+    stop,
+    killNow: () => {
+      if (alive()) process.kill(pid, 'SIGKILL');
+    },
+  };
+}

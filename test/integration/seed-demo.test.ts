@@ -1,0 +1,108 @@
+/**
+ * The seed demo as an acceptance test: the same story `npm run demo` prints
+ * (src/demo/seed-story.ts), on two real docker-registry processes, the
+ * tufoci service on the embedded default, the real CLI and skopeo. The story
+ * checks its own expectations; here every step's outcome is asserted again
+ * from the recorded runs: exit codes, digests, refusal reasons.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SeedDemo, type SeedDemoResult } from '../../src/demo/seed-story.ts';
+
+const lines: string[] = [];
+let demo: SeedDemo;
+let r: SeedDemoResult;
+
+const firstLine = (s: string): string => s.split('\n')[0] ?? '';
+
+beforeAll(async () => {
+  demo = new SeedDemo({ say: (line) => lines.push(line), bold: false });
+  try {
+    r = await demo.run();
+  } catch (error) {
+    throw new Error(`${String(error)}\n--- transcript ---\n${lines.join('\n')}`, { cause: error });
+  } finally {
+    await demo.cleanup();
+  }
+}, 180_000);
+afterAll(async () => demo?.cleanup());
+
+describe('seed demo: wabbit-networks publishes, acme-rockets mirrors', () => {
+  it('1–2: CI publishes v1 (build 1) after the owner created the repository and delegated ci', () => {
+    expect(r.runs.publish1.code).toBe(0);
+    expect(r.runs.publish1.stdout).toContain(`published wabbit-networks/net-monitor:v1 = ${r.build1.digest}`);
+    expect(r.runs.publish1.stdout).toMatch(/ci v1; timestamp v3/);
+    expect(r.runs.publish1.command).toBe(`tufoci publish ${r.registries.wabbit}/wabbit-networks/net-monitor:v1 --role ci --key ci.key`);
+  });
+
+  it('3: a client pinning the wabbit-networks root verifies; no root or another root is refused', () => {
+    expect(r.runs.verifyWabbit.code).toBe(0);
+    expect(firstLine(r.runs.verifyWabbit.stdout)).toBe(r.build1.digest);
+    expect(r.runs.verifyWabbit.stdout).toMatch(/signed by [0-9a-f]{12}/);
+    expect(r.runs.verifyNoRoot.code).toBe(2);
+    expect(r.runs.verifyNoRoot.stderr).toMatch(/no root of trust for wabbit-networks\/net-monitor/);
+    expect(r.runs.verifyOtherRoot.code).toBe(1);
+    expect(r.runs.verifyOtherRoot.stderr).toMatch(/TUF metadata of wabbit-networks\/net-monitor refused: .*timestamp was signed by 0\/1 keys/);
+  });
+
+  it('4: mirrored with skopeo (timestamp last), verified unchanged on acme-rockets with the service stopped', () => {
+    expect(r.mirroredTufFiles.at(-1)).toBe('timestamp.json');
+    expect(r.mirroredTufFiles).toEqual(expect.arrayContaining(['1.root.json', '1.targets.json', '2.targets.json', '1.ci.json', '3.snapshot.json']));
+    expect(r.serviceRunningDuringMirrorVerify).toBe(false);
+    expect(r.runs.verifyAcmeServiceStopped.command).not.toContain('--server');
+    expect(r.runs.verifyAcmeServiceStopped.code).toBe(0);
+    expect(firstLine(r.runs.verifyAcmeServiceStopped.stdout)).toBe(r.build1.digest);
+    expect(r.runs.verifyAcmeServiceStopped.stdout).toMatch(/signed by [0-9a-f]{12}/);
+    expect(r.acmeSignatureSource).toBe('tag-schema'); // docker-registry 2.8 has no referrers API
+  });
+
+  it('5: acme-rockets adds its signature; requiring both signers verifies', () => {
+    expect(r.runs.verifyAcmeBothSigners.command).toContain('--sig-threshold 2');
+    expect(r.runs.verifyAcmeBothSigners.code).toBe(0);
+    expect(firstLine(r.runs.verifyAcmeBothSigners.stdout)).toBe(r.build1.digest);
+    expect(r.runs.verifyAcmeBothSigners.stdout).toMatch(/signed by [0-9a-f]{12}, [0-9a-f]{12}/);
+  });
+
+  it('6: the rebuilt v1 is refused until acme-rockets approves it, then verifies', () => {
+    expect(r.build2.digest).not.toBe(r.build1.digest);
+    expect(r.runs.publish2.stdout).toContain(`= ${r.build2.digest}`);
+    expect(r.runs.verifyAcmeNotApproved.code).toBe(1);
+    expect(r.runs.verifyAcmeNotApproved.stderr).toContain(`${r.build2.digest} is signed by 1 of the 2 trusted key(s) required`);
+    expect(r.runs.verifyAcmeBuild2.code).toBe(0);
+    expect(firstLine(r.runs.verifyAcmeBuild2.stdout)).toBe(r.build2.digest);
+  });
+
+  it('7a: rollback — the old timestamp (v1 = build 1) is refused by a client that trusts the newer one', () => {
+    expect(r.runs.rollback.code).toBe(1);
+    const m = /the store serves timestamp (\d+), the client already trusts (\d+) \(rollback\)/.exec(r.runs.rollback.stderr);
+    expect(m, r.runs.rollback.stderr).not.toBeNull();
+    expect(Number(m?.[1])).toBeLessThan(Number(m?.[2]));
+    expect(r.runs.rollback.stdout).not.toContain(r.build1.digest);
+  });
+
+  it('7b: mix-and-match — another repository\'s fresh timestamp and snapshot from the same service are refused (per-repository online keys)', () => {
+    expect(r.runs.mixAndMatch.code).toBe(1);
+    expect(r.runs.mixAndMatch.stderr).toMatch(/TUF metadata of wabbit-networks\/net-monitor refused: .*timestamp was signed by 0\/1 keys/);
+  });
+
+  it('7c: the registry tag moved back to build 1 — verify answers build 2 and says the tag disagrees', () => {
+    expect(r.runs.tagMovedBack.code).toBe(0);
+    expect(firstLine(r.runs.tagMovedBack.stdout)).toBe(r.build2.digest);
+    expect(r.runs.tagMovedBack.stdout).not.toContain(r.build1.digest);
+    expect(r.runs.tagMovedBack.stderr).toContain(`the registry's tag v1 points at ${r.build1.digest}, not the digest TUF trusts`);
+  });
+
+  it('7d: freeze — a timestamp past its expiry is refused', () => {
+    expect(r.runs.freeze.code).toBe(1);
+    expect(r.runs.freeze.stderr).toMatch(/timestamp\.json is expired \(freeze: metadata past its expiry\)/);
+  });
+
+  it('prints the story step by step and leaves no process or temporary directory behind', () => {
+    const titles = lines.filter((l) => /^\d\. /.test(l)).map((l) => l.slice(0, 2));
+    expect(titles).toEqual(['1.', '2.', '3.', '4.', '5.', '6.', '7.']);
+    expect(lines.at(-1)).toBe('Done: every step verified, every attack refused with its reason.');
+    expect(lines.join('\n')).not.toMatch(/PRIVATE KEY/);
+    for (const pid of demo.registryPids()) expect(() => process.kill(pid, 0)).toThrow();
+    expect(existsSync(demo.tmpDir)).toBe(false);
+  });
+});
