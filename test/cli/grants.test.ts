@@ -7,11 +7,9 @@
  * signs nothing more. Checked through the client library (verifyImage, with
  * the unmodified tuf-js Updater inside).
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
@@ -22,9 +20,8 @@ import { buildTargets, isoExpiry, signMetadata } from '../../src/engine/index.ts
 import { InMemorySigner } from '../../src/keys/index.ts';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
+import { runTufoci, type CliResult } from '../support/cli.ts';
 
-const run = promisify(execFile);
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-grant-'));
 const REPO = 'wabbit-networks/net-monitor';
 const MINUTE = 60_000;
@@ -37,15 +34,7 @@ let env: NodeJS.ProcessEnv;
 let admin: ServiceClient;
 const images: Record<string, PushedImage> = {};
 
-async function tufoci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { cwd: dir, env });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const tufoci = (...args: string[]): Promise<CliResult> => runTufoci(args, { cwd: dir, env });
 
 function verify(tag: string) {
   return verifyImage({ store, repository: REPO, tag, trustedRoot: readFileSync(join(dir, '1.root.json')), serviceUrl: server.url });

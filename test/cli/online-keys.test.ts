@@ -4,11 +4,9 @@
  * registry, and clients verifying through the library (the unmodified tuf-js
  * Updater inside verifyImage) from the 1.root.json they pinned.
  */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { Updater } from 'tuf-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,9 +22,8 @@ import { startRegistry, type RegistryServer } from '../support/registry-server.t
 import { pushImage, type PushedImage } from '../support/image.ts';
 import { MapFetcher } from '../support/engine-repo.ts';
 import { Timestamp } from '@tufjs/models';
+import { runTufoci, type CliResult } from '../support/cli.ts';
 
-const run = promisify(execFile);
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-online-'));
 const A = 'wabbit-networks/net-monitor';
 const B = 'wabbit-networks/net-logger';
@@ -38,15 +35,7 @@ let env: NodeJS.ProcessEnv;
 let admin: ServiceClient;
 const images: Record<string, PushedImage> = {};
 
-async function tufoci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { cwd: dir, env });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const tufoci = (...args: string[]): Promise<CliResult> => runTufoci(args, { cwd: dir, env });
 
 const pinned = (repo: string): Buffer => readFileSync(join(dir, `${repo.replace('/', '_')}.1.root.json`));
 const verify = (repo: string) => verifyImage({ store, repository: repo, tag: 'v1', trustedRoot: pinned(repo), serviceUrl: server.url });

@@ -3,20 +3,17 @@
  * embedded-default service: keygen → init → delegate → publish → verify,
  * the trust store, and clear refusals with non-zero exits.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { RegistryStore, OCI_MANIFEST_MEDIA_TYPE } from '../../src/storage/index.ts';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
+import { runTufoci, type CliResult } from '../support/cli.ts';
 
-const run = promisify(execFile);
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-pub-'));
 const REPO = 'wabbit-networks/net-monitor';
 let server: RunningServer;
@@ -26,15 +23,7 @@ let env: NodeJS.ProcessEnv;
 let v1: PushedImage;
 let old: PushedImage;
 
-async function tufoci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { cwd: dir, env });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const tufoci = (...args: string[]): Promise<CliResult> => runTufoci(args, { cwd: dir, env });
 
 beforeAll(async () => {
   registry = await startRegistry();

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
 import { verifyImage, VerifyError } from '../../src/client/verify-image.ts';
@@ -23,6 +23,7 @@ import { buildTargets, isoExpiry, signMetadata } from '../../src/engine/index.ts
 import { generateKeyFiles, loadSignerFile, type FileSigner, type Signer } from '../../src/keys/index.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
+import { runCommandJson } from '../support/cli.ts';
 
 const REPO = 'wabbit-networks/net-monitor';
 const DAY = 86_400_000;
@@ -39,16 +40,7 @@ const pub = (name: string): string => join(dir, `${name}.pub`);
 const signer = (name: string): FileSigner => k.get(name) as FileSigner;
 const img = (tag: string): PushedImage => images.get(tag) as PushedImage;
 
-async function cli(fn: (argv: string[]) => Promise<void>, argv: string[]): Promise<Record<string, unknown>> {
-  const lines: string[] = [];
-  const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.map(String).join(' ')));
-  try {
-    await fn([...argv, ...S, '--json']);
-  } finally {
-    spy.mockRestore();
-  }
-  return JSON.parse(lines.join('\n')) as Record<string, unknown>;
-}
+const cli = (fn: (argv: string[]) => Promise<void>, argv: string[]): Promise<Record<string, unknown>> => runCommandJson(fn, argv, S);
 
 async function sign(role: string, version: number, tags: string[], by: Signer[]): Promise<Uint8Array> {
   const targets = Object.fromEntries(tags.map((t) => [t, img(t)]));

@@ -6,13 +6,11 @@
  * refused by the service and change nothing; a client further behind than
  * tuf-js's `maxRootRotations` stops at an intermediate root.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
 import { verifyImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
@@ -22,9 +20,8 @@ import { UsageError } from '../../src/cli/common.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { nextRoot, roleKeysOf, rotateRoot } from '../../src/cli/commands/rotate.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
+import { runCommandJson, runTufoci, type CliResult } from '../support/cli.ts';
 
-const run = promisify(execFile);
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const DAY = 86_400_000;
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-rotate-'));
 let server: RunningServer;
@@ -38,28 +35,10 @@ const pub = (name: string): string => join(dir, `${name}.pub`);
 const id = (name: string): string => (signers.get(name) as FileSigner).keyid;
 const signer = (name: string): FileSigner => signers.get(name) as FileSigner;
 
-/** Run a CLI command function in this process with --json; its printed result. */
-async function cli(fn: (argv: string[]) => Promise<void>, argv: string[]): Promise<Record<string, unknown>> {
-  const lines: string[] = [];
-  const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void lines.push(a.map(String).join(' ')));
-  try {
-    await fn([...argv, ...S, '--json']);
-  } finally {
-    spy.mockRestore();
-  }
-  return JSON.parse(lines.join('\n')) as Record<string, unknown>;
-}
+const cli = (fn: (argv: string[]) => Promise<void>, argv: string[]): Promise<Record<string, unknown>> => runCommandJson(fn, argv, S);
 
 /** `tufoci …` as a child process (the real entry point and its exit codes). */
-async function tufoci(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, TUFOCI_SERVER: server.url, TUFOCI_TOKEN: token } });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const tufoci = (...args: string[]): Promise<CliResult> => runTufoci(args, { cwd: dir, env: { ...process.env, TUFOCI_SERVER: server.url, TUFOCI_TOKEN: token } });
 
 /** tufoci init (root keys, threshold) + delegate add ci; returns the pinned 1.root.json. */
 async function createRepo(repo: string, rootKeys: string[], threshold = 1): Promise<Uint8Array> {
