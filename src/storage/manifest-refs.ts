@@ -4,7 +4,10 @@
  * reference. Backends without a server to do it (memory, OCI layout) use this
  * to refuse what a registry would refuse, so all backends keep one contract.
  */
+import { sha256Digest } from './digest.ts';
+import { MAX_MANIFEST_BYTES } from './limits.ts';
 import { isDigest } from './names.ts';
+import type { StorageErrorCode } from './storage-error.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, DOCKER_MANIFEST_LIST_MEDIA_TYPE } from './store.ts';
 
 export interface ManifestRefs {
@@ -60,4 +63,23 @@ export function checkManifest(bytes: Uint8Array, mediaType: string): ManifestChe
   const layers = descriptorDigests(parsed['layers'] ?? [], 'layers');
   if (typeof layers === 'string') return { ok: false, reason: layers };
   return { ok: true, refs: { blobs: [...config, ...layers], manifests: [] } };
+}
+
+/**
+ * What every store checks before it stores a manifest (the caller has checked the reference's
+ * syntax): the digest a digest reference names, the size bound, the media type and JSON shape.
+ * `fail` builds the store's own error.
+ */
+export function checkManifestPut(
+  reference: string,
+  bytes: Uint8Array,
+  mediaType: string,
+  fail: (code: StorageErrorCode, message: string) => Error,
+): { digest: string; refs: ManifestRefs } {
+  const digest = sha256Digest(bytes);
+  if (isDigest(reference) && reference !== digest) throw fail('DIGEST_MISMATCH', `manifest put as ${reference} hashes to ${digest}`);
+  if (bytes.byteLength > MAX_MANIFEST_BYTES) throw fail('TOO_LARGE', `manifest ${reference} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`);
+  const check = checkManifest(bytes, mediaType);
+  if (!check.ok) throw fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference}: ${check.reason}`);
+  return { digest, refs: check.refs };
 }

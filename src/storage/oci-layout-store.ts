@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { isErrno, readFileBounded, syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { sha256Digest } from './digest.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
-import { checkManifest } from './manifest-refs.ts';
+import { checkManifestPut } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName } from './names.ts';
 import { StorageError, type StorageErrorCode } from './storage-error.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type ManifestPut, type Store } from './store.ts';
@@ -459,18 +459,8 @@ export class OciLayoutStore implements Store {
   /** Reference, digest, size and media type of a manifest to put; the blobs it references. */
   #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): { digest: string; refs: string[] } {
     assertReference(BACKEND, repository, reference);
-    const digest = sha256Digest(bytes);
-    if (isDigest(reference) && reference !== digest) {
-      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
-    }
-    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
-      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
-    }
-    const check = checkManifest(bytes, mediaType);
-    if (!check.ok) {
-      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
-    }
-    return { digest, refs: [...check.refs.blobs, ...check.refs.manifests] };
+    const { digest, refs } = checkManifestPut(reference, bytes, mediaType, (code, message) => this.#fail(code, `${message} (${repository})`, repository, reference));
+    return { digest, refs: [...refs.blobs, ...refs.manifests] };
   }
 
   async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {

@@ -31,7 +31,7 @@
 import { sha256Digest } from './digest.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
-import { checkManifest } from './manifest-refs.ts';
+import { checkManifest, checkManifestPut } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
 import { RegistryAuth, type Credentials } from './registry-auth.ts';
 import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
@@ -529,18 +529,8 @@ export class RegistryStore implements Store {
   /** Everything checked before a manifest is sent: reference, digest, size, media type and JSON shape. */
   #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): CheckedManifest {
     assertReference(BACKEND, repository, reference);
-    const digest = sha256Digest(bytes);
-    if (isDigest(reference) && reference !== digest) {
-      throw this.#fail('DIGEST_MISMATCH', `manifest put as ${reference} in ${repository} hashes to ${digest}`, repository, reference);
-    }
-    if (bytes.byteLength > MAX_MANIFEST_BYTES) {
-      throw this.#fail('TOO_LARGE', `manifest ${reference} for ${repository} is ${bytes.byteLength} bytes, above ${MAX_MANIFEST_BYTES}`, repository, reference);
-    }
-    const check = checkManifest(bytes, mediaType);
-    if (!check.ok) {
-      throw this.#fail(check.badMediaType ? 'BAD_MEDIA_TYPE' : 'INVALID_MANIFEST', `manifest ${reference} for ${repository}: ${check.reason}`, repository, reference);
-    }
-    return { digest, blobs: check.refs.blobs };
+    const { digest, refs } = checkManifestPut(reference, bytes, mediaType, (code, message) => this.#fail(code, `${message} (${repository})`, repository, reference));
+    return { digest, blobs: refs.blobs };
   }
 
   async #sendManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string, checked: CheckedManifest): Promise<{ digest: string }> {
