@@ -49,11 +49,12 @@ export const TOKENS_ENV = JSON.stringify([{ name: 'admin', token: ADMIN_TOKEN, s
 const NGINX = '/usr/sbin/nginx';
 const WRK = '/usr/bin/wrk';
 
-export function envInt(name: string, fallback: number): number {
+/** A numeric setting from the environment: positive, or also 0 where 0 means "skip this part". */
+export function envInt(name: string, fallback: number, opts: { allowZero?: boolean } = {}): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  if (!Number.isFinite(n) || n < 0 || (n === 0 && !opts.allowZero)) throw new Error(`${name} must be a positive number${opts.allowZero ? ' or 0' : ''}, got ${raw}`);
   return n;
 }
 

@@ -81,7 +81,7 @@ const TAGS_PER_REPO = envInt('BENCH_TAGS_PER_REPO', 40);
 const SEQ_SECONDS = envInt('BENCH_SEQ_SECONDS', 10);
 const CONC_SECONDS = envInt('BENCH_CONC_SECONDS', 10);
 const MANY_SECONDS = envInt('BENCH_MANY_SECONDS', 20);
-const BATCH_TAGS = envInt('BENCH_BATCH_TAGS', 10);
+const BATCH_TAGS = envInt('BENCH_BATCH_TAGS', 10, { allowZero: true });
 const BATCH_UPLOADS_PER_REPO = envInt('BENCH_BATCH_UPLOADS_PER_REPO', 20);
 const BATCH_SECONDS = envInt('BENCH_BATCH_SECONDS', 20);
 const SETUPS = (process.env['BENCH_SETUPS'] ?? 'embedded,registry,registry2').split(',').map((s) => s.trim()).filter(Boolean);

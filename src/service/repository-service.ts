@@ -748,6 +748,19 @@ export class RepositoryService {
       });
     }
     const { role, version } = name as { role: string; version: number };
+    // Before queueing for the lock: a version the cached head already holds with other bytes is
+    // taken. Versions only move up, so even a cached head behind the store proves it; the
+    // writers that lost a race learn it at once instead of waiting for the lock.
+    const cached = this.#heads.get(repository);
+    if (cached) {
+      const current = role === 'root' ? cached.state.root.md.signed.version : (cached.state.targets.get(role)?.md.signed.version ?? 0);
+      const held = cached.files.get(fileName);
+      if (version <= current && held && !bytesEqual(held, bytes)) {
+        throw new ServiceError('VERSION_TAKEN', `${role} version ${version} is taken (current ${current} or later); re-read and upload the next version`, {
+          detail: { repository, role, version, current },
+        });
+      }
+    }
     return this.#withLock(repository, async (lock) => {
       const head = await this.#freshHead(repository);
       if (!head) throw new ServiceError('REPO_NOT_FOUND', `no TUF repository ${repository}`, { detail: { repository } });

@@ -186,6 +186,19 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) })).status).toBe(201);
   });
 
+  it('a version already taken is answered 409 VERSION_TAKEN at once, even while the lock is held', async () => {
+    const h = await ready();
+    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) })).status).toBe(201);
+    const lock = await h.coord.acquire(REPO, { ttlMs: 10_000, waitMs: 0 });
+    expect(lock).toBeDefined();
+    const r = await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(2) }) });
+    expectError(r, 409, 'VERSION_TAKEN');
+    expect(r.json<{ error: { detail: { current: number } } }>().error.detail.current).toBe(1);
+    // A new version still waits for the lock.
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.ci.json`, { token: CI, body: await h.ciBytes(2, { v1: image(2) }) }), 409, 'BUSY');
+    await lock?.release();
+  });
+
   it('a shutting-down service refuses new writes', async () => {
     const h = await ready();
     await h.service.close();
