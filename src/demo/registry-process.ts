@@ -1,8 +1,9 @@
 /**
- * A real OCI registry for the demo: Debian's `docker-registry` (distribution
- * 2.8) on a free loopback port, with its own temporary config and storage.
- * Stopped by PID (SIGTERM, then SIGKILL after 3 s); `killNow` is the
- * synchronous last resort for process exit.
+ * A real OCI registry: Debian's `docker-registry` (distribution 2.8) on a
+ * free loopback port, with its own temporary config and storage, deletes
+ * enabled, optionally behind htpasswd Basic auth. Stopped by PID (SIGTERM,
+ * then SIGKILL after 3 s); `killNow` is the synchronous last resort for
+ * process exit. The demo uses it; so do the tests (test/support/registry-server.ts).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +18,10 @@ export interface RegistryProcess {
   /** `127.0.0.1:<port>`, as image references name it. */
   host: string;
   url: string;
+  port: number;
   pid: number;
+  /** The registry's filesystem storage root. */
+  storageDir: string;
   stop(): Promise<void>;
   /** SIGKILL at once, synchronously (for process exit hooks). */
   killNow(): void;
@@ -35,10 +39,18 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-/** `onSpawn` gets the PID as soon as the process exists (before it is ready), for emergency cleanup. */
-export async function startRegistryProcess(name: string, parentDir: string, onSpawn?: (pid: number) => void): Promise<RegistryProcess> {
+export interface RegistryProcessOptions {
+  /** Gets the PID as soon as the process exists (before it is ready), for emergency cleanup. */
+  onSpawn?: (pid: number) => void;
+  /** Require HTTP Basic auth: the htpasswd file's content (bcrypt entries). */
+  htpasswd?: string;
+}
+
+export async function startRegistryProcess(name: string, parentDir: string, opts: RegistryProcessOptions = {}): Promise<RegistryProcess> {
   const dir = await mkdtemp(join(parentDir, `registry-${name}-`));
   const port = await freeLoopbackPort();
+  const storageDir = join(dir, 'data');
+  if (opts.htpasswd !== undefined) await writeFile(join(dir, 'htpasswd'), opts.htpasswd);
   const config = [
     'version: 0.1',
     'log:',
@@ -47,12 +59,16 @@ export async function startRegistryProcess(name: string, parentDir: string, onSp
     '    disabled: true',
     'storage:',
     '  filesystem:',
-    `    rootdirectory: ${join(dir, 'data')}`,
+    `    rootdirectory: ${storageDir}`,
     '  delete:',
     '    enabled: true',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
     'http:',
     `  addr: 127.0.0.1:${port}`,
     `  secret: ${randomBytes(16).toString('hex')}`,
+    ...(opts.htpasswd !== undefined ? ['auth:', '  htpasswd:', `    realm: tufoci-${name}`, `    path: ${join(dir, 'htpasswd')}`] : []),
     '',
   ].join('\n');
   await writeFile(join(dir, 'config.yml'), config);
@@ -67,7 +83,7 @@ export async function startRegistryProcess(name: string, parentDir: string, onSp
     child.once('error', reject);
   });
   const pid = child.pid as number;
-  onSpawn?.(pid);
+  opts.onSpawn?.(pid);
   const alive = (): boolean => child.exitCode === null && child.signalCode === null;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async (): Promise<void> => {
@@ -89,7 +105,7 @@ export async function startRegistryProcess(name: string, parentDir: string, onSp
     try {
       const r = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
       await r.body?.cancel();
-      if (r.status === 200) break;
+      if (r.status === (opts.htpasswd !== undefined ? 401 : 200)) break;
     } catch {
       // not listening yet
     }
@@ -103,7 +119,9 @@ export async function startRegistryProcess(name: string, parentDir: string, onSp
     name,
     host: `127.0.0.1:${port}`,
     url,
+    port,
     pid,
+    storageDir,
     stop,
     killNow: () => {
       if (alive()) process.kill(pid, 'SIGKILL');

@@ -161,9 +161,11 @@ export class SeedDemo {
 
   async #startRegistry(name: string): Promise<RegistryProcess> {
     let spawned: number | undefined;
-    const registry = await startRegistryProcess(name, this.#tmp, (pid) => {
-      spawned = pid;
-      this.#spawning.add(pid);
+    const registry = await startRegistryProcess(name, this.#tmp, {
+      onSpawn: (pid) => {
+        spawned = pid;
+        this.#spawning.add(pid);
+      },
     });
     if (spawned !== undefined) this.#spawning.delete(spawned);
     this.#registries.push(registry);

@@ -1,17 +1,18 @@
 /**
- * A real OCI registry for tests: Debian's `docker-registry` (distribution
- * 2.8) on a free loopback port, with its own temporary config and storage,
- * deletes enabled, optionally behind htpasswd Basic auth. Stopped by PID
- * (SIGTERM, then SIGKILL). A missing binary is a failure, never a skip.
+ * A real OCI registry for tests: the demo's docker-registry starter
+ * (src/demo/registry-process.ts), plus Basic auth with a bcrypt htpasswd, the
+ * binary check, and the path of a blob's bytes (to corrupt it). A missing
+ * binary is a failure, never a skip.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const REGISTRY_BINARY = '/usr/bin/docker-registry';
+import { REGISTRY_BINARY, startRegistryProcess } from '../../src/demo/registry-process.ts';
+
+export { REGISTRY_BINARY };
 
 export interface RegistryServerOptions {
   /** Require HTTP Basic auth with this user (htpasswd, bcrypt). */
@@ -38,7 +39,6 @@ export function assertRegistryBinary(binary = REGISTRY_BINARY): void {
 }
 
 export { freeLoopbackPort } from './ports.ts';
-import { freeLoopbackPort } from './ports.ts';
 
 const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -60,94 +60,18 @@ export function bcryptHash(password: string): string {
   return hash;
 }
 
-async function waitUntilReady(url: string, child: ChildProcess, stderr: () => string, expectStatus: number): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
-    try {
-      const response = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await response.body?.cancel();
-      if (response.status === expectStatus) return;
-      lastError = new Error(`GET /v2/ answered ${response.status}`);
-    } catch (error) {
-      lastError = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`docker-registry did not become ready at ${url}: ${String(lastError)}; stderr: ${stderr()}`);
-}
-
 export async function startRegistry(options: RegistryServerOptions = {}): Promise<RegistryServer> {
   assertRegistryBinary();
-  const dir = await mkdtemp(join(tmpdir(), 'tufoci-registry-'));
-  const port = await freeLoopbackPort();
-  const storageDir = join(dir, 'data');
-  const auth = options.basicAuth
-    ? `auth:\n  htpasswd:\n    realm: tufoci-test\n    path: ${join(dir, 'htpasswd')}\n`
-    : '';
-  if (options.basicAuth) {
-    await writeFile(join(dir, 'htpasswd'), `${options.basicAuth.username}:${bcryptHash(options.basicAuth.password)}\n`);
-  }
-  const config = [
-    'version: 0.1',
-    'log:',
-    '  level: error',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${storageDir}`,
-    '  delete:',
-    '    enabled: true',
-    '  maintenance:',
-    '    uploadpurging:',
-    '      enabled: false',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    `  secret: ${randomBytes(16).toString('hex')}`,
-    auth,
-  ].join('\n');
-  const configPath = join(dir, 'config.yml');
-  await writeFile(configPath, config);
-  const child = spawn(REGISTRY_BINARY, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    if (stderr.length < 20_000) stderr += chunk;
-  });
-  const spawned = new Promise<void>((resolve, reject) => {
-    child.once('spawn', resolve);
-    child.once('error', reject);
-  });
-  await spawned;
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitUntilReady(url, child, () => stderr, options.basicAuth ? 401 : 200);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  if (child.pid === undefined) throw new Error('docker-registry has no pid');
+  const r = await startRegistryProcess('test', tmpdir(), options.basicAuth ? { htpasswd: `${options.basicAuth.username}:${bcryptHash(options.basicAuth.password)}\n` } : {});
   return {
-    url,
-    port,
-    pid: child.pid,
-    storageDir,
+    url: r.url,
+    port: r.port,
+    pid: r.pid,
+    storageDir: r.storageDir,
     blobDataPath: (digest: string) => {
       const hex = digest.slice('sha256:'.length);
-      return join(storageDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+      return join(r.storageDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
     },
-    stop,
+    stop: r.stop,
   };
 }
