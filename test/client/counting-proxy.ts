@@ -5,7 +5,8 @@
  * body before it goes on (tests use it to send hostile hints). Used by the
  * fetcher tests and bench/verify.bench.ts.
  */
-import { createServer, request as httpRequest, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type OutgoingHttpHeaders } from 'node:http';
+import { startHttpProxy, type ProxiedResponse } from '../support/http-proxy.ts';
 
 export interface CountedRequest {
   method: string;
@@ -17,11 +18,7 @@ export interface CountedRequest {
   headBytes: number;
 }
 
-export interface ProxiedResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
+export type { ProxiedResponse };
 
 export interface CountingProxy {
   readonly url: string;
@@ -33,7 +30,7 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-function headSize(status: number, headers: Record<string, string | string[] | number | undefined>): number {
+function headSize(status: number, headers: OutgoingHttpHeaders): number {
   let n = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`.length + 2;
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined) continue;
@@ -43,58 +40,24 @@ function headSize(status: number, headers: Record<string, string | string[] | nu
 }
 
 export async function startCountingProxy(upstreamUrl: string): Promise<CountingProxy> {
-  const upstream = new URL(upstreamUrl);
-  let self = '';
-  const proxy: CountingProxy = {
-    url: '',
-    requests: [],
-    rewrite: undefined,
-    reset() {
-      proxy.requests.length = 0;
-    },
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const seen = { method: req.method ?? 'GET', path: req.url ?? '/' };
-    const out = httpRequest({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      const chunks: Buffer[] = [];
-      up.on('data', (c: Buffer) => chunks.push(c));
-      up.on('end', () => {
-        let response: ProxiedResponse = { status: up.statusCode ?? 502, headers: { ...up.headers }, body: Buffer.concat(chunks) };
-        if (proxy.rewrite) response = proxy.rewrite(seen, response);
-        const headers: Record<string, string | string[] | number | undefined> = { ...response.headers };
-        const location = headers['location'];
-        if (typeof location === 'string' && location.startsWith(upstream.origin)) headers['location'] = self + location.slice(upstream.origin.length);
-        delete headers['transfer-encoding'];
-        // The body may have been rewritten: keep Content-Length true (a rewrite that deletes it gets chunked encoding).
-        if ('content-length' in headers && seen.method !== 'HEAD' && response.status !== 304 && response.status !== 204) headers['content-length'] = response.body.byteLength;
-        const body = seen.method === 'HEAD' ? Buffer.alloc(0) : response.body;
-        proxy.requests.push({ ...seen, status: response.status, bodyBytes: body.byteLength, headBytes: headSize(response.status, headers) });
-        res.writeHead(response.status, headers);
-        res.end(body);
-      });
-    });
-    out.on('error', (error) => {
-      if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`proxy: ${String(error)}`);
-      } else res.destroy();
-    });
-    req.on('error', () => out.destroy());
-    req.pipe(out);
-  };
-
-  const server: Server = createServer(handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  const requests: CountedRequest[] = [];
+  const counting: { rewrite: CountingProxy['rewrite'] } = { rewrite: undefined };
+  const http = await startHttpProxy(upstreamUrl, {
+    intercept: (req, res) => (counting.rewrite ? counting.rewrite(req, res) : res),
+    onSent: (req, status, headers, body) => requests.push({ ...req, status, bodyBytes: body.byteLength, headBytes: headSize(status, headers) }),
   });
-  const { port } = server.address() as { port: number };
-  self = `http://127.0.0.1:${port}`;
-  (proxy as { url: string }).url = self;
-  return proxy;
+  return {
+    url: http.url,
+    requests,
+    get rewrite() {
+      return counting.rewrite;
+    },
+    set rewrite(fn) {
+      counting.rewrite = fn;
+    },
+    reset() {
+      requests.length = 0;
+    },
+    close: () => http.close(),
+  };
 }

@@ -6,12 +6,9 @@
  * its response is held is a crash right after that write; restarting Redis
  * while it is held makes the instance lose its lock between two writes.
  *
- * Everything else is forwarded unchanged (bodies streamed both ways). The
- * Host header is passed through, so the registry builds upload `Location`s on
- * the proxy's address; absolute Locations naming the registry are rewritten
- * to the proxy anyway.
+ * Everything else is forwarded unchanged (test/support/http-proxy.ts).
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { startHttpProxy } from '../support/http-proxy.ts';
 
 export interface TappedRequest {
   method: string;
@@ -40,58 +37,22 @@ interface Armed {
 }
 
 export async function startRegistryTap(registryUrl: string): Promise<RegistryTap> {
-  const upstream = new URL(registryUrl);
   const armed: Armed[] = [];
   const releases: Array<() => void> = [];
   const requests: TappedRequest[] = [];
-  let self = '';
-
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const seen: TappedRequest = { method: req.method ?? 'GET', path: req.url ?? '/' };
-    requests.push(seen);
-    const index = armed.findIndex((a) => a.match(seen));
-    const hold = index >= 0 ? armed.splice(index, 1)[0] : undefined;
-    const headers = { ...req.headers };
-    const out = httpRequest(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers },
-      (up) => {
-        const responseHeaders = { ...up.headers };
-        const location = responseHeaders['location'];
-        if (typeof location === 'string' && location.startsWith(upstream.origin)) responseHeaders['location'] = self + location.slice(upstream.origin.length);
-        if (!hold) {
-          res.writeHead(up.statusCode ?? 502, responseHeaders);
-          up.pipe(res);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        up.on('data', (c: Buffer) => chunks.push(c));
-        up.on('end', () => {
-          hold.reached({ ...seen, status: up.statusCode ?? 0 });
-          void hold.released.then(() => {
-            if (res.destroyed || req.socket.destroyed) return;
-            res.writeHead(up.statusCode ?? 502, responseHeaders);
-            res.end(Buffer.concat(chunks));
-          });
-        });
-      },
-    );
-    out.on('error', (error) => {
-      if (!res.headersSent && !res.destroyed) {
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`tap: ${String(error)}`);
-      } else res.destroy();
-    });
-    req.on('error', () => out.destroy());
-    req.pipe(out);
-  };
-
-  const server: Server = createServer(handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+  const http = await startHttpProxy(registryUrl, {
+    onRequest: (seen) => requests.push(seen),
+    intercept: async (seen, response) => {
+      const index = armed.findIndex((a) => a.match(seen));
+      const hold = index >= 0 ? armed.splice(index, 1)[0] : undefined;
+      if (hold) {
+        hold.reached({ ...seen, status: response.status });
+        await hold.released;
+      }
+      return response;
+    },
   });
-  const { port } = server.address() as { port: number };
-  self = `http://127.0.0.1:${port}`;
+  const self = http.url;
 
   return {
     url: self,
@@ -112,8 +73,7 @@ export async function startRegistryTap(registryUrl: string): Promise<RegistryTap
     async close() {
       for (const r of releases) r();
       armed.length = 0;
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await http.close();
     },
   };
 }
