@@ -55,16 +55,17 @@ function jsonOnly(ctx: Koa.Context): void {
 
 const encoder = new TextEncoder();
 
-async function readJson(ctx: Koa.Context, limit: number): Promise<Record<string, unknown>> {
+/** The request body as a JSON object; `shape` names the expected body in the refusal. */
+async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object'): Promise<Record<string, unknown>> {
   jsonOnly(ctx);
   const body = await readBody(ctx, limit);
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
   } catch (cause) {
-    throw new ServiceError('BAD_REQUEST', 'body must be a JSON object', { cause, detail: {} });
+    throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ServiceError('BAD_REQUEST', 'body must be a JSON object', { detail: {} });
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
   return parsed as Record<string, unknown>;
 }
 
@@ -285,17 +286,10 @@ export function createApp(deps: AppDeps): Koa {
   router.post('/v1/repos/*repo', async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
-    jsonOnly(ctx);
-    const body = await readBody(ctx, maxBody);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
-    } catch (cause) {
-      throw new ServiceError('BAD_REQUEST', 'body must be JSON {"root": <1.root.json>, "targets": <1.targets.json>}', { cause });
-    }
-    const obj = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<string, unknown>;
+    const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>}';
+    const obj = await readJson(ctx, maxBody, shape);
     if (typeof obj['root'] !== 'object' || obj['root'] === null || typeof obj['targets'] !== 'object' || obj['targets'] === null) {
-      throw new ServiceError('BAD_REQUEST', 'body must be JSON {"root": <1.root.json>, "targets": <1.targets.json>}', { detail: {} });
+      throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
     }
     try {
       const result = await service.create(repo, encoder.encode(JSON.stringify(obj['root'])), encoder.encode(JSON.stringify(obj['targets'])));
