@@ -27,7 +27,7 @@ import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
 import { expiresAt, parseMetadata } from './parse.ts';
 import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
-import { currentVersion, delegationChain, delegationsOf, withTargets, type RepoState } from './state.ts';
+import { currentVersion, delegationChain, delegationsOf, withTargets, type DelegationEntry, type RepoState } from './state.ts';
 
 export interface UploadContext {
   now: number;
@@ -425,7 +425,62 @@ export function verifyTargetsUpload(
   checkTargetEntries(role, md.signed, role === 'targets' ? [] : chain, policy);
   checkDelegations(state, role, md.signed, chain.length - 1, policy);
 
-  return { state: withTargets(state, role, { md, bytes }), role, version: md.signed.version, verification };
+  return { state: retireUnverifiable(state, withTargets(state, role, { md, bytes }), role), role, version: md.signed.version, verification };
+}
+
+/** Roles `role` delegates to that have metadata in `state` (named delegations and stored hash bins). */
+function childrenOf(state: RepoState, role: string): string[] {
+  const d = state.targets.get(role)?.md.signed.delegations;
+  if (!d) return [];
+  const out = Object.keys(d.roles ?? {});
+  const bins = d.succinctRoles;
+  if (bins) for (const name of state.targets.keys()) if (bins.isDelegatedRole(name)) out.push(name);
+  return out;
+}
+
+/** The same parent, keys and threshold: metadata that verified under one verifies under the other. */
+function sameAuthority(a: DelegationEntry, b: DelegationEntry): boolean {
+  if (a.parent !== b.parent || a.threshold !== b.threshold || a.keyIDs.length !== b.keyIDs.length) return false;
+  return a.keyIDs.every((id, i) => {
+    const ka = a.keys[id];
+    const kb = b.keys[id];
+    return id === b.keyIDs[i] && ka !== undefined && kb !== undefined && JSON.stringify(asJson(ka)) === JSON.stringify(asJson(kb));
+  });
+}
+
+/**
+ * After `from` changed, the roles below it whose delegation is gone, or now names keys that did
+ * not sign their current metadata, become tombstones, exactly as loading the repository from
+ * storage makes them (load.ts): listed in the snapshot at their version, no longer consulted.
+ * Roles whose delegation is unchanged are not re-verified.
+ */
+function retireUnverifiable(before: RepoState, after: RepoState, from: string): RepoState {
+  const retired = new Map<string, number>();
+  const visited = new Set<string>([from]);
+  const queue = [...childrenOf(before, from), ...childrenOf(after, from)]; // dropped delegations too
+  while (queue.length > 0) {
+    const role = queue.shift() as string;
+    if (visited.has(role)) continue;
+    visited.add(role);
+    const rec = after.targets.get(role);
+    if (!rec) continue;
+    const now = delegationsOf(after, role).filter((d) => !retired.has(d.parent));
+    const entry = now.length === 1 ? now[0] : undefined;
+    const was = delegationsOf(before, role);
+    const ok =
+      entry !== undefined &&
+      ((was.length === 1 && sameAuthority(was[0] as DelegationEntry, entry)) || verifyThreshold(role, canonicalOf(rec.md), signaturesOf(rec.md), entry, entry.keys).ok);
+    if (!ok) retired.set(role, rec.md.signed.version);
+    queue.push(...childrenOf(after, role));
+  }
+  if (retired.size === 0) return after;
+  const targets = new Map(after.targets);
+  const tombstones = new Map(after.tombstones);
+  for (const [role, version] of retired) {
+    targets.delete(role);
+    tombstones.set(role, version);
+  }
+  return { ...after, targets, tombstones };
 }
 
 /** Create a repository from owner-signed 1.root.json and 1.targets.json. */

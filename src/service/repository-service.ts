@@ -409,23 +409,19 @@ export class RepositoryService {
       if (md && r) add(name, md.signed.version, md.signed.expires, r.keyIDs, r.threshold, name === 'root' ? 'offline' : 'online');
     }
     const held = new Set(serviceHeldRoles(state, this.#ciKeyIds(repository)).map((h) => h.role));
-    // A role no longer delegated is a tombstone, whether this head was loaded (load.ts makes it
-    // one) or built by the upload that removed the delegation: status reads the same either way.
-    const tombstones = new Map(state.tombstones);
     for (const [role, rec] of state.targets) {
-      let keyids: string[];
-      let threshold: number;
+      let keyids: string[] = [];
+      let threshold = 0;
       try {
         const d = delegationOf(state, role);
         keyids = [...d.keyIDs];
         threshold = d.threshold;
       } catch {
-        tombstones.set(role, rec.md.signed.version);
-        continue;
+        // ambiguous delegation (the engine refuses creating one)
       }
       add(role, rec.md.signed.version, rec.md.signed.expires, keyids, threshold, held.has(role) ? 'online' : jobEndsAt(role) !== undefined ? 'job' : 'offline');
     }
-    return { repository, roles, tombstones: [...tombstones].map(([role, version]) => ({ role, version })) };
+    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })) };
   }
 
   // ---------------------------------------------------------------- online keys

@@ -103,9 +103,27 @@ describe('revocation through delegation changes', () => {
     );
     expect(loaded.state.tombstones.get('ci')).toBe(1);
     expect(loaded.problems).toContainEqual(expect.objectContaining({ role: 'ci', code: 'THRESHOLD_NOT_MET' }));
+    // The state the upload produced already says the same: a tombstone, not a live role.
+    expect(repo.state.tombstones.get('ci')).toBe(1);
+    expect(repo.state.targets.has('ci')).toBe(false);
+    expect([...loaded.state.targets.keys()].sort()).toEqual([...repo.state.targets.keys()].sort());
     repo.state = loaded.state;
     await repo.upload('ci', await repo.targetsBytes({ version: 2, targets: { v1: image(7) } }, [newCi]));
     expect((await repo.updater().getTargetInfo('v1'))?.hashes['sha256']).toBe(image(7).digest.slice(7));
+  });
+
+  it('a targets upload that leaves a delegation unchanged keeps its role live; one that drops it makes a tombstone', async () => {
+    const repo = await new SimRepo().init();
+    await repo.upload('ci', await repo.targetsBytes({ version: 1, targets: { v1: image(1) } }, [repo.ciKey]));
+    const other = signer();
+    const ci = { name: 'ci', keys: [repo.ciKey.public], threshold: 1, paths: ['v*'] };
+    await repo.upload('targets', await repo.targetsBytes({ version: 2, delegations: [ci, { name: 'docs', keys: [other.public], threshold: 1, paths: ['d*'] }] }));
+    expect(repo.state.targets.has('ci')).toBe(true);
+    expect(repo.state.tombstones.size).toBe(0);
+    await repo.upload('targets', await repo.targetsBytes({ version: 3, delegations: [{ name: 'docs', keys: [other.public], threshold: 1, paths: ['d*'] }] }));
+    expect(repo.state.targets.has('ci')).toBe(false);
+    expect(repo.state.tombstones.get('ci')).toBe(1);
+    expect(repo.state.snapshot?.md.signed.meta['ci.json']?.version).toBe(1);
   });
 
   it('removing a delegation keeps the role listed, and its uploads are refused', async () => {
