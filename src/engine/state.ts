@@ -195,3 +195,35 @@ export function snapshotEntries(state: RepoState): Map<string, number> {
   for (const [role, version] of state.tombstones) if (!out.has(role)) out.set(role, version);
   return out;
 }
+
+/**
+ * The role a TUF client takes `path` from: the preorder depth-first search from top-level
+ * targets that tuf-js's Updater and python-tuf make (delegations in their listed order, a
+ * terminating match ends the search after its subtree, at most `maxRoles` roles visited).
+ * With `assume`, that role counts as listing `path` when the search reaches it — "would a
+ * client see this tag if `assume` published it?". Undefined when no visited role lists it.
+ */
+export function resolveTarget(state: RepoState, path: string, opts: { assume?: string; maxRoles?: number } = {}): string | undefined {
+  const maxRoles = opts.maxRoles ?? 32;
+  const stack = ['targets'];
+  const visited = new Set<string>();
+  while (stack.length > 0 && visited.size < maxRoles) {
+    const role = stack.pop() as string;
+    if (visited.has(role)) continue;
+    visited.add(role);
+    if (role === opts.assume) return role;
+    const signed = state.targets.get(role)?.md.signed;
+    if (!signed) continue;
+    if (Object.hasOwn(signed.targets, path)) return role;
+    const children: string[] = [];
+    for (const { role: child, terminating } of signed.delegations?.rolesForTarget(path) ?? []) {
+      children.push(child);
+      if (terminating) {
+        stack.length = 0;
+        break;
+      }
+    }
+    stack.push(...children.reverse());
+  }
+  return undefined;
+}

@@ -250,7 +250,12 @@ function signaturesOf(md: Metadata<Targets>): Array<{ keyid: string; sig: string
   return Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig }));
 }
 
-function checkTargetEntries(role: string, targets: Targets, chain: ReturnType<typeof delegationChain>, policy: Policy): void {
+/**
+ * The checks every listed target of `role` must pass: a valid OCI tag inside every delegation of
+ * `chain`, a manifest length, exactly one sha256, an OCI/Docker manifest media type; at most
+ * `policy.limits.maxTargetsPerRole` of them.
+ */
+export function checkTargetEntries(role: string, targets: Targets, chain: ReturnType<typeof delegationChain>, policy: Policy): void {
   const entries = Object.entries(targets.targets);
   if (entries.length > policy.limits.maxTargetsPerRole) {
     throw new EngineError('POLICY_VIOLATION', `${role} lists ${entries.length} targets, above the limit of ${policy.limits.maxTargetsPerRole}`, {

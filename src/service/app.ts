@@ -10,6 +10,7 @@ import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
+import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
 import { ServiceError, httpStatusOf } from './errors.ts';
@@ -281,6 +282,36 @@ export function createApp(deps: AppDeps): Koa {
     ctx.status = 201;
     ctx.set('Cache-Control', 'no-store');
     ctx.body = grant;
+  });
+
+  // Service-signed tags: publish into a role the owner delegated to the service's CI key.
+  router.post('/v1/repos/*repo/tags', async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const shape = 'JSON {"role": "ci", "tags": {"<tag>": {"digest": "sha256:<hex>", "size": <manifest bytes>, "mediaType": "<manifest media type>"}}}';
+    const body = await readJson(ctx, maxBody, shape);
+    const role = body['role'] ?? 'ci';
+    const tags = body['tags'];
+    if (typeof role !== 'string' || typeof tags !== 'object' || tags === null || Array.isArray(tags)) {
+      throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
+    }
+    const targets: Record<string, ImageTarget> = {};
+    for (const [tag, t] of Object.entries(tags as Record<string, unknown>)) {
+      const o = (typeof t === 'object' && t !== null ? t : {}) as Record<string, unknown>;
+      if (typeof o['digest'] !== 'string' || typeof o['size'] !== 'number' || typeof o['mediaType'] !== 'string') {
+        throw new ServiceError('BAD_REQUEST', `tag "${tag.slice(0, 130)}": body must be ${shape}`, { detail: { tag: tag.slice(0, 200) } });
+      }
+      targets[tag] = { digest: o['digest'], size: o['size'], mediaType: o['mediaType'] };
+    }
+    try {
+      const result = await service.publishTags(repo, role, targets);
+      metrics.uploads.inc({ kind: 'tags', outcome: 'ok' });
+      ctx.status = 201;
+      ctx.body = result;
+    } catch (error) {
+      metrics.uploads.inc({ kind: 'tags', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
+      throw error;
+    }
   });
 
   router.post('/v1/repos/*repo', async (ctx) => {

@@ -25,7 +25,8 @@ export type ServiceErrorCode =
   | 'GRANT_EXPIRED'
   | 'GRANT_USED'
   | 'GRANT_SCOPE'
-  | 'NOT_SERVICE_HELD';
+  | 'NOT_SERVICE_HELD'
+  | 'TAG_SHADOWED';
 
 export class ServiceError extends TufociError<ServiceErrorCode> {}
 
@@ -51,6 +52,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     GRANT_USED: 409,
     GRANT_SCOPE: 403,
     NOT_SERVICE_HELD: 409,
+    TAG_SHADOWED: 409,
   },
   EngineError: {
     TOO_LARGE: 413,

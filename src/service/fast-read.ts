@@ -11,7 +11,8 @@ import type { TokenAuth } from './auth.ts';
 import type { Metrics } from './metrics.ts';
 import type { RepositoryService } from './repository-service.ts';
 
-const METADATA_PATH = /^\/v1\/repos\/(.+)\/metadata\/([A-Za-z0-9_.-]+)$/;
+/** `/v1/repos/<repo>/metadata/<file>`: the route the fast paths answer (repository still percent-encoded). */
+export const METADATA_PATH = /^\/v1\/repos\/(.+)\/metadata\/([A-Za-z0-9_.-]+)$/;
 
 /**
  * Response header of `timestamp.json` (200 and 304): the version of the root
@@ -52,7 +53,16 @@ export function cachedRootVersion(service: RepositoryService, repository: string
   }
   return undefined;
 }
-const ROUTE = '/v1/repos/*repo/metadata/:file';
+/** The metrics label of that route, as the Koa router reports it. */
+export const ROUTE = '/v1/repos/*repo/metadata/:file';
+
+const requestIdPrefix = `${process.pid.toString(36)}-`;
+let requestIds = 0;
+
+/** A generated X-Request-Id for a request answered by a fast path (one sequence per process). */
+export function fastRequestId(): string {
+  return requestIdPrefix + (++requestIds).toString(36);
+}
 
 export function withFastReads(
   deps: { service: RepositoryService; auth: TokenAuth; metrics: Metrics; timestampMaxAge?: number },
@@ -62,8 +72,6 @@ export function withFastReads(
   const tsCache = `public, max-age=${deps.timestampMaxAge ?? 10}`;
   const ok = metrics.requests.labels('GET', ROUTE, '200');
   const notModified = metrics.requests.labels('GET', ROUTE, '304');
-  const prefix = `${process.pid.toString(36)}-`;
-  let n = 0;
   return (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url;
     if (req.method === 'GET' && auth.publicRead && url !== undefined && url.startsWith('/v1/repos/')) {
@@ -78,7 +86,7 @@ export function withFastReads(
         const file = repository === undefined ? undefined : service.cachedFile(repository, m[2] as string);
         if (file) {
           const requestId = req.headers['x-request-id'];
-          res.setHeader('X-Request-Id', typeof requestId === 'string' ? requestId.slice(0, 64) : prefix + (++n).toString(36));
+          res.setHeader('X-Request-Id', typeof requestId === 'string' ? requestId.slice(0, 64) : fastRequestId());
           res.setHeader('ETag', file.etag);
           res.setHeader('Cache-Control', file.immutable ? 'public, max-age=31536000, immutable' : tsCache);
           if (!file.immutable) {

@@ -38,11 +38,12 @@ import {
   type VerificationResult,
 } from '../engine/index.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { buildTargets, isoExpiry, putDelegation, signMetadata } from '../engine/build.ts';
+import { buildTargets, isoExpiry, putDelegation, signMetadata, targetFile, type ImageTarget } from '../engine/build.ts';
+import { checkTargetEntries } from '../engine/upload.ts';
 import { foldJobs, jobEndsAt, jobRoleName, jobsOf, serviceHeldRoles } from '../engine/jobs.ts';
 import { signedFromJSON, signedToJSON } from '../engine/models.ts';
 import { currentVersion } from '../engine/state.ts';
-import { delegationOf, delegationsOf } from '../engine/state.ts';
+import { delegationChain, delegationOf, delegationsOf, resolveTarget } from '../engine/state.ts';
 import { asJson } from '../engine/signatures.ts';
 import { parseExpires } from '../engine/parse.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
@@ -90,6 +91,40 @@ interface Head {
   files: Map<string, Uint8Array>;
   etags: Map<string, string>;
   bytes: number;
+}
+
+/** A batch of writes being applied under the lock (group commit, RepositoryService#write). */
+interface Draft {
+  /** The head as the store had it when the batch took the lock. */
+  readonly head: Head;
+  /** That head with every write before this one in the batch applied. */
+  state: RepoState;
+  /** Role files the batch writes, by file name. */
+  readonly files: Map<string, Uint8Array>;
+  /** Tags for service-held roles, signed once per role when the batch commits. */
+  readonly tags: Map<string, Map<string, ImageTarget>>;
+}
+
+/** What one write does to a draft. A step never changes the draft itself; a refusal throws. */
+interface StepOutcome<T> {
+  state: RepoState;
+  files?: MetadataFile[];
+  tags?: { role: string; tags: Readonly<Record<string, ImageTarget>> };
+  /** The answer, from the head the batch committed. */
+  result: (head: Head) => T;
+}
+
+interface QueuedWrite {
+  step: (draft: Readonly<Draft>) => Promise<StepOutcome<unknown>>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Writes committed together at most (bounds the time a batch holds the lock). */
+const MAX_BATCH = 64;
+
+export interface TagsResult extends UploadResult {
+  tags: string[];
 }
 
 export interface UploadResult {
@@ -172,6 +207,9 @@ export class RepositoryService {
   #cached = 0;
   readonly #unsubscribe: Array<() => void>;
   readonly #inflight = new Set<Promise<unknown>>();
+  /** Group commit: writes waiting per repository, and the repositories with a drainer running. */
+  readonly #queues = new Map<string, QueuedWrite[]>();
+  readonly #draining = new Set<string>();
   #closing = false;
 
   constructor(deps: RepositoryServiceDeps) {
@@ -621,6 +659,11 @@ export class RepositoryService {
 
   async #withLock<T>(repository: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     if (this.#closing) throw new ServiceError('SHUTTING_DOWN', 'the service is shutting down', { detail: { repository } });
+    return this.#locked(repository, fn);
+  }
+
+  /** Run `fn` under the repository's write lock (no shutdown check: queued writes still finish). */
+  async #locked<T>(repository: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     const lock = await this.#d.coord.acquire(repository, { ttlMs: this.#lockTtlMs, waitMs: this.#lockWaitMs });
     if (!lock) {
       throw new CoordError('BUSY', `${repository} is being written by another request; retry`, { detail: { repository, retryAfterSeconds: 1 } });
@@ -757,73 +800,239 @@ export class RepositoryService {
         });
       }
     }
-    return this.#withLock(repository, async (lock) => {
-      const head = await this.#freshHead(repository);
-      if (!head) throw new ServiceError('REPO_NOT_FOUND', `no TUF repository ${repository}`, { detail: { repository } });
-      const current = role === 'root' ? head.state.root.md.signed.version : (head.state.targets.get(role)?.md.signed.version ?? head.state.tombstones.get(role) ?? 0);
-      if (version <= current) {
-        const stored = head.files.get(fileName) ?? (await this.#storedOrUndefined(repository, fileName));
-        if (stored && bytesEqual(stored, bytes)) return this.#result(repository, role, version, head, true);
-        throw new ServiceError('VERSION_TAKEN', `${role} version ${version} is taken (current ${current}); upload version ${current + 1}`, {
-          detail: { repository, role, version, current },
+    return this.#write(repository, (draft) => this.#uploadStep(repository, draft, { fileName, role, version, bytes, roleClass, job }));
+  }
+
+  /** One upload applied to a batch's draft (see #write): verified against everything before it in the batch. */
+  async #uploadStep(
+    repository: string,
+    draft: Readonly<Draft>,
+    u: { fileName: string; role: string; version: number; bytes: Uint8Array; roleClass: 'delegated' | 'ci'; job: JobGrant | undefined },
+  ): Promise<StepOutcome<UploadResult>> {
+    const { fileName, role, version, bytes, roleClass, job } = u;
+    const current = role === 'root' ? draft.state.root.md.signed.version : currentVersion(draft.state, role);
+    if (version <= current) {
+      const stored = draft.files.get(fileName) ?? draft.head.files.get(fileName) ?? (await this.#storedOrUndefined(repository, fileName));
+      if (stored && bytesEqual(stored, bytes)) return { state: draft.state, result: (h) => this.#result(repository, role, version, h, true) };
+      throw new ServiceError('VERSION_TAKEN', `${role} version ${version} is taken (current ${current}); upload version ${current + 1}`, {
+        detail: { repository, role, version, current },
+      });
+    }
+    const ctx = this.#ctx(repository);
+    const roleFiles: MetadataFile[] = [{ fileName, bytes }];
+    let state: RepoState;
+    let verification: VerificationResult | undefined;
+    let warnings: string[] | undefined;
+    const onParsed = (parsed: number): void => {
+      if (parsed !== version) {
+        throw new ServiceError('NAME_MISMATCH', `${fileName} holds ${role} version ${parsed}`, { detail: { repository, fileName, version: parsed } });
+      }
+    };
+    if (role === 'root') {
+      const r = verifyRootUpload(draft.state, bytes, ctx, { onParsed });
+      ({ state, warnings } = r);
+      verification = r.verification.current;
+    } else {
+      let base = draft.state;
+      const parentFiles: MetadataFile[] = [];
+      if (job && job.jobRole === role && delegationsOf(base, role).length === 0) {
+        // A job's first upload: delegate its role from the service-held parent in the same commit.
+        if (job.endsAt <= ctx.now) throw new ServiceError('GRANT_EXPIRED', `the grant ended at ${new Date(job.endsAt).toISOString()}`, { detail: { repository } });
+        const ended = jobsOf(base.targets.get(job.role)?.md.signed).filter((j) => j.endsAt <= ctx.now).map((j) => j.role);
+        const signed = await this.#signServiceRole(repository, base, job.role, (json) => {
+          foldJobs(json, base, ended);
+          // Not terminating: a tag this job does not list falls through to its sibling jobs.
+          putDelegation(json, { name: job.jobRole, keys: [job.key], threshold: 1, paths: job.paths, terminating: false });
+        });
+        base = signed.state;
+        parentFiles.push(signed.file);
+      }
+      const r = verifyTargetsUpload(base, role, bytes, ctx, { roleClass, onParsed });
+      ({ state, verification } = r);
+      roleFiles.push(...parentFiles);
+    }
+    if (jobEndsAt(role) !== undefined) {
+      // A job re-publishing a tag its service-held parent already lists: the parent's
+      // entry would win (clients look at a role before its delegations), so drop it there.
+      const parent = delegationOf(state, role).parent;
+      const listed = Object.keys(state.targets.get(role)?.md.signed.targets ?? {});
+      const shadowed = listed.filter((tag) => state.targets.get(parent)?.md.signed.targets[tag] !== undefined);
+      if (shadowed.length && serviceHeldRoles(state, this.#ciKeyIds(repository)).some((h) => h.role === parent)) {
+        const signed = await this.#signServiceRole(repository, state, parent, (json) => {
+          const t = json['targets'] as Record<string, unknown>;
+          for (const tag of shadowed) delete t[tag];
+        });
+        state = signed.state;
+        // The parent may already have a new version in this commit (the job's first upload).
+        const i = roleFiles.findIndex((f) => f.fileName.endsWith(`.${parent}.json`));
+        if (i >= 0) roleFiles.splice(i, 1);
+        roleFiles.push(signed.file);
+      }
+    }
+    return {
+      state,
+      files: roleFiles,
+      result: (h) => this.#result(repository, role, version, h, false, { verification, ...(warnings?.length ? { warnings } : {}) }),
+    };
+  }
+
+  /**
+   * Publish tags in service-held role `role` (a delegation to the service's CI key, made by the
+   * owner with `delegate add … --online`): the service signs the role. Concurrent publications
+   * to one repository are signed as one new role version in one commit (#write). Each tag must
+   * lie inside the role's delegated paths, and a TUF client looking it up must reach this role
+   * first (TAG_SHADOWED otherwise: an earlier role lists it, or a terminating delegation ends the
+   * search before this role).
+   */
+  async publishTags(repository: string, role: string, tags: Readonly<Record<string, ImageTarget>>): Promise<TagsResult> {
+    this.#d.metadata.metadataRepository(repository); // validates the name before anything else
+    const names = Object.keys(tags);
+    if (names.length === 0) throw new ServiceError('BAD_REQUEST', 'no tags to publish', { detail: { repository, role } });
+    if (names.length > this.#d.policy.limits.maxTargetsPerRole) {
+      throw new ServiceError('BAD_REQUEST', `${names.length} tags in one request, above the limit of ${this.#d.policy.limits.maxTargetsPerRole}`, {
+        detail: { repository, role, count: names.length },
+      });
+    }
+    return this.#write(repository, async (draft) => {
+      const { state } = draft;
+      if (!serviceHeldRoles(state, this.#ciKeyIds(repository)).some((h) => h.role === role)) {
+        throw new ServiceError('NOT_SERVICE_HELD', `"${role}" of ${repository} is not delegated to the service's CI key; the service cannot sign it`, {
+          detail: { repository, role },
         });
       }
-      const ctx = this.#ctx(repository);
-      const roleFiles: MetadataFile[] = [{ fileName, bytes }];
-      let state: RepoState;
-      let verification: VerificationResult | undefined;
-      let warnings: string[] | undefined;
-      const onParsed = (parsed: number): void => {
-        if (parsed !== version) {
-          throw new ServiceError('NAME_MISMATCH', `${fileName} holds ${role} version ${parsed}`, { detail: { repository, fileName, version: parsed } });
+      const { policy } = this.#d;
+      const chain = delegationChain(state, role, policy.limits.maxDelegationDepth);
+      checkTargetEntries(role, buildTargets({ version: 1, expires: isoExpiry(0), targets: { ...tags } }), chain, policy);
+      for (const tag of names) {
+        const seen = resolveTarget(state, tag, { assume: role });
+        if (seen !== role) {
+          throw new ServiceError(
+            'TAG_SHADOWED',
+            seen === undefined
+              ? `a client looking up "${tag}" in ${repository} stops before reaching ${role} (a terminating delegation covers it first)`
+              : `a client looking up "${tag}" in ${repository} takes it from ${seen}, which it reads before ${role}`,
+            { detail: { repository, role, tag, ...(seen === undefined ? {} : { listedBy: seen }) } },
+          );
         }
+      }
+      const listed = state.targets.get(role)?.md.signed.targets ?? {};
+      const pending = draft.tags.get(role);
+      const fresh = names.filter((t) => !Object.hasOwn(listed, t) && !pending?.has(t)).length;
+      const total = Object.keys(listed).length + (pending?.size ?? 0) + fresh;
+      if (total > policy.limits.maxTargetsPerRole) {
+        throw new EngineError('POLICY_VIOLATION', `${role} would list ${total} targets, above the limit of ${policy.limits.maxTargetsPerRole}`, {
+          detail: { role, count: total, limit: policy.limits.maxTargetsPerRole },
+        });
+      }
+      return {
+        state,
+        tags: { role, tags },
+        result: (h) => ({ ...this.#result(repository, role, currentVersion(h.state, role), h, false), tags: names }),
       };
-      if (role === 'root') {
-        const r = verifyRootUpload(head.state, bytes, ctx, { onParsed });
-        ({ state, warnings } = r);
-        verification = r.verification.current;
-      } else {
-        let base = head.state;
-        const parentFiles: MetadataFile[] = [];
-        if (job && job.jobRole === role && delegationsOf(base, role).length === 0) {
-          // A job's first upload: delegate its role from the service-held parent in the same commit.
-          if (job.endsAt <= ctx.now) throw new ServiceError('GRANT_EXPIRED', `the grant ended at ${new Date(job.endsAt).toISOString()}`, { detail: { repository } });
-          const ended = jobsOf(base.targets.get(job.role)?.md.signed).filter((j) => j.endsAt <= ctx.now).map((j) => j.role);
-          const signed = await this.#signServiceRole(repository, base, job.role, (json) => {
-            foldJobs(json, base, ended);
-            // Not terminating: a tag this job does not list falls through to its sibling jobs.
-            putDelegation(json, { name: job.jobRole, keys: [job.key], threshold: 1, paths: job.paths, terminating: false });
-          });
-          base = signed.state;
-          parentFiles.push(signed.file);
-        }
-        const r = verifyTargetsUpload(base, role, bytes, ctx, { roleClass, onParsed });
-        ({ state, verification } = r);
-        roleFiles.push(...parentFiles);
-      }
-      if (jobEndsAt(role) !== undefined) {
-        // A job re-publishing a tag its service-held parent already lists: the parent's
-        // entry would win (clients look at a role before its delegations), so drop it there.
-        const parent = delegationOf(state, role).parent;
-        const listed = Object.keys(state.targets.get(role)?.md.signed.targets ?? {});
-        const shadowed = listed.filter((tag) => state.targets.get(parent)?.md.signed.targets[tag] !== undefined);
-        if (shadowed.length && serviceHeldRoles(state, this.#ciKeyIds(repository)).some((h) => h.role === parent)) {
-          const signed = await this.#signServiceRole(repository, state, parent, (json) => {
-            const t = json['targets'] as Record<string, unknown>;
-            for (const tag of shadowed) delete t[tag];
-          });
-          state = signed.state;
-          // The parent may already have a new version in this commit (the job's first upload).
-          const i = roleFiles.findIndex((f) => f.fileName.endsWith(`.${parent}.json`));
-          if (i >= 0) roleFiles.splice(i, 1);
-          roleFiles.push(signed.file);
-        }
-      }
-      const online = await produceSnapshotAndTimestamp(state, this.#online(repository));
-      const next = await this.#commit(repository, lock, head.state, roleFiles, online);
-      this.#d.logger.info({ repository, role, version }, 'role uploaded');
-      return this.#result(repository, role, version, next, false, { verification, ...(warnings?.length ? { warnings } : {}) });
     });
+  }
+
+  /**
+   * Group commit. Writes to one repository queue here; one drainer per repository takes the
+   * queue (up to MAX_BATCH) under the lock, applies each write in arrival order to a draft of
+   * the fresh head (each verified against everything before it; a refused write is answered
+   * alone and changes nothing), signs every service-held role that gained tags once, and
+   * commits role files, one snapshot and one timestamp for the whole batch. Every write in the
+   * batch is acknowledged only after that timestamp is written. N concurrent writers cost one
+   * lock acquisition and one commit instead of N.
+   */
+  #write<T>(repository: string, step: (draft: Readonly<Draft>) => Promise<StepOutcome<T>>): Promise<T> {
+    if (this.#closing) return Promise.reject(new ServiceError('SHUTTING_DOWN', 'the service is shutting down', { detail: { repository } }));
+    return new Promise<T>((resolve, reject) => {
+      let queue = this.#queues.get(repository);
+      if (!queue) {
+        queue = [];
+        this.#queues.set(repository, queue);
+      }
+      queue.push({ step, resolve: resolve as (value: unknown) => void, reject });
+      if (this.#draining.has(repository)) return;
+      this.#draining.add(repository);
+      const run = this.#drain(repository);
+      this.#inflight.add(run);
+      void run.finally(() => this.#inflight.delete(run));
+    });
+  }
+
+  async #drain(repository: string): Promise<void> {
+    try {
+      for (;;) {
+        const queue = this.#queues.get(repository);
+        if (!queue || queue.length === 0) {
+          this.#queues.delete(repository);
+          return;
+        }
+        await this.#commitBatch(repository, queue.splice(0, MAX_BATCH));
+      }
+    } finally {
+      this.#draining.delete(repository);
+    }
+  }
+
+  async #commitBatch(repository: string, batch: QueuedWrite[]): Promise<void> {
+    const settled = new Set<QueuedWrite>();
+    const settle = (w: QueuedWrite, ok: boolean, value: unknown): void => {
+      if (settled.has(w)) return;
+      settled.add(w);
+      if (ok) w.resolve(value);
+      else w.reject(value);
+    };
+    try {
+      await this.#locked(repository, async (lock) => {
+        const head = await this.#freshHead(repository);
+        if (!head) {
+          const e = new ServiceError('REPO_NOT_FOUND', `no TUF repository ${repository}`, { detail: { repository } });
+          for (const w of batch) settle(w, false, e);
+          return;
+        }
+        const draft: Draft = { head, state: head.state, files: new Map(), tags: new Map() };
+        const applied: Array<{ w: QueuedWrite; result: (h: Head) => unknown; tagRole: string | undefined }> = [];
+        for (const w of batch) {
+          try {
+            const out = await w.step(draft);
+            draft.state = out.state;
+            for (const f of out.files ?? []) draft.files.set(f.fileName, f.bytes);
+            if (out.tags) {
+              let pending = draft.tags.get(out.tags.role);
+              if (!pending) draft.tags.set(out.tags.role, (pending = new Map()));
+              for (const [tag, target] of Object.entries(out.tags.tags)) pending.set(tag, target);
+            }
+            applied.push({ w, result: out.result, tagRole: out.tags?.role });
+          } catch (e) {
+            settle(w, false, e);
+          }
+        }
+        // Each service-held role that gained tags is signed once, over everything else in the batch.
+        for (const [role, tags] of draft.tags) {
+          try {
+            const signed = await this.#signServiceRole(repository, draft.state, role, (json) => {
+              const listed = json['targets'] as Record<string, unknown>;
+              for (const [tag, target] of tags) listed[tag] = targetFile(tag, target).toJSON();
+            });
+            draft.state = signed.state;
+            draft.files.set(signed.file.fileName, signed.file.bytes);
+          } catch (e) {
+            for (const a of applied) if (a.tagRole === role) settle(a.w, false, e);
+          }
+        }
+        const live = applied.filter((a) => !settled.has(a.w));
+        if (live.length === 0) return;
+        let next = head;
+        if (draft.state !== head.state || draft.files.size > 0) {
+          const online = await produceSnapshotAndTimestamp(draft.state, this.#online(repository));
+          const files = [...draft.files].map(([fileName, bytes]) => ({ fileName, bytes }));
+          next = await this.#commit(repository, lock, head.state, files, online);
+          this.#d.logger.info({ repository, writes: live.length, files: files.map((f) => f.fileName), timestampVersion: next.timestampVersion }, 'committed');
+        }
+        for (const a of live) settle(a.w, true, a.result(next));
+      });
+    } catch (e) {
+      for (const w of batch) settle(w, false, e);
+    }
   }
 
   // ---------------------------------------------------------------- refresh

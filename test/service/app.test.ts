@@ -243,6 +243,36 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expect(await h.timestampVersion()).toBe(before);
   });
 
+  it('service-signed tags: refusals change nothing', async () => {
+    const h = await ready();
+    const body = (role: string, tag: string): string =>
+      JSON.stringify({ role, tags: { [tag]: { digest: image(1).digest, size: image(1).size, mediaType: image(1).mediaType } } });
+    // Top-level targets lists r-owner itself and delegates `release` (r*) to the service's CI key.
+    const targets2 = await h.targetsBytes({
+      version: 2,
+      targets: { 'r-owner': image(9) },
+      delegations: [
+        { name: 'ci', keys: [h.ci.public], threshold: 1, paths: ['v*'], terminating: true },
+        { name: 'release', keys: [h.online.ci.public], threshold: 1, paths: ['r*'] },
+      ],
+    });
+    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/2.targets.json`, { token: ADMIN, body: targets2 })).status).toBe(201);
+    const before = await h.timestampVersion();
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { body: body('release', 'r1') }), 401, 'UNAUTHENTICATED');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: OTHER, body: body('release', 'r1') }), 403, 'FORBIDDEN');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: '{"tags": [1]}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: '{"role": "release", "tags": {}}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: body('ci', 'v1') }), 409, 'NOT_SERVICE_HELD');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: body('release', 'v1') }), 403, 'PATH_NOT_DELEGATED');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: body('nope', 'r1') }), 409, 'NOT_SERVICE_HELD');
+    const shadowed = await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: body('release', 'r-owner') });
+    expectError(shadowed, 409, 'TAG_SHADOWED');
+    expect(shadowed.json<{ error: { detail: { listedBy: string } } }>().error.detail.listedBy).toBe('targets');
+    const badTarget = JSON.stringify({ role: 'release', tags: { r1: { digest: 'sha256:nothex', size: 10, mediaType: image(1).mediaType } } });
+    expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: CI, body: badTarget }), 422, 'BAD_TARGET');
+    expect(await h.timestampVersion()).toBe(before);
+  });
+
   it('online key sets: rotate (admin only), a bounded number of sets, and a revoked key refused in new roots', async () => {
     const h = await ready();
     expectError(await h.request('POST', '/v1/online-keys/rotate', { token: CI, body: '{}' }), 403, 'FORBIDDEN');
