@@ -28,6 +28,12 @@
  *       `1.2.3`, `1.2`, `1`, `latest`… in one signed role version). This is batching:
  *       its rows count uploads and tags separately, and the target line says which
  *       figure it quotes. Every row before it is one tag per upload.
+ *   (d) service-signed tags: each repository delegates `release` (r*) to the service's CI
+ *       key, and CI jobs POST one tag per request to /v1/repos/<repo>/tags; the service
+ *       signs the role. (d1) one repository, BENCH_SIGNED_ONE_CLIENTS concurrent jobs;
+ *       (d2) BENCH_REPOS repositories × BENCH_SIGNED_CLIENTS concurrent jobs each. Requests
+ *       queued behind a commit are signed together (group commit): one tag per request,
+ *       several tags per role version.
  *
  * Where a client is the only writer of its repository (sequential, (b)) its
  * uploads are signed before the clock starts, so the bench process spends its
@@ -42,6 +48,8 @@
  *   BENCH_CLIENTS=8     BENCH_CONC_TAGS=120  BENCH_CONC_SECONDS=10   (a) concurrent clients, tags in all
  *   BENCH_REPOS=100     BENCH_TAGS_PER_REPO=40  BENCH_MANY_SECONDS=20   (b)
  *   BENCH_BATCH_TAGS=10 BENCH_BATCH_UPLOADS_PER_REPO=20  BENCH_BATCH_SECONDS=20   (c); BENCH_BATCH_TAGS=0 skips it
+ *   BENCH_SIGNED_ONE_CLIENTS=64 BENCH_SIGNED_ONE_TAGS=3000   (d1)
+ *   BENCH_SIGNED_CLIENTS=8  BENCH_SIGNED_TAGS_PER_CLIENT=25  BENCH_SIGNED_SECONDS=20   (d2); BENCH_SIGNED=0 skips (d)
  *   BENCH_SETUPS=embedded,registry,registry2   which set-ups to run
  *   BENCH_PROFILE=1           run the tufoci instances under --cpu-prof and print where
  *                             their CPU went over each set-up (slows them down; the
@@ -56,7 +64,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { generateKeyFiles } from '../src/keys/index.ts';
+import { buildRoot, buildTargets, signMetadata } from '../src/engine/index.ts';
+import { generateKeyFiles, type TufKeyJson } from '../src/keys/index.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { startRegistry, type RegistryServer } from '../test/support/registry-server.ts';
 import { startRegistryTap, type RegistryTap, type TappedRequest } from '../test/integration/registry-tap.ts';
@@ -66,6 +75,7 @@ import {
   assertNode24,
   createRepo,
   envInt,
+  imageFor,
   onlineKeys,
   startTufoci,
   summarizeProfile,
@@ -84,6 +94,12 @@ const MANY_SECONDS = envInt('BENCH_MANY_SECONDS', 20);
 const BATCH_TAGS = envInt('BENCH_BATCH_TAGS', 10, { allowZero: true });
 const BATCH_UPLOADS_PER_REPO = envInt('BENCH_BATCH_UPLOADS_PER_REPO', 20);
 const BATCH_SECONDS = envInt('BENCH_BATCH_SECONDS', 20);
+const SIGNED = process.env['BENCH_SIGNED'] !== '0';
+const SIGNED_ONE_CLIENTS = envInt('BENCH_SIGNED_ONE_CLIENTS', 64);
+const SIGNED_ONE_TAGS = envInt('BENCH_SIGNED_ONE_TAGS', 3000);
+const SIGNED_CLIENTS = envInt('BENCH_SIGNED_CLIENTS', 8);
+const SIGNED_TAGS_PER_CLIENT = envInt('BENCH_SIGNED_TAGS_PER_CLIENT', 25);
+const SIGNED_SECONDS = envInt('BENCH_SIGNED_SECONDS', 20);
 const SETUPS = (process.env['BENCH_SETUPS'] ?? 'embedded,registry,registry2').split(',').map((s) => s.trim()).filter(Boolean);
 const PROFILE = process.env['BENCH_PROFILE'] === '1';
 const COUNT_REQUESTS = process.env['BENCH_COUNT_REQUESTS'] === '1';
@@ -185,6 +201,64 @@ async function publish(ep: Endpoints, repo: string, view: View, tag: string | st
     }
   }
   throw new PublishError(`gave up publishing ${tag} to ${repo} after 200 attempts`);
+}
+
+/** Publish one service-signed tag (POST /tags), retrying 409 BUSY and 503 as a CI job would. */
+async function postTag(ep: Endpoints, repo: string, tag: string, c: Counters): Promise<number> {
+  const body = JSON.stringify({ role: 'release', tags: { [tag]: imageFor(tag) } });
+  for (let attempt = 1; attempt <= 50; attempt++) {
+    const r = await fetch(`${ep.pick()}/v1/repos/${repo}/tags`, { method: 'POST', headers: auth, body });
+    const text = await r.text();
+    if (r.status === 201) return attempt;
+    const code = r.status === 409 || r.status === 503 ? ((JSON.parse(text) as { error?: { code?: string } }).error?.code ?? '') : '';
+    if (code === 'BUSY') c.busy++;
+    else if (r.status === 503) c.otherRetries++;
+    else throw new PublishError(`POST tags ${tag} to ${repo}: HTTP ${r.status} ${text.slice(0, 300)}`);
+    await sleep(100 + randomInt(0, 200));
+  }
+  throw new PublishError(`gave up publishing ${tag} to ${repo} after 50 attempts`);
+}
+
+/** The tags of `repo`'s service-signed role `release`. */
+async function releaseTags(ep: Endpoints, repo: string): Promise<string[]> {
+  const s = await fetch(`${ep.pick()}/v1/repos/${repo}/status`);
+  const status = (await s.json()) as { roles: Array<{ role: string; version: number }> };
+  const version = status.roles.find((r) => r.role === 'release')?.version ?? 0;
+  if (version === 0) return [];
+  const f = await fetch(`${ep.pick()}/v1/repos/${repo}/metadata/${version}.release.json`);
+  return Object.keys(((await f.json()) as { signed: { targets: Record<string, unknown> } }).signed.targets);
+}
+
+/** Create-body for (d): `ci` as usual, plus `release` (r*) delegated to the service's CI key. */
+async function signedCreateBody(url: string, repo: string): Promise<string> {
+  const r = await fetch(`${url}/v1/online-keys?repository=${encodeURIComponent(repo)}`);
+  const keys = (await r.json()) as Record<'snapshot' | 'timestamp' | 'ci', Array<{ key: TufKeyJson }>>;
+  const ci = keys.ci.map((k) => k.key);
+  if (ci.length === 0) throw new Error('the service has no online CI key to delegate release to');
+  const root = await signMetadata(
+    buildRoot({
+      version: 1,
+      expires: owner.expires(365),
+      root: { keys: [owner.root.public], threshold: 1 },
+      targets: { keys: [owner.targets.public], threshold: 1 },
+      snapshot: { keys: keys.snapshot.map((k) => k.key), threshold: 1 },
+      timestamp: { keys: keys.timestamp.map((k) => k.key), threshold: 1 },
+    }),
+    [owner.root],
+  );
+  const targets = await signMetadata(
+    buildTargets({
+      version: 1,
+      expires: owner.expires(90),
+      delegations: [
+        { name: 'ci', keys: [owner.ci.public], threshold: 1, paths: ['v*'], terminating: true },
+        { name: 'release', keys: ci, threshold: 1, paths: ['r*'] },
+      ],
+    }),
+    [owner.targets],
+  );
+  const dec = new TextDecoder();
+  return `{"root":${dec.decode(root)},"targets":${dec.decode(targets)}}`;
 }
 
 // ------------------------------------------------------------------ CPU accounting
@@ -402,6 +476,70 @@ async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq:
     );
   }
 
+  // (d) service-signed tags, one per request, many concurrent jobs.
+  const signedAcked = new Map<string, Set<string>>();
+  const ack = (repo: string, tag: string): void => {
+    let set = signedAcked.get(repo);
+    if (!set) signedAcked.set(repo, (set = new Set()));
+    set.add(tag);
+  };
+  if (SIGNED) {
+    const one = 'bench/signed-one';
+    await createRepo(ep.pick(), one, await signedCreateBody(ep.urls[0] as string, one));
+    results.push(
+      await timed(setup, `(d1) 1 repo, ${SIGNED_ONE_CLIENTS} jobs, service-signed`, pids, async (record, c) => {
+        const more = until(SIGNED_SECONDS);
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: SIGNED_ONE_CLIENTS }, async () => {
+            while (next < SIGNED_ONE_TAGS && more()) {
+              const tag = `r${next++}`;
+              const t0 = performance.now();
+              const attempts = await postTag(ep, one, tag, c);
+              record({ ms: performance.now() - t0, attempts });
+              ack(one, tag);
+            }
+          }),
+        );
+      }),
+    );
+    const signedRepos = Array.from({ length: REPOS }, (_, i) => `bench/signed-${String(i).padStart(3, '0')}`);
+    let made = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (made < signedRepos.length) {
+          const repo = signedRepos[made++] as string;
+          await createRepo(ep.pick(), repo, await signedCreateBody(ep.urls[0] as string, repo));
+        }
+      }),
+    );
+    results.push(
+      await timed(setup, `(d2) ${REPOS} repos × ${SIGNED_CLIENTS} jobs, service-signed`, pids, async (record, c) => {
+        const more = until(SIGNED_SECONDS);
+        await Promise.all(
+          signedRepos.flatMap((repo) =>
+            Array.from({ length: SIGNED_CLIENTS }, async (_, job) => {
+              for (let i = 0; i < SIGNED_TAGS_PER_CLIENT && more(); i++) {
+                const tag = `r${job}-${i}`;
+                const t0 = performance.now();
+                const attempts = await postTag(ep, repo, tag, c);
+                record({ ms: performance.now() - t0, attempts });
+                ack(repo, tag);
+              }
+            }),
+          ),
+        );
+      }),
+    );
+  }
+  for (const [repo, acked] of signedAcked) {
+    const listed = new Set(await releaseTags(ep, repo));
+    const lost = [...acked].filter((t) => !listed.has(t));
+    if (lost.length > 0 || listed.size !== acked.size) {
+      throw new Error(`${setup}: ${repo} lists ${listed.size} release tags; ${acked.size} were acknowledged (${lost.length} missing, e.g. ${lost.slice(0, 3).join(', ')})`);
+    }
+  }
+
   // Every repository ends with exactly the tags acknowledged to its clients: nothing lost, nothing doubled.
   for (const repo of ['bench/seq', 'bench/conc', ...repos, ...batchRepos]) {
     const expected = published.get(repo) ?? 0;
@@ -429,6 +567,7 @@ async function withInstances(
   await mkdir(keys, { recursive: true, mode: 0o700 });
   await generateKeyFiles(join(keys, 'snapshot'), 'ed25519', 'bench online snapshot key');
   await generateKeyFiles(join(keys, 'timestamp'), 'ed25519', 'bench online timestamp key');
+  await generateKeyFiles(join(keys, 'ci'), 'ed25519', 'bench online CI key');
   const instances: Tufoci[] = [];
   tap = COUNT_REQUESTS && store.registry ? await startRegistryTap(store.registry.url) : undefined;
   try {
@@ -439,7 +578,7 @@ async function withInstances(
           ...(store.registry ? { registry: tap?.url ?? store.registry.url } : {}),
           ...(store.redis ? { redis: store.redis.url } : {}),
           ...(PROFILE ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}),
-          env: { TUFOCI_SNAPSHOT_KEY: join(keys, 'snapshot.key'), TUFOCI_TIMESTAMP_KEY: join(keys, 'timestamp.key') },
+          env: { TUFOCI_SNAPSHOT_KEY: join(keys, 'snapshot.key'), TUFOCI_TIMESTAMP_KEY: join(keys, 'timestamp.key'), TUFOCI_CI_KEY: join(keys, 'ci.key') },
         }),
       );
     }
@@ -553,6 +692,10 @@ async function main(): Promise<void> {
     console.log(
       `${r.setup}: ${rate.toFixed(0)} tags/s across ${REPOS} repositories with ${BATCH_TAGS} tags per upload (${(r.uploads / r.seconds).toFixed(0)} uploads/s) — batched: ≥ 300 ${rate >= 300 ? 'met' : 'NOT met'} only in this sense`,
     );
+  }
+  for (const r of results.filter((x) => x.scenario.startsWith('(d'))) {
+    const rate = r.tags / r.seconds;
+    console.log(`${r.setup}: ${rate.toFixed(0)} tags/s ${r.scenario}, one tag per request (target ≥ 300: ${rate >= 300 ? 'met' : 'NOT met'})`);
   }
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }

@@ -41,9 +41,10 @@ export interface KeySetSummary {
   revoked?: { at: string; reason: string };
 }
 
-export type { RoleStatus, RepositoryStatus, UploadResult } from '../service/repository-service.ts';
+export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../service/repository-service.ts';
 export type { GrantInfo, JobInfo } from '../service/repository-service.ts';
-import type { GrantInfo, JobInfo, RepositoryStatus, UploadResult } from '../service/repository-service.ts';
+import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../service/repository-service.ts';
+import type { ImageTarget } from '../engine/build.ts';
 
 export class ServiceClient {
   readonly url: string;
@@ -132,6 +133,11 @@ export class ServiceClient {
 
   upload(repo: string, fileName: string, bytes: Uint8Array): Promise<UploadResult> {
     return this.#json('PUT', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`, bytes);
+  }
+
+  /** Publish tags into `role`, a role the owner delegated to the service's CI key: the service signs it. */
+  publishTags(repo: string, role: string, tags: Record<string, ImageTarget>): Promise<TagsResult> {
+    return this.#json('POST', `/v1/repos/${repo}/tags`, JSON.stringify({ role, tags }));
   }
 
   /** The same client presenting another bearer token (a CI job's grant token). */

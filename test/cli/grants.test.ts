@@ -187,4 +187,22 @@ describe('job-scoped CI keys', () => {
     await server.service.refresh(REPO);
     expect((await verify('v1.0')).digest).toBe(images['v1.1']?.digest);
   });
+
+  it('publish --service-signed: the service signs the tag into ci; it verifies, and a tag outside ci\'s paths is refused', async () => {
+    images['v3.0'] = await pushImage(store, REPO, 'v3.0', 'build v3.0');
+    images['x1'] = await pushImage(store, REPO, 'x1', 'build x1');
+    const pub = await tufoci('publish', `${host}/${REPO}:v3.0`, '--service-signed', '--json');
+    expect(pub.code, pub.stderr).toBe(0);
+    const out = JSON.parse(pub.stdout) as { digest: string; role: string; tags: string[] };
+    expect(out).toMatchObject({ digest: images['v3.0']?.digest, role: 'ci', tags: ['v3.0'] });
+    const v = await verify('v3.0');
+    expect(v.digest).toBe(images['v3.0']?.digest);
+    const before = (await admin.status(REPO)).roles.find((r) => r.role === 'timestamp')?.version;
+    const bad = await tufoci('publish', `${host}/${REPO}:x1`, '--service-signed');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/outside the paths targets delegates/);
+    expect((await admin.status(REPO)).roles.find((r) => r.role === 'timestamp')?.version).toBe(before);
+    const usage = await tufoci('publish', `${host}/${REPO}:v3.0`, '--service-signed', '--expires', '1d');
+    expect(usage.code).toBe(2);
+  });
 });

@@ -41,6 +41,7 @@ export async function sign(argv: string[]): Promise<void> {
 
 export const PUBLISH_HELP = `usage: tufoci publish <registry>/<repo>:<tag> --role ci --key ci.key [--expires 30d] [options]
        tufoci publish <registry>/<repo>:<tag> --ephemeral [--grant TOKEN] [--key sig.key] [options]
+       tufoci publish <registry>/<repo>:<tag> --service-signed [--role release] [--key sig.key] [options]
 
 Resolves the tag's manifest digest in the registry, pushes a plain signature,
 adds the tag to the delegated role (its hash bin when the role uses bins),
@@ -52,6 +53,13 @@ generated in memory for this job only and never written anywhere; the grant
 (--grant or $TUFOCI_GRANT) is redeemed for a job role delegated to that key,
 limited to the grant's paths and time; the tag is signed into it and
 uploaded. --key, if given, still pushes a plain signature with that key.
+
+With --service-signed (a role the owner delegated to the service's CI key with
+\`tufoci delegate add <role> --online\`; default role "ci"): the tag is sent to
+the service, which signs it into that role. Concurrent publications to one
+repository are signed together, as one new role version. Needs a write token
+for the repository (--token or $TUFOCI_TOKEN). --key, if given, still pushes a
+plain signature with that key.
 ${REGISTRY_HELP}
 ${SERVER_HELP}`;
 
@@ -116,6 +124,7 @@ export async function publish(argv: string[]): Promise<void> {
       expires: { type: 'string' },
       ephemeral: { type: 'boolean' },
       grant: { type: 'string' },
+      'service-signed': { type: 'boolean' },
     },
   });
   if (values.help) return console.log(PUBLISH_HELP);
@@ -123,6 +132,10 @@ export async function publish(argv: string[]): Promise<void> {
   if (values.ephemeral) {
     if (!ref || extra.length || values.role) throw new UsageError(`publish --ephemeral takes one image reference and no --role (the grant names it)\n\n${PUBLISH_HELP}`);
     return publishEphemeral(ref, values);
+  }
+  if (values['service-signed']) {
+    if (!ref || extra.length || values.expires) throw new UsageError(`publish --service-signed takes one image reference and no --expires (the service sets it)\n\n${PUBLISH_HELP}`);
+    return publishServiceSigned(ref, values.role ?? 'ci', values);
   }
   if (!ref || extra.length || !values.key || !values.role) throw new UsageError(PUBLISH_HELP);
   const expiresMs = parseDuration(values.expires ?? '30d', '--expires');
@@ -133,6 +146,50 @@ export async function publish(argv: string[]): Promise<void> {
   out.say(`published ${r.image.repository}:${r.image.tag} = ${r.descriptor.digest}`);
   out.say(`  signature ${r.signature.digest}; ${result.role} v${result.version}; timestamp v${result.timestampVersion}`);
   out.result({ digest: r.descriptor.digest, signature: r.signature.digest, ...result });
+}
+
+/** The manifest descriptor of `ref` in its registry, and a plain signature pushed with `key` when given. */
+async function resolveDescriptor(
+  ref: string,
+  key: string | undefined,
+  values: Parameters<typeof registryFor>[1],
+): Promise<{ image: ReturnType<typeof parseImageRef>; descriptor: ImageTarget & { size: number }; signature: string | undefined }> {
+  const image = parseImageRef(ref);
+  const store = registryFor(image.host, values);
+  const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
+  const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
+  let signature: string | undefined;
+  if (key) {
+    const signer = await loadSignerFile(key);
+    signature = (await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]))).digest;
+  }
+  return { image, descriptor, signature };
+}
+
+/** `publish --service-signed`: the service signs the tag into a role delegated to its CI key. */
+async function publishServiceSigned(
+  ref: string,
+  role: string,
+  values: Parameters<typeof registryFor>[1] & { key?: string | undefined; json?: boolean | undefined; server?: string | undefined; token?: string | undefined },
+): Promise<void> {
+  const { image, descriptor, signature } = await resolveDescriptor(ref, values.key, values);
+  const client = serviceClient(values);
+  let result;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      result = await client.publishTags(image.repository, role, { [image.tag]: { ...descriptor } });
+      break;
+    } catch (e) {
+      const retry = e instanceof ServiceClientError && ['BUSY', 'LOCK_LOST'].includes(e.code);
+      if (!retry || attempt >= 8) throw e;
+      await new Promise((r) => setTimeout(r, Number(e.detail['retryAfterSeconds'] ?? 1) * 1000 * (0.5 + Math.random())));
+    }
+  }
+  const out = output(values.json ?? false);
+  out.say(`published ${image.repository}:${image.tag} = ${descriptor.digest}`);
+  out.say(`  signed by the service into ${result.role} v${result.version}; timestamp v${result.timestampVersion}`);
+  if (signature) out.say(`  signature ${signature}`);
+  out.result({ digest: descriptor.digest, ...(signature ? { signature } : {}), ...result });
 }
 
 /** `publish --ephemeral`: redeem a grant with a key that lives only in this process, sign the tag into the job role. */
@@ -151,15 +208,7 @@ async function publishEphemeral(
 ): Promise<void> {
   const token = values.grant ?? process.env['TUFOCI_GRANT'];
   if (!token) throw new UsageError('publish --ephemeral needs the grant: --grant TOKEN or $TUFOCI_GRANT (from tufoci grant)');
-  const image = parseImageRef(ref);
-  const store = registryFor(image.host, values);
-  const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
-  const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
-  let signature: string | undefined;
-  if (values.key) {
-    const signer = await loadSignerFile(values.key);
-    signature = (await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]))).digest;
-  }
+  const { image, descriptor, signature } = await resolveDescriptor(ref, values.key, values);
   const jobKey = InMemorySigner.generate('ed25519'); // never leaves this process
   const client = serviceClient(values).withToken(token);
   const job = await client.redeemGrant(image.repository, jobKey.public);
