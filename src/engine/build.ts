@@ -139,13 +139,27 @@ export function buildTargets(spec: TargetsSpec): Targets {
 
 /** Sign `signed` with each signer over its canonical form; returns the file bytes. */
 export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp, signers: readonly Signer[]): Promise<Uint8Array> {
-  const bytes = canonicalSignedBytes(signedToJSON(signed));
+  return (await signParts(signed, signers)).bytes;
+}
+
+/**
+ * Sign, and return what parseMetadata would make of the result (file bytes, the canonical bytes
+ * signed, the signatures) without parsing it again: for metadata this process builds itself.
+ */
+export async function signParts<T extends Root | Targets | Snapshot | Timestamp>(
+  signed: T,
+  signers: readonly Signer[],
+): Promise<{ md: Metadata<T>; bytes: Uint8Array; signedBytes: Buffer; signatures: Array<{ keyid: string; sig: string }> }> {
+  const json = signedToJSON(signed); // once: the canonical form is signed, the same object is written
+  const signedBytes = canonicalSignedBytes(json);
   const md = new Metadata(signed);
+  const signatures: Array<{ keyid: string; sig: string }> = [];
   for (const s of signers) {
-    const sig = await s.sign(bytes);
+    const sig = await s.sign(signedBytes);
     md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
+    signatures.push({ keyid: sig.keyid, sig: sig.sig });
   }
-  return new TextEncoder().encode(JSON.stringify(metadataToJSON(md)));
+  return { md, bytes: new TextEncoder().encode(JSON.stringify(metadataToJSON(md, json))), signedBytes, signatures };
 }
 
 /** The hash bin (TAP 15) of `path` in a targets role that delegates with succinct_roles. */

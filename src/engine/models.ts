@@ -105,10 +105,11 @@ export function signedToJSON(signed: AnySigned): JSONObject {
   return signed.toJSON() as JSONObject;
 }
 
-export function metadataToJSON(md: Metadata<AnySigned>): JSONObject {
+/** `signedJson`: `signedToJSON(md.signed)` when the caller has it already. */
+export function metadataToJSON(md: Metadata<AnySigned>, signedJson?: JSONObject): JSONObject {
   return {
     signatures: Object.values(md.signatures).map((s) => s.toJSON()),
-    signed: signedToJSON(md.signed),
+    signed: signedJson ?? signedToJSON(md.signed),
     ...md.unrecognizedFields,
   };
 }

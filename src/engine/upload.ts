@@ -25,7 +25,7 @@ import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
-import { expiresAt, parseMetadata } from './parse.ts';
+import { expiresAt, parseMetadata, type Parsed } from './parse.ts';
 import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
 import { currentVersion, delegationChain, delegationsOf, withTargets, type DelegationEntry, type RepoState } from './state.ts';
 
@@ -377,6 +377,12 @@ export interface TargetsOptions {
   roleClass?: Extract<RoleClass, 'delegated' | 'ci'>;
   /** Called with the parsed version before any trust decision (the service checks it against the file name). */
   onParsed?: (version: number) => void;
+  /**
+   * `bytes` already parsed: metadata this process built and signed itself (build.ts signParts).
+   * Saves parsing a file just serialized; signatures, version, expiry, paths and delegations are
+   * still checked as for any upload.
+   */
+  parsed?: Parsed<'targets'>;
 }
 
 /**
@@ -393,7 +399,12 @@ export function verifyTargetsUpload(
   const { policy, now } = ctx;
   if (role !== 'targets') assertDelegatedRoleName(role);
   const rp = role === 'targets' ? policy.roles.targets : policy.roles[opts.roleClass ?? 'delegated'];
-  const parsed = parseMetadata('targets', bytes, rp.maxBytes, role);
+  if (bytes.byteLength > rp.maxBytes) {
+    throw new EngineError('TOO_LARGE', `${role} metadata is ${bytes.byteLength} bytes, above the limit of ${rp.maxBytes}`, {
+      detail: { role, size: bytes.byteLength, limit: rp.maxBytes },
+    });
+  }
+  const parsed = opts.parsed ?? parseMetadata('targets', bytes, rp.maxBytes, role);
   const md = parsed.md;
   opts.onParsed?.(md.signed.version);
 

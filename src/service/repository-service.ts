@@ -38,7 +38,7 @@ import {
   type VerificationResult,
 } from '../engine/index.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { buildTargets, isoExpiry, putDelegation, signMetadata, targetFile, type ImageTarget } from '../engine/build.ts';
+import { buildTargets, isoExpiry, putDelegation, signParts, targetFile, type ImageTarget } from '../engine/build.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
 import { foldJobs, jobEndsAt, jobRoleName, jobsOf, serviceHeldRoles } from '../engine/jobs.ts';
 import { signedFromJSON, signedToJSON } from '../engine/models.ts';
@@ -556,15 +556,19 @@ export class RepositoryService {
     const now = this.#d.clock();
     const expires = isoExpiry(now + this.#d.policy.roles.snapshot.expiresDefaultMinutes * MINUTE);
     const rec = state.targets.get(role);
-    const json = rec ? structuredClone(signedToJSON(rec.md.signed)) : signedToJSON(buildTargets({ version: 1, expires }));
+    // signedToJSON builds fresh top-level objects; `edit` replaces target entries and delegations
+    // rather than changing nested objects in place (foldJobs, putDelegation, tag edits), so only
+    // the delegations (which putDelegation reads from) are copied, not every target entry.
+    const json = signedToJSON(rec?.md.signed ?? buildTargets({ version: 1, expires }));
+    if (json['delegations'] !== undefined) json['delegations'] = structuredClone(json['delegations']);
     edit(json);
     json['version'] = currentVersion(state, role) + 1;
     json['expires'] = expires;
     const signed = signedFromJSON('targets', json) as Targets;
     const signers = this.#d.keyring.signers(repository).ci.filter((s) => held.keyIDs.includes(s.keyid));
-    const bytes = await signMetadata(signed, signers);
-    const r = verifyTargetsUpload(state, role, bytes, this.#ctx(repository));
-    return { state: r.state, file: { fileName: `${signed.version}.${role}.json`, bytes } };
+    const parts = await signParts(signed, signers);
+    const r = verifyTargetsUpload(state, role, parts.bytes, this.#ctx(repository), { parsed: parts });
+    return { state: r.state, file: { fileName: `${signed.version}.${role}.json`, bytes: parts.bytes } };
   }
 
   /**
