@@ -122,6 +122,8 @@ interface QueuedWrite {
 
 /** Writes committed together at most (bounds the time a batch holds the lock). */
 const MAX_BATCH = 64;
+/** Writes waiting per repository at most; more are answered BUSY at once (bounds memory). */
+const MAX_QUEUED = 1024;
 
 export interface TagsResult extends UploadResult {
   tags: string[];
@@ -952,6 +954,10 @@ export class RepositoryService {
       if (!queue) {
         queue = [];
         this.#queues.set(repository, queue);
+      }
+      if (queue.length >= MAX_QUEUED) {
+        reject(new CoordError('BUSY', `${repository} has ${queue.length} writes waiting; retry`, { detail: { repository, retryAfterSeconds: 1 } }));
+        return;
       }
       queue.push({ step, resolve: resolve as (value: unknown) => void, reject });
       if (this.#draining.has(repository)) return;

@@ -112,6 +112,24 @@ describe('group commit', () => {
     expect((await roleTargets(h, 'release')).tags).toEqual(['r0', 'r1']);
   });
 
+  it('at most 1,024 writes wait per repository; the next is answered BUSY at once', async () => {
+    const h = await withRelease();
+    const gate = gateNextPublish(h);
+    const first = h.service.publishTags(REPO, 'release', { r0: image(0) });
+    await gate.reached;
+    const waiting = Array.from({ length: 1025 }, (_, i) =>
+      h.service.publishTags(REPO, 'release', { [`r${(i % 50) + 1}`]: image(i) }).then(
+        () => 'ok',
+        (e: { code?: string }) => e.code,
+      ),
+    );
+    gate.open();
+    await first;
+    const out = await Promise.all(waiting);
+    expect(out.filter((o) => o === 'ok')).toHaveLength(1024);
+    expect(out[1024]).toBe('BUSY');
+  });
+
   it('a commit that fails answers every write of its batch with the error and changes nothing', async () => {
     const h = await withRelease();
     const before = await h.timestampVersion();
