@@ -9,26 +9,50 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export const BACKOFF_MIN_MS = 5;
 export const BACKOFF_MAX_MS = 100;
 
+/**
+ * `wakeOn`, when given, registers a callback that cuts the current pause short (a lock released
+ * by its holder while others wait): the next try happens at once. It returns its unregistration.
+ */
 export async function pollWithin<T>(
   waitMs: number,
   attempt: () => Promise<T | undefined>,
   signal?: AbortSignal,
+  wakeOn?: (wake: () => void) => () => void,
 ): Promise<T | undefined> {
   const deadline = performance.now() + waitMs;
   let delay = BACKOFF_MIN_MS;
-  for (;;) {
-    signal?.throwIfAborted();
-    const result = await attempt();
-    if (result !== undefined) return result;
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) return undefined;
-    const pause = Math.min(remaining, delay / 2 + Math.random() * (delay / 2));
-    try {
-      await sleep(pause, undefined, signal === undefined ? undefined : { signal });
-    } catch (error) {
-      if (signal?.aborted === true) throw signal.reason;
-      throw error;
+  let woken = false;
+  let wake: (() => void) | undefined;
+  const unregister = wakeOn?.(() => {
+    woken = true;
+    wake?.();
+  });
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      woken = false;
+      const result = await attempt();
+      if (result !== undefined) return result;
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) return undefined;
+      if (woken) continue; // released while that try was on its way: try again now
+      const pause = Math.min(remaining, delay / 2 + Math.random() * (delay / 2));
+      const ac = new AbortController();
+      wake = () => ac.abort();
+      const onAbort = (): void => ac.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        await sleep(pause, undefined, { signal: ac.signal });
+      } catch (error) {
+        if (signal?.aborted === true) throw signal.reason;
+        if (!ac.signal.aborted) throw error;
+      } finally {
+        wake = undefined;
+        signal?.removeEventListener('abort', onAbort);
+      }
+      delay = Math.min(delay * 2, BACKOFF_MAX_MS);
     }
-    delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+  } finally {
+    unregister?.();
   }
 }

@@ -152,6 +152,12 @@ export interface Lock {
   isCurrent(options?: IsCurrentOptions): Promise<boolean>;
   /** Compare-and-delete: true if this lock was still held and is now released. */
   release(): Promise<boolean>;
+  /**
+   * After `release()`: another acquirer (this instance or another) was waiting for the lock and
+   * has been woken. A holder with more work should pause briefly before acquiring again, so the
+   * lock passes to the waiter instead of starving it (RepositoryService's group commit does).
+   */
+  readonly waiters: boolean;
 }
 
 export type HeadListener = (repository: string, version: number) => void;

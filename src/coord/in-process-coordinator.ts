@@ -52,6 +52,8 @@ class Hub {
   readonly repositories = new Set<string>();
   readonly grants = new Map<string, { text: string; expiresAt: number }>();
   readonly members = new Set<InProcessCoordinator>();
+  /** Acquirers waiting for a repository's lock: woken when it is released. */
+  readonly waiting = new Map<string, Set<() => void>>();
   grantPuts = 0;
 
   constructor(now: (() => number) | undefined) {
@@ -105,10 +107,25 @@ export class InProcessCoordinator implements Coordinator {
     this.#args.name('acquire', 'repository', repository);
     const ttlMs = this.#args.duration('acquire', 'ttlMs', options.ttlMs, 1);
     const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
-    return pollWithin(waitMs, async () => {
-      this.#open('acquire');
-      return this.#tryAcquire(repository, ttlMs);
-    }, options.signal);
+    const hub = this.#hub;
+    const wakeOn = (wake: () => void): (() => void) => {
+      let set = hub.waiting.get(repository);
+      if (!set) hub.waiting.set(repository, (set = new Set()));
+      set.add(wake);
+      return () => {
+        set.delete(wake);
+        if (set.size === 0 && hub.waiting.get(repository) === set) hub.waiting.delete(repository);
+      };
+    };
+    return pollWithin(
+      waitMs,
+      async () => {
+        this.#open('acquire');
+        return this.#tryAcquire(repository, ttlMs);
+      },
+      options.signal,
+      waitMs > 0 ? wakeOn : undefined,
+    );
   }
 
   #tryAcquire(repository: string, ttlMs: number): LockHandle | undefined {
@@ -148,7 +165,11 @@ export class InProcessCoordinator implements Coordinator {
           const entry = hub.locks.get(repository);
           if (entry === undefined || entry.token !== token) return false;
           hub.locks.delete(repository);
-          return entry.expiresAt > hub.now();
+          if (entry.expiresAt <= hub.now()) return false;
+          const waiting = hub.waiting.get(repository);
+          if (!waiting || waiting.size === 0) return true;
+          for (const wake of [...waiting]) wake();
+          return 'waiters';
         },
       },
     });

@@ -16,8 +16,8 @@ export interface LockOps {
   extend(ttlMs: number): Promise<boolean>;
   /** Token still holds the lock, fence still latest, at least `minRemainingMs` left. */
   check(minRemainingMs: number): Promise<LockCheck>;
-  /** Compare-and-delete on the backend. */
-  release(): Promise<boolean>;
+  /** Compare-and-delete on the backend; `waiters`: it was held, and someone was waiting (now woken). */
+  release(): Promise<boolean | 'waiters'>;
 }
 
 export type LockLossReason = 'released' | 'expired' | 'refused' | 'superseded' | 'closed';
@@ -49,6 +49,7 @@ export class LockHandle implements Lock {
   #deadline = Number.POSITIVE_INFINITY;
   #timer: NodeJS.Timeout | undefined;
   #released = false;
+  #waiters = false;
 
   constructor(init: LockHandleInit) {
     this.repository = init.repository;
@@ -100,7 +101,14 @@ export class LockHandle implements Lock {
     if (this.#released) return false;
     this.#released = true;
     this.lose('released');
-    return this.#ops.release();
+    const outcome = await this.#ops.release();
+    this.#waiters = outcome === 'waiters';
+    return outcome !== false;
+  }
+
+  /** See Lock.waiters. */
+  get waiters(): boolean {
+    return this.#waiters;
   }
 
   /** Mark the lock lost: abort the signal (once) and stop the deadline timer. */

@@ -107,6 +107,8 @@ export class RedisCoordinator implements Coordinator {
   readonly #locks = new Set<LockHandle>();
   readonly #outage = new Set<ConnectionRole>();
   #subscriber: { redis: Redis; gate: RedisReadyGate } | undefined;
+  /** Local acquirers waiting per repository, woken by `released` messages. */
+  readonly #waiting = new Map<string, Set<() => void>>();
   #subscribing: Promise<void> | undefined;
   /** Subscribed on the current subscriber connection. */
   #live = false;
@@ -190,19 +192,36 @@ export class RedisCoordinator implements Coordinator {
     this.#args.name('acquire', 'repository', repository);
     const ttlMs = this.#args.duration('acquire', 'ttlMs', options.ttlMs, 1);
     const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
-    return pollWithin(waitMs, async () => {
-      this.#open('acquire');
-      return this.#tryAcquire(repository, ttlMs);
-    }, options.signal);
+    // Waiters are woken by a release that found the repository marked as waited for (RELEASE
+    // publishes it on the `released` channel; every instance's subscriber wakes its own waiters).
+    const wakeOn = (wake: () => void): (() => void) => {
+      let set = this.#waiting.get(repository);
+      if (!set) this.#waiting.set(repository, (set = new Set()));
+      set.add(wake);
+      return () => {
+        set.delete(wake);
+        if (set.size === 0 && this.#waiting.get(repository) === set) this.#waiting.delete(repository);
+      };
+    };
+    return pollWithin(
+      waitMs,
+      async () => {
+        this.#open('acquire');
+        return this.#tryAcquire(repository, ttlMs, waitMs > 0);
+      },
+      options.signal,
+      waitMs > 0 ? wakeOn : undefined,
+    );
   }
 
-  async #tryAcquire(repository: string, ttlMs: number): Promise<LockHandle | undefined> {
+  async #tryAcquire(repository: string, ttlMs: number, waiting: boolean): Promise<LockHandle | undefined> {
     const lockKey = this.#key('lock', repository);
     const fenceKey = this.#key('fence', repository);
+    const waitingKey = this.#key('waiting', repository);
     const token = randomBytes(16).toString('hex');
     const detail = { repository };
     const startedAt = performance.now();
-    const reply = await this.#script('acquire', detail, ACQUIRE, [lockKey, fenceKey], [token, ttlMs]);
+    const reply = await this.#script('acquire', detail, ACQUIRE, [lockKey, fenceKey, waitingKey], [token, ttlMs, waiting ? '1' : '0']);
     if (reply === 0) return undefined;
     const fence = decimal(reply);
     if (fence === undefined || fence === 0) throw this.#unexpected('acquire', reply, detail);
@@ -220,7 +239,10 @@ export class RedisCoordinator implements Coordinator {
           const state = await this.#script('isCurrent', detail, CHECK, [lockKey, fenceKey], [token, fenceText, minRemainingMs]);
           return state === 1 ? 'current' : state === 2 ? 'short' : 'lost';
         },
-        release: async () => (await this.#script('release', detail, RELEASE, [lockKey], [token])) === 1,
+        release: async () => {
+          const released = await this.#script('release', detail, RELEASE, [lockKey, waitingKey], [token, this.#key('released'), repository]);
+          return released === 2 ? 'waiters' : released === 1;
+        },
       },
     });
     this.#locks.add(handle);
@@ -273,7 +295,7 @@ export class RedisCoordinator implements Coordinator {
     if (this.#live) return Promise.resolve();
     if (this.#subscribing !== undefined) return this.#subscribing;
     const connection = this.#subscriber ?? this.#openSubscriber();
-    this.#subscribing = this.#exec('subscribe', {}, (redis) => redis.subscribe(this.#key('heads')), connection).then(
+    this.#subscribing = this.#exec('subscribe', {}, (redis) => redis.subscribe(this.#key('heads'), this.#key('released')), connection).then(
       () => {
         this.#subscribing = undefined;
         this.#live = true;
@@ -302,6 +324,7 @@ export class RedisCoordinator implements Coordinator {
     this.#subscriber = subscriber;
     redis.on('message', (channel: string, message: string) => {
       if (channel === this.#key('heads')) this.#deliver(message);
+      else if (channel === this.#key('released')) for (const wake of [...(this.#waiting.get(message) ?? [])]) wake();
     });
     redis.on('close', () => {
       if (!this.#live) return;

@@ -31,12 +31,22 @@ export class RedisScript {
 }
 
 /**
- * KEYS: lock, fence. ARGV: token, ttlMs.
+ * How long a failed acquire marks its repository as waited for: above the longest pause between
+ * a waiter's tries (backoff.ts BACKOFF_MAX_MS), so a waiter that is still trying stays marked.
+ */
+export const WAITING_MARK_MS = 500;
+
+/**
+ * KEYS: lock, fence, waiting. ARGV: token, ttlMs, wait ('1': the caller will try again).
  * Takes the lock if free and issues fence = max(last + 1, server TIME in µs).
- * Returns the fence as a decimal string, or 0 when the lock is held.
+ * Returns the fence as a decimal string, or 0 when the lock is held (and, with
+ * wait, marks the repository as waited for, for WAITING_MARK_MS).
  */
 export const ACQUIRE = new RedisScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if ARGV[3] == '1' then redis.call('SET', KEYS[3], '1', 'PX', ${WAITING_MARK_MS}) end
+  return 0
+end
 local t = redis.call('TIME')
 local floor = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local fence = (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) + 1
@@ -53,11 +63,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `);
 
-/** KEYS: lock. ARGV: token. Compare-and-delete: 1 if deleted. */
+/**
+ * KEYS: lock, waiting. ARGV: token, channel, repository. Compare-and-delete: 0 if not held,
+ * 1 if deleted, 2 if deleted while someone was waiting: then the mark is cleared and the
+ * repository published on the channel, which wakes the waiters of every instance.
+ */
 export const RELEASE = new RedisScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-return 1
+if redis.call('DEL', KEYS[2]) == 0 then return 1 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 2
 `);
 
 /**

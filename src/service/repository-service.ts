@@ -22,6 +22,7 @@
  * - The cache is bounded in bytes; an evicted head is reloaded on demand.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Targets } from '@tufjs/models';
 import {
   EngineError,
@@ -122,6 +123,8 @@ interface QueuedWrite {
 
 /** Writes committed together at most (bounds the time a batch holds the lock). */
 const MAX_BATCH = 64;
+/** Pause of a drainer that released the lock to a waiter, before it competes again. */
+const HAND_OFF_MS = 15;
 /** Writes waiting per repository at most; more are answered BUSY at once (bounds memory). */
 const MAX_QUEUED = 1024;
 
@@ -212,6 +215,8 @@ export class RepositoryService {
   /** Group commit: writes waiting per repository, and the repositories with a drainer running. */
   readonly #queues = new Map<string, QueuedWrite[]>();
   readonly #draining = new Set<string>();
+  /** Repositories whose last lock release found another acquirer waiting. */
+  readonly #handOff = new Set<string>();
   #closing = false;
 
   constructor(deps: RepositoryServiceDeps) {
@@ -680,6 +685,7 @@ export class RepositoryService {
         return await fn(lock);
       } finally {
         await lock.release().catch((e: unknown) => this.#d.logger.warn({ repository, err: e }, 'lock release failed'));
+        if (lock.waiters) this.#handOff.add(repository);
       }
     })();
     this.#inflight.add(run);
@@ -975,6 +981,12 @@ export class RepositoryService {
         if (!queue || queue.length === 0) {
           this.#queues.delete(repository);
           return;
+        }
+        if (this.#handOff.delete(repository)) {
+          // Another acquirer (usually another instance's drainer) was waiting when this one
+          // released: let it take the lock before this instance's next batch, instead of
+          // re-acquiring at once and starving it into 409 BUSY. Writes keep queueing meanwhile.
+          await sleep(HAND_OFF_MS);
         }
         await this.#commitBatch(repository, queue.splice(0, MAX_BATCH));
       }

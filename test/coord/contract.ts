@@ -143,6 +143,23 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
         expect(next!.fence).toBeGreaterThan(lock.fence);
       });
 
+      it('tells a releasing holder whether another acquirer was waiting (and only a waiting one counts)', async () => {
+        const repository = freshName('waiters');
+        let lock = await held(a, repository);
+        expect(await b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 0 })).toBeUndefined(); // one try, not waiting
+        expect(await lock.release()).toBe(true);
+        expect(lock.waiters).toBe(false);
+        lock = await held(a, repository);
+        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 10_000 });
+        await sleep(30);
+        expect(await lock.release()).toBe(true);
+        expect(lock.waiters).toBe(true);
+        const next = await waiting;
+        expect(next).toBeDefined();
+        expect(await next!.release()).toBe(true);
+        expect(next!.waiters).toBe(false);
+      });
+
       it('lets a stale holder release nothing: the new holder keeps the lock', async () => {
         const repository = freshName('stale-release');
         const stale = await held(a, repository, SHORT_TTL_MS);
