@@ -332,20 +332,38 @@ export class RepositoryService {
     const snapName = metadataFileName('snapshot', ts.md.signed.snapshotMeta.version);
     const snapBytes = previous?.files.get(snapName) ?? (await this.#readFile(repository, snapName, policy.roles.snapshot.maxBytes));
     const snap = parseMetadata('snapshot', snapBytes, policy.roles.snapshot.maxBytes);
-    const listed = await this.#d.metadata.listMetadata(repository);
-    const rootVersions = listed.filter((f) => f.role === 'root' && f.version !== undefined).map((f) => f.version as number).sort((a, b) => a - b);
-    const roots = await mapLimit(rootVersions, 8, (v) => {
+    const readRoot = (v: number): Promise<Uint8Array> => {
       const name = metadataFileName('root', v);
       const prev = previous && previous.state.root.md.signed.version >= v ? previous.files.get(name) : undefined;
       return prev ? Promise.resolve(prev) : this.#readFile(repository, name, policy.roles.root.maxBytes);
-    });
-    const stored = new Set(listed.map((f) => f.fileName));
+    };
+    let roots: Uint8Array[];
+    let stored: Set<string> | undefined;
+    if (previous) {
+      // Incremental: the roots up to the one already trusted, then probe for newer ones. Listing
+      // every stored file (a registry tag list grows with the repository's whole history) is
+      // only needed for a first load.
+      const have = previous.state.root.md.signed.version;
+      roots = await mapLimit(Array.from({ length: have }, (_, i) => i + 1), 8, readRoot);
+      for (let v = have + 1; ; v++) {
+        const next = await this.#readOptional(repository, metadataFileName('root', v), policy.roles.root.maxBytes);
+        if (!next) break;
+        roots.push(next);
+      }
+    } else {
+      const listed = await this.#d.metadata.listMetadata(repository);
+      const rootVersions = listed.filter((f) => f.role === 'root' && f.version !== undefined).map((f) => f.version as number).sort((a, b) => a - b);
+      roots = await mapLimit(rootVersions, 8, readRoot);
+      stored = new Set(listed.map((f) => f.fileName));
+    }
     const targets = new Map<string, Uint8Array>();
     const maxTargets = Math.max(policy.roles.targets.maxBytes, policy.roles.delegated.maxBytes, policy.roles.ci.maxBytes);
     await mapLimit(Object.entries(snap.md.signed.meta), 16, async ([name, meta]) => {
       const role = name.slice(0, -'.json'.length);
       const fileName = metadataFileName(role, meta.version);
-      const bytes = previous?.files.get(fileName) ?? (stored.has(fileName) ? await this.#readFile(repository, fileName, maxTargets) : undefined);
+      const bytes =
+        previous?.files.get(fileName) ??
+        (stored ? (stored.has(fileName) ? await this.#readFile(repository, fileName, maxTargets) : undefined) : await this.#readOptional(repository, fileName, maxTargets));
       if (bytes) targets.set(role, bytes);
     });
     const { state, problems } = loadRepositoryState({ roots, timestamp: tsBytes, snapshot: snapBytes, targets }, policy);
@@ -779,8 +797,12 @@ export class RepositoryService {
   }
 
   async #storedOrUndefined(repository: string, fileName: string): Promise<Uint8Array | undefined> {
+    return this.#readOptional(repository, fileName, this.#d.policy.roles.targets.maxBytes);
+  }
+
+  async #readOptional(repository: string, fileName: string, maxBytes: number): Promise<Uint8Array | undefined> {
     try {
-      return await this.#readFile(repository, fileName, this.#d.policy.roles.targets.maxBytes);
+      return await this.#readFile(repository, fileName, maxBytes);
     } catch (e) {
       if (isStorageError(e, 'NOT_FOUND')) return undefined;
       throw e;
