@@ -12,6 +12,7 @@ import { InProcessCoordinator, RedisCoordinator, type Coordinator } from './coor
 import { defaultPolicyPath, loadPolicyFile, type Policy } from './policy/policy.ts';
 import { createApp } from './service/app.ts';
 import { withFastReads } from './service/fast-read.ts';
+import { attachFastFront, type FastFront } from './service/fast-front.ts';
 import { TokenAuth, loadTokens } from './service/auth.ts';
 import { createMetrics } from './service/metrics.ts';
 import { OnlineKeyring } from './service/online-keys.ts';
@@ -47,6 +48,8 @@ export interface ServeOptions {
 export interface RunningServer {
   url: string;
   server: Server;
+  /** The connection-level read front in front of `server` (src/service/fast-front.ts). */
+  fastFront: FastFront;
   service: RepositoryService;
   coord: Coordinator;
   store: Store;
@@ -125,7 +128,10 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   }, opts.refreshTickMs ?? 5_000);
   tick.unref();
 
+  // Reads of cached metadata are answered per connection by the front; whatever it does not answer goes,
+  // with the rest of its connection, to node:http: withFastReads, then Koa.
   const server = createServer(withFastReads({ service, auth, metrics }, app.callback()));
+  const fastFront = attachFastFront(server, { service, auth, metrics });
   server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1');
   await new Promise<void>((res, rej) => {
     server.once('listening', res);
@@ -140,6 +146,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   return {
     url,
     server,
+    fastFront,
     service,
     coord,
     store,

@@ -5,6 +5,9 @@
  * If-None-Match). Everything else — a cache miss, private reads, other routes,
  * errors — goes to the Koa app unchanged. Koa's middleware stack and router
  * were a quarter of the CPU of a timestamp read (bench/service-read.bench.ts).
+ * In `startServer` connections first meet the connection-level front
+ * (fast-front.ts), which answers the same reads without node:http; this
+ * listener serves them on connections the front has handed to node:http.
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { TokenAuth } from './auth.ts';
