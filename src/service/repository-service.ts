@@ -72,7 +72,11 @@ export interface RepositoryServiceDeps {
   policy: Policy;
   clock: () => number;
   logger: Logger;
-  /** Write lock lifetime and how long a writer waits for it. */
+  /**
+   * Write lock lifetime (default 30 s), and how long a writer waits for it before BUSY (default
+   * 15 s: with group commit one drainer per instance waits, not every request; answering a whole
+   * batch BUSY while a peer's commit is merely slow turns load into retry storms).
+   */
   lockTtlMs?: number;
   lockWaitMs?: number;
   /** Bound of the head cache, in bytes of metadata held. */
@@ -224,7 +228,7 @@ export class RepositoryService {
     if (!keyring) throw new TypeError('RepositoryService needs a keyring or signers');
     this.#d = { metadata: deps.metadata, coord: deps.coord, keyring, policy: deps.policy, clock: deps.clock, logger: deps.logger };
     this.#lockTtlMs = deps.lockTtlMs ?? 30_000;
-    this.#lockWaitMs = deps.lockWaitMs ?? 5_000;
+    this.#lockWaitMs = deps.lockWaitMs ?? 15_000;
     this.#cacheBytes = deps.cacheBytes ?? 256 * 1024 * 1024;
     this.#unsubscribe = [
       deps.coord.onHead((repository, version) => {
