@@ -40,7 +40,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../src/engine/index.ts';
+import { buildRoot, buildTargets, isoExpiry, signMetadata, type DelegationSpec, type ImageTarget } from '../src/engine/index.ts';
 import { InMemorySigner, type TufKeyJson } from '../src/keys/index.ts';
 import { freeLoopbackPort } from '../test/support/registry-server.ts';
 import { machine, median } from './stats.ts';
@@ -326,8 +326,8 @@ export class Owner {
     return isoExpiry(this.now + days * 86_400_000);
   }
 
-  /** Body of `POST /v1/repos/<repo>` for the service's online keys. */
-  async createBody(online: { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }): Promise<string> {
+  /** Body of `POST /v1/repos/<repo>` for the service's online keys; `extra`: delegations after `ci`. */
+  async createBody(online: { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }, extra: readonly DelegationSpec[] = []): Promise<string> {
     const root = await signMetadata(
       buildRoot({
         version: 1,
@@ -340,7 +340,7 @@ export class Owner {
       [this.root],
     );
     const targets = await signMetadata(
-      buildTargets({ version: 1, expires: this.expires(90), delegations: [{ name: 'ci', keys: [this.ci.public], threshold: 1, paths: ['v*'], terminating: true }] }),
+      buildTargets({ version: 1, expires: this.expires(90), delegations: [{ name: 'ci', keys: [this.ci.public], threshold: 1, paths: ['v*'], terminating: true }, ...extra] }),
       [this.targets],
     );
     const dec = new TextDecoder();

@@ -64,7 +64,6 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildRoot, buildTargets, signMetadata } from '../src/engine/index.ts';
 import { generateKeyFiles, type TufKeyJson } from '../src/keys/index.ts';
 import { startRedis, type RedisServer } from '../test/support/redis-server.ts';
 import { startRegistry, type RegistryServer } from '../test/support/registry-server.ts';
@@ -235,30 +234,8 @@ async function signedCreateBody(url: string, repo: string): Promise<string> {
   const keys = (await r.json()) as Record<'snapshot' | 'timestamp' | 'ci', Array<{ key: TufKeyJson }>>;
   const ci = keys.ci.map((k) => k.key);
   if (ci.length === 0) throw new Error('the service has no online CI key to delegate release to');
-  const root = await signMetadata(
-    buildRoot({
-      version: 1,
-      expires: owner.expires(365),
-      root: { keys: [owner.root.public], threshold: 1 },
-      targets: { keys: [owner.targets.public], threshold: 1 },
-      snapshot: { keys: keys.snapshot.map((k) => k.key), threshold: 1 },
-      timestamp: { keys: keys.timestamp.map((k) => k.key), threshold: 1 },
-    }),
-    [owner.root],
-  );
-  const targets = await signMetadata(
-    buildTargets({
-      version: 1,
-      expires: owner.expires(90),
-      delegations: [
-        { name: 'ci', keys: [owner.ci.public], threshold: 1, paths: ['v*'], terminating: true },
-        { name: 'release', keys: ci, threshold: 1, paths: ['r*'] },
-      ],
-    }),
-    [owner.targets],
-  );
-  const dec = new TextDecoder();
-  return `{"root":${dec.decode(root)},"targets":${dec.decode(targets)}}`;
+  const online = { snapshot: keys.snapshot.map((k) => k.key), timestamp: keys.timestamp.map((k) => k.key) };
+  return owner.createBody(online, [{ name: 'release', keys: ci, threshold: 1, paths: ['r*'] }]);
 }
 
 // ------------------------------------------------------------------ CPU accounting

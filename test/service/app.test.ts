@@ -248,15 +248,7 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     const body = (role: string, tag: string): string =>
       JSON.stringify({ role, tags: { [tag]: { digest: image(1).digest, size: image(1).size, mediaType: image(1).mediaType } } });
     // Top-level targets lists r-owner itself and delegates `release` (r*) to the service's CI key.
-    const targets2 = await h.targetsBytes({
-      version: 2,
-      targets: { 'r-owner': image(9) },
-      delegations: [
-        { name: 'ci', keys: [h.ci.public], threshold: 1, paths: ['v*'], terminating: true },
-        { name: 'release', keys: [h.online.ci.public], threshold: 1, paths: ['r*'] },
-      ],
-    });
-    expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/2.targets.json`, { token: ADMIN, body: targets2 })).status).toBe(201);
+    expect((await h.delegateRelease()).status).toBe(201);
     const before = await h.timestampVersion();
     expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { body: body('release', 'r1') }), 401, 'UNAUTHENTICATED');
     expectError(await h.request('POST', `/v1/repos/${REPO}/tags`, { token: OTHER, body: body('release', 'r1') }), 403, 'FORBIDDEN');

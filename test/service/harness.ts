@@ -106,6 +106,22 @@ export class ServiceHarness {
     return this.request('POST', `/v1/repos/${repo}`, { token: ADMIN, body: await this.createBody() });
   }
 
+  /**
+   * Top-level targets v2: `ci` (v*) to the owner's CI key as created, plus `release` (r*) delegated
+   * to the service's CI key (service-held), and `r-owner` listed by targets itself.
+   */
+  async delegateRelease(repo = 'wabbit-networks/net-monitor'): Promise<Injected> {
+    const targets2 = await this.targetsBytes({
+      version: 2,
+      targets: { 'r-owner': { digest: `sha256:${'9'.repeat(64)}`, size: 1009, mediaType: 'application/vnd.oci.image.manifest.v1+json' } },
+      delegations: [
+        { name: 'ci', keys: [this.ci.public], threshold: 1, paths: ['v*'], terminating: true },
+        { name: 'release', keys: [this.online.ci.public], threshold: 1, paths: ['r*'] },
+      ],
+    });
+    return this.request('PUT', `/v1/repos/${repo}/metadata/2.targets.json`, { token: ADMIN, body: targets2 });
+  }
+
   async timestampVersion(repo = 'wabbit-networks/net-monitor'): Promise<number> {
     const r = await this.request('GET', `/v1/repos/${repo}/metadata/timestamp.json`);
     return r.status === 200 ? (r.json<{ signed: { version: number } }>().signed.version) : 0;
