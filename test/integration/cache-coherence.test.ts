@@ -11,24 +11,17 @@
  * concurrency test in two-instances.test.ts meets it by chance).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RegistryServer } from '../support/registry-server.ts';
+import { describe, expect, it } from 'vitest';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
-import { CI_TOKEN, Owner, TOKENS, Traffic, createRepository, eventually, imageFor, readTimestamp, verifyWithTuf, logProblemsOnFailure, type Endpoint, type OnlineKeyFiles, setUpFleet, tearDownFleet } from './fleet.ts';
+import { CI_TOKEN, TOKENS, Traffic, createRepository, eventually, imageFor, readTimestamp, verifyWithTuf, logProblemsOnFailure, type Endpoint, useFleet } from './fleet.ts';
 import { startRegistryTap } from './registry-tap.ts';
 
-let registry: RegistryServer;
-let keys: OnlineKeyFiles;
-let owner: Owner;
-
-beforeAll(async () => {
-  ({ registry, keys, owner } = await setUpFleet());
-});
-afterAll(() => tearDownFleet(registry, keys));
+const fleet = useFleet();
 
 describe('head caches of two instances', () => {
   it('an instance whose head load overlapped a write by the other instance does not keep serving the older head', async () => {
+    const { registry, keys, owner } = fleet;
     const redis = await startRedis();
     const tap = await startRegistryTap(registry.url);
     const common = { redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey };
@@ -65,6 +58,7 @@ describe('head caches of two instances', () => {
   }, 60_000);
 
   it('the same overlap inside one instance: a head load that began before its own write does not replace the newer head', async () => {
+    const { registry, keys, owner } = fleet;
     const tap = await startRegistryTap(registry.url);
     const a = await startTufoci({ registry: tap.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey, name: 'A' });
     const traffic = new Traffic();

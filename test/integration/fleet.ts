@@ -29,7 +29,7 @@ import { MetadataStore, RegistryStore } from '../../src/storage/index.ts';
 import { RegistryFetcher, metadataBaseUrl } from '../../src/client/registry-fetcher.ts';
 import { buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../../src/engine/index.ts';
 import { InMemorySigner, generateKeyFiles, loadSignerFile, type TufKeyJson } from '../../src/keys/index.ts';
-import { onTestFailed } from 'vitest';
+import { afterAll, beforeAll, onTestFailed } from 'vitest';
 import type { TufociProcess, TufociTokenSpec } from '../support/tufoci-process.ts';
 
 export const ADMIN_TOKEN = 'integration-admin-token-0123456789';
@@ -629,6 +629,22 @@ export async function setUpFleet(): Promise<{ registry: RegistryServer; keys: On
   const registry = await startRegistry();
   const keys = await makeOnlineKeys();
   return { registry, keys, owner: await new Owner(keys).init() };
+}
+
+export interface Fleet {
+  registry: RegistryServer;
+  keys: OnlineKeyFiles;
+  owner: Owner;
+}
+
+/** The fleet of one test file: set up before its tests (beforeAll), torn down after them (afterAll). */
+export function useFleet(): Fleet {
+  const fleet = {} as Fleet;
+  beforeAll(async () => {
+    Object.assign(fleet, await setUpFleet());
+  });
+  afterAll(() => tearDownFleet(fleet.registry, fleet.keys));
+  return fleet;
 }
 
 export async function tearDownFleet(registry: RegistryServer | undefined, keys: OnlineKeyFiles | undefined): Promise<void> {

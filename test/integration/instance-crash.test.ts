@@ -14,12 +14,10 @@
  * policy allows (integer minutes, margin below expiry) is still a minute.
  * The dying instance is a real `tufoci serve` process.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RegistryServer } from '../support/registry-server.ts';
+import { describe, expect, it } from 'vitest';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
 import {
-  Owner,
   TOKENS,
   TimestampObserver,
   Traffic,
@@ -32,29 +30,21 @@ import {
   startInProcess,
   verifyWithTuf,
   type Endpoint,
-  type OnlineKeyFiles,
   type UploadJob,
-  setUpFleet,
-  tearDownFleet,
+  useFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, timestampOrder, verifyAll } from './checks.ts';
 import { startRegistryTap, type TappedRequest } from './registry-tap.ts';
 
 const HOUR = 3_600_000;
 
-let registry: RegistryServer;
-let keys: OnlineKeyFiles;
-let owner: Owner;
-
-beforeAll(async () => {
-  ({ registry, keys, owner } = await setUpFleet());
-});
-afterAll(() => tearDownFleet(registry, keys));
+const fleet = useFleet();
 
 const snapshotWrite = (r: TappedRequest): boolean => r.method === 'PUT' && /^\/v2\/it\/crash\/r\d+\/tuf\/manifests\/\d+\.snapshot\.json$/.test(r.path);
 
 describe('an instance killed mid-write', () => {
   it('loses no acknowledged upload, blocks no repository, and the survivor keeps re-signing timestamps', async () => {
+    const { registry, keys, owner } = fleet;
     const redis = await startRedis();
     const tap = await startRegistryTap(registry.url);
     const a = await startTufoci({ name: 'A', registry: tap.url, redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey });

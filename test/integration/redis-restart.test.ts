@@ -10,13 +10,12 @@
  * repository after the data loss, not only the ones it happens to cache.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
+import { describe, expect, it } from 'vitest';
+import { startRegistry } from '../support/registry-server.ts';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
 import {
   CI_TOKEN,
-  Owner,
   TOKENS,
   Traffic,
   Uploader,
@@ -27,29 +26,21 @@ import {
   readTimestamp,
   startInProcess,
   type Endpoint,
-  type OnlineKeyFiles,
   type UploadJob,
-  setUpFleet,
-  tearDownFleet,
+  useFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, timestampOrder, verifyAll } from './checks.ts';
 import { startRegistryTap, type TappedRequest } from './registry-tap.ts';
 
 const HOUR = 3_600_000;
 
-let registry: RegistryServer;
-let keys: OnlineKeyFiles;
-let owner: Owner;
-
-beforeAll(async () => {
-  ({ registry, keys, owner } = await setUpFleet());
-});
-afterAll(() => tearDownFleet(registry, keys));
+const fleet = useFleet();
 
 const snapshotWrite = (r: TappedRequest): boolean => r.method === 'PUT' && /^\/v2\/it\/redis\/r\d+\/tuf\/manifests\/\d+\.snapshot\.json$/.test(r.path);
 
 describe('Redis restarting under two instances', () => {
   it('loses no acknowledged upload; uploads answer 503 while it is down and succeed again afterwards, in every repository', async () => {
+    const { registry, keys, owner } = fleet;
     const redis = await startRedis();
     const tap = await startRegistryTap(registry.url);
     const common = { redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey };
@@ -131,6 +122,7 @@ describe('Redis restarting under two instances', () => {
   }, 170_000);
 
   it('after Redis lost its data, a running instance re-schedules every stored repository, not only the ones it has cached', async () => {
+    const { registry, keys, owner } = fleet;
     // A registry of its own, empty when C starts, so C caches nothing at start-up.
     const own = await startRegistry();
     const redis = await startRedis();

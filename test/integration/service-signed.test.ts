@@ -10,27 +10,20 @@
  * over HTTP from both instances and straight from the registry.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildTargets, isoExpiry, signMetadata } from '../../src/engine/index.ts';
 import { generateKeyFiles } from '../../src/keys/index.ts';
-import type { RegistryServer } from '../support/registry-server.ts';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
-import { ADMIN_TOKEN, CI_TOKEN, Owner, TOKENS, imageFor, logProblemsOnFailure, setUpFleet, tearDownFleet, verifyWithTuf, type OnlineKeyFiles } from './fleet.ts';
+import { ADMIN_TOKEN, CI_TOKEN, TOKENS, imageFor, logProblemsOnFailure, useFleet, verifyWithTuf } from './fleet.ts';
 
 const REPO = 'it/signed/app';
 const JOBS = 120;
-let registry: RegistryServer;
-let keys: OnlineKeyFiles;
-let owner: Owner;
-
-beforeAll(async () => {
-  ({ registry, keys, owner } = await setUpFleet());
-});
-afterAll(() => tearDownFleet(registry, keys));
+const fleet = useFleet();
 
 describe('service-signed tags across two instances', () => {
   it('120 concurrent publications over both instances: all acknowledged, none lost, verified by tuf-js from both and from the registry', async () => {
+    const { registry, keys, owner } = fleet;
     const ci = await generateKeyFiles(join(keys.dir, 'ci'), 'ed25519', 'integration test online CI key');
     const redis = await startRedis();
     const common = { registry: registry.url, redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey, env: { TUFOCI_CI_KEY: ci.privatePath } };

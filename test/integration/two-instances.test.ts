@@ -11,12 +11,10 @@
  * instance-crash.test.ts, redis-restart.test.ts and cache-coherence.test.ts
  * (each file stays under two minutes on two cores).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RegistryServer } from '../support/registry-server.ts';
+import { describe, expect, it } from 'vitest';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
 import {
-  Owner,
   TOKENS,
   TimestampObserver,
   Traffic,
@@ -25,21 +23,12 @@ import {
   imageFor,
   logProblemsOnFailure,
   type Endpoint,
-  type OnlineKeyFiles,
   type UploadJob,
-  setUpFleet,
-  tearDownFleet,
+  useFleet,
 } from './fleet.ts';
 import { failures, pad, verifyStored, sameTimestampEverywhere, timestampOrder, verifyAll } from './checks.ts';
 
-let registry: RegistryServer;
-let keys: OnlineKeyFiles;
-let owner: Owner;
-
-beforeAll(async () => {
-  ({ registry, keys, owner } = await setUpFleet());
-});
-afterAll(() => tearDownFleet(registry, keys));
+const fleet = useFleet();
 
 /** Uploads racing on one repository, and spread over all 20. */
 const HOT = 100;
@@ -47,6 +36,7 @@ const SPREAD = 100;
 
 describe('two tufoci serve processes sharing a registry and a redis', () => {
   it('200 concurrent uploads: 100 racing on one repository, 100 across 20 repositories, spread over both instances', async () => {
+    const { registry, keys, owner } = fleet;
     const redis = await startRedis();
     const common = { registry: registry.url, redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey };
     const [a, b] = await Promise.all([startTufoci({ ...common, name: 'A' }), startTufoci({ ...common, name: 'B' })]);
