@@ -56,3 +56,32 @@ export async function pollWithin<T>(
     unregister?.();
   }
 }
+
+/**
+ * Acquirers waiting per key (a repository's lock), for `pollWithin`'s `wakeOn`: `on(key)`
+ * registers for the duration of one wait, `wake(key)` cuts every such wait short and answers
+ * whether there was one.
+ */
+export class Wakers {
+  readonly #byKey = new Map<string, Set<() => void>>();
+
+  on(key: string): (wake: () => void) => () => void {
+    return (wake) => {
+      let set = this.#byKey.get(key);
+      if (!set) this.#byKey.set(key, (set = new Set()));
+      const mine = set;
+      mine.add(wake);
+      return () => {
+        mine.delete(wake);
+        if (mine.size === 0 && this.#byKey.get(key) === mine) this.#byKey.delete(key);
+      };
+    };
+  }
+
+  wake(key: string): boolean {
+    const set = this.#byKey.get(key);
+    if (!set || set.size === 0) return false;
+    for (const wake of [...set]) wake();
+    return true;
+  }
+}

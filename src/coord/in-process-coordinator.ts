@@ -12,7 +12,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ArgumentChecker, parseGrant } from './arguments.ts';
-import { pollWithin } from './backoff.ts';
+import { pollWithin, Wakers } from './backoff.ts';
 import { CoordError } from './coord-error.ts';
 import type {
   AcquireOptions,
@@ -53,7 +53,7 @@ class Hub {
   readonly grants = new Map<string, { text: string; expiresAt: number }>();
   readonly members = new Set<InProcessCoordinator>();
   /** Acquirers waiting for a repository's lock: woken when it is released. */
-  readonly waiting = new Map<string, Set<() => void>>();
+  readonly waiting = new Wakers();
   grantPuts = 0;
 
   constructor(now: (() => number) | undefined) {
@@ -107,16 +107,6 @@ export class InProcessCoordinator implements Coordinator {
     this.#args.name('acquire', 'repository', repository);
     const ttlMs = this.#args.duration('acquire', 'ttlMs', options.ttlMs, 1);
     const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
-    const hub = this.#hub;
-    const wakeOn = (wake: () => void): (() => void) => {
-      let set = hub.waiting.get(repository);
-      if (!set) hub.waiting.set(repository, (set = new Set()));
-      set.add(wake);
-      return () => {
-        set.delete(wake);
-        if (set.size === 0 && hub.waiting.get(repository) === set) hub.waiting.delete(repository);
-      };
-    };
     return pollWithin(
       waitMs,
       async () => {
@@ -124,7 +114,7 @@ export class InProcessCoordinator implements Coordinator {
         return this.#tryAcquire(repository, ttlMs);
       },
       options.signal,
-      waitMs > 0 ? wakeOn : undefined,
+      waitMs > 0 ? this.#hub.waiting.on(repository) : undefined,
     );
   }
 
@@ -166,10 +156,7 @@ export class InProcessCoordinator implements Coordinator {
           if (entry === undefined || entry.token !== token) return false;
           hub.locks.delete(repository);
           if (entry.expiresAt <= hub.now()) return false;
-          const waiting = hub.waiting.get(repository);
-          if (!waiting || waiting.size === 0) return true;
-          for (const wake of [...waiting]) wake();
-          return 'waiters';
+          return hub.waiting.wake(repository) ? 'waiters' : true;
         },
       },
     });

@@ -30,7 +30,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ArgumentChecker, parseGrant } from './arguments.ts';
-import { pollWithin } from './backoff.ts';
+import { pollWithin, Wakers } from './backoff.ts';
 import { CoordError } from './coord-error.ts';
 import type {
   AcquireOptions,
@@ -108,7 +108,7 @@ export class RedisCoordinator implements Coordinator {
   readonly #outage = new Set<ConnectionRole>();
   #subscriber: { redis: Redis; gate: RedisReadyGate } | undefined;
   /** Local acquirers waiting per repository, woken by `released` messages. */
-  readonly #waiting = new Map<string, Set<() => void>>();
+  readonly #waiting = new Wakers();
   #subscribing: Promise<void> | undefined;
   /** Subscribed on the current subscriber connection. */
   #live = false;
@@ -194,15 +194,6 @@ export class RedisCoordinator implements Coordinator {
     const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
     // Waiters are woken by a release that found the repository marked as waited for (RELEASE
     // publishes it on the `released` channel; every instance's subscriber wakes its own waiters).
-    const wakeOn = (wake: () => void): (() => void) => {
-      let set = this.#waiting.get(repository);
-      if (!set) this.#waiting.set(repository, (set = new Set()));
-      set.add(wake);
-      return () => {
-        set.delete(wake);
-        if (set.size === 0 && this.#waiting.get(repository) === set) this.#waiting.delete(repository);
-      };
-    };
     return pollWithin(
       waitMs,
       async () => {
@@ -210,7 +201,7 @@ export class RedisCoordinator implements Coordinator {
         return this.#tryAcquire(repository, ttlMs, waitMs > 0);
       },
       options.signal,
-      waitMs > 0 ? wakeOn : undefined,
+      waitMs > 0 ? this.#waiting.on(repository) : undefined,
     );
   }
 
@@ -324,7 +315,7 @@ export class RedisCoordinator implements Coordinator {
     this.#subscriber = subscriber;
     redis.on('message', (channel: string, message: string) => {
       if (channel === this.#key('heads')) this.#deliver(message);
-      else if (channel === this.#key('released')) for (const wake of [...(this.#waiting.get(message) ?? [])]) wake();
+      else if (channel === this.#key('released')) this.#waiting.wake(message);
     });
     redis.on('close', () => {
       if (!this.#live) return;
