@@ -778,8 +778,8 @@ export class RepositoryService {
       const existing = await this.#freshHead(repository);
       if (existing) {
         const same =
-          bytesEqual(existing.files.get('1.root.json') ?? (await this.#storedOrUndefined(repository, '1.root.json')), rootBytes) &&
-          bytesEqual(await this.#storedOrUndefined(repository, '1.targets.json'), targetsBytes);
+          bytesEqual(existing.files.get('1.root.json') ?? (await this.#readOptional(repository, '1.root.json')), rootBytes) &&
+          bytesEqual(await this.#readOptional(repository, '1.targets.json'), targetsBytes);
         if (same) return this.#result(repository, 'root', 1, existing, true);
         throw new ServiceError('REPO_EXISTS', `${repository} already exists`, { detail: { repository } });
       }
@@ -800,11 +800,8 @@ export class RepositoryService {
     });
   }
 
-  async #storedOrUndefined(repository: string, fileName: string): Promise<Uint8Array | undefined> {
-    return this.#readOptional(repository, fileName, this.#d.policy.roles.targets.maxBytes);
-  }
-
-  async #readOptional(repository: string, fileName: string, maxBytes: number): Promise<Uint8Array | undefined> {
+  /** A stored metadata file, or undefined when the store has none by that name. */
+  async #readOptional(repository: string, fileName: string, maxBytes = this.#d.policy.roles.targets.maxBytes): Promise<Uint8Array | undefined> {
     try {
       return await this.#readFile(repository, fileName, maxBytes);
     } catch (e) {
@@ -850,7 +847,7 @@ export class RepositoryService {
     const { fileName, role, version, bytes, roleClass, job } = u;
     const current = role === 'root' ? draft.state.root.md.signed.version : currentVersion(draft.state, role);
     if (version <= current) {
-      const stored = draft.files.get(fileName) ?? draft.head.files.get(fileName) ?? (await this.#storedOrUndefined(repository, fileName));
+      const stored = draft.files.get(fileName) ?? draft.head.files.get(fileName) ?? (await this.#readOptional(repository, fileName));
       if (stored && bytesEqual(stored, bytes)) return { state: draft.state, result: (h) => this.#result(repository, role, version, h, true) };
       throw new ServiceError('VERSION_TAKEN', `${role} version ${version} is taken (current ${current}); upload version ${current + 1}`, {
         detail: { repository, role, version, current },

@@ -3,11 +3,6 @@
  * retries, and every error code of the table in src/service/errors.ts — each
  * refusal answered with a JSON body naming the problem and changing nothing.
  */
-import { createServer } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Updater } from 'tuf-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HTTP_STATUS } from '../../src/service/errors.ts';
 import { image, signer } from '../support/engine-repo.ts';
@@ -60,17 +55,9 @@ describe('reads', () => {
   it('the unmodified tuf-js Updater verifies over HTTP what the service serves', async () => {
     const h = await ready();
     expect((await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: image(1) }) })).status).toBe(201);
-    const server = createServer(h.handler);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      const port = (server.address() as { port: number }).port;
-      const dir = mkdtempSync(join(tmpdir(), 'tufoci-http-'));
-      writeFileSync(join(dir, 'root.json'), await h.rootBytes());
-      const updater = new Updater({ metadataDir: dir, metadataBaseUrl: `http://127.0.0.1:${port}/v1/repos/${REPO}/metadata` });
+    await h.withUpdater(async (updater) => {
       expect((await updater.getTargetInfo('v1'))?.hashes['sha256']).toBe(image(1).digest.slice(7));
-    } finally {
-      server.close();
-    }
+    });
   });
 });
 

@@ -6,11 +6,6 @@
  * published into a role delegated to the service's CI key are signed by the
  * service, once per batch, and verify with the unmodified tuf-js Updater.
  */
-import { createServer } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Updater } from 'tuf-js';
 import { describe, expect, it } from 'vitest';
 import type { MetadataFile } from '../../src/storage/index.ts';
 import { image } from '../support/engine-repo.ts';
@@ -157,18 +152,10 @@ describe('service-signed tags over HTTP', () => {
       body: JSON.stringify({ role: 'release', tags: { r1: { digest: image(2).digest, size: image(2).size, mediaType: image(2).mediaType } } }),
     });
     expect(moved.json()).toMatchObject({ version: 2 });
-    const server = createServer(h.handler);
-    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
-    try {
-      const port = (server.address() as { port: number }).port;
-      const dir = mkdtempSync(join(tmpdir(), 'tufoci-tags-'));
-      writeFileSync(join(dir, 'root.json'), await h.rootBytes());
-      const updater = new Updater({ metadataDir: dir, metadataBaseUrl: `http://127.0.0.1:${port}/v1/repos/${REPO}/metadata` });
+    await h.withUpdater(async (updater) => {
       expect((await updater.getTargetInfo('r1'))?.hashes['sha256']).toBe(image(2).digest.slice(7));
       expect((await updater.getTargetInfo('r-owner'))?.hashes['sha256']).toBe('9'.repeat(64));
-    } finally {
-      server.close();
-    }
+    });
     const status = (await h.request('GET', `/v1/repos/${REPO}/status`)).json<{ roles: Array<{ role: string; signedBy: string }> }>();
     expect(status.roles.find((x) => x.role === 'release')?.signedBy).toBe('online');
   });

@@ -3,7 +3,12 @@
  * online signers, the default policy, an admin and a scoped CI token — and a
  * SimRepo-like owner who signs root/targets/ci offline.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
+import { Updater } from 'tuf-js';
 import { InProcessCoordinator, type Coordinator } from '../../src/coord/index.ts';
 import { buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget, type TargetsSpec } from '../../src/engine/index.ts';
 import { InMemorySigner } from '../../src/keys/index.ts';
@@ -120,6 +125,23 @@ export class ServiceHarness {
       ],
     });
     return this.request('PUT', `/v1/repos/${repo}/metadata/2.targets.json`, { token: ADMIN, body: targets2 });
+  }
+
+  /**
+   * The unmodified tuf-js Updater, trusting 1.root.json, over HTTP from this service (a server on
+   * a free loopback port for the duration of `fn`).
+   */
+  async withUpdater<T>(fn: (updater: Updater) => Promise<T>, repo = 'wabbit-networks/net-monitor'): Promise<T> {
+    const server = createServer(this.handler);
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const dir = mkdtempSync(join(tmpdir(), 'tufoci-updater-'));
+      writeFileSync(join(dir, 'root.json'), await this.rootBytes());
+      return await fn(new Updater({ metadataDir: dir, metadataBaseUrl: `http://127.0.0.1:${port}/v1/repos/${repo}/metadata` }));
+    } finally {
+      server.close();
+    }
   }
 
   async timestampVersion(repo = 'wabbit-networks/net-monitor'): Promise<number> {
