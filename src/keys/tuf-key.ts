@@ -6,12 +6,16 @@
  * P-256 (keytype "ecdsa", scheme "ecdsa-sha2-nistp256", keyval.public = SPKI PEM),
  * the forms python-tuf/securesystemslib, go-tuf and tuf-js all read.
  *
- * Key ids follow the specification: the hex SHA-256 of the canonical JSON
- * (RFC 8785 via `canonicalize`, identical to OLPC canonical JSON for these
- * ASCII-only objects) of {keytype, scheme, keyval}.
+ * Key ids follow the specification: the hex SHA-256 of the OLPC canonical
+ * JSON of {keytype, scheme, keyval}, the form securesystemslib, python-tuf,
+ * go-tuf and tuf-js hash. OLPC escapes only `"` and `\` and writes every other
+ * character raw, so a PEM public value (ECDSA) hashes with literal newlines;
+ * RFC 8785 would write `\n` and give another id. `legacyKeyId` is that RFC 8785
+ * id, which tufoci wrote before, kept only to recognise and repair old listings.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { canonicalize as olpc } from '@tufjs/canonical-json';
 import { TufociError } from '../errors.ts';
 
 export type KeyType = 'ed25519' | 'ecdsa-p256';
@@ -29,16 +33,24 @@ export class KeyError extends TufociError<KeyErrorCode> {}
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** Canonical JSON used for key ids (and anything else hashed by identity). */
-export function canonicalJson(value: unknown): string {
-  const out = canonicalize(value);
-  if (out === undefined) throw new KeyError('BAD_KEY', 'value cannot be canonicalized');
-  return out;
+function keyBody(key: TufKeyJson): TufKeyJson {
+  return { keytype: key.keytype, scheme: key.scheme, keyval: { public: key.keyval.public } };
 }
 
+/** The key id the TUF specification defines: SHA-256 of the key's OLPC canonical JSON. */
 export function computeKeyId(key: TufKeyJson): string {
-  const body = { keytype: key.keytype, scheme: key.scheme, keyval: { public: key.keyval.public } };
-  return createHash('sha256').update(canonicalJson(body)).digest('hex');
+  return createHash('sha256').update(olpc(keyBody(key) as never)).digest('hex');
+}
+
+/**
+ * The id tufoci wrote before it followed the specification (SHA-256 of the RFC 8785
+ * form). Equal to `computeKeyId` for keys without control characters (ed25519 hex);
+ * different for every PEM (ECDSA) key. Used only to flag and repair old listings.
+ */
+export function legacyKeyId(key: TufKeyJson): string {
+  const out = canonicalize(keyBody(key));
+  if (out === undefined) throw new KeyError('BAD_KEY', 'key cannot be canonicalized');
+  return createHash('sha256').update(out).digest('hex');
 }
 
 /** The TUF JSON form of a Node public KeyObject. */
