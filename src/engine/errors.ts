@@ -8,6 +8,11 @@ import { TufociError } from '../errors.ts';
 export type EngineErrorCode =
   | 'TOO_LARGE' // the file exceeds the policy's size limit for its role
   | 'MALFORMED' // not UTF-8 JSON, or not well-formed TUF metadata
+  | 'DUPLICATE_KEY' // an object names a member twice: parsers disagree on which one counts
+  | 'NOT_INTEGER' // a number with a fraction or exponent (3.0, 3.97e2), -0, or beyond ±2^53
+  | 'LONE_SURROGATE' // a string escapes half of a UTF-16 surrogate pair
+  | 'TOO_DEEP' // nesting deeper than the reader's bound
+  | 'BAD_DATE' // `expires` is not a real calendar instant (2027-02-30, 24:00:00)
   | 'NOT_CANONICAL' // the signed part does not survive a parse/serialize round trip
   | 'WRONG_TYPE' // `_type` is not the role expected
   | 'UNSUPPORTED_SPEC_VERSION'

@@ -23,7 +23,7 @@
  */
 import type { Policy } from '../policy/policy.ts';
 import { EngineError } from './errors.ts';
-import { parseMetadata } from './parse.ts';
+import { limitsFromPolicy, parseMetadata } from './parse.ts';
 import { verifyThreshold } from './signatures.ts';
 import { checkConsistency } from './consistency.ts';
 import { delegationsOf, withTargets, type RepoState } from './state.ts';
@@ -52,7 +52,7 @@ export interface LoadResult {
 function verifyRootChain(roots: readonly Uint8Array[], policy: Policy): RepoState {
   const [anchor, ...rest] = roots;
   if (!anchor) throw new EngineError('INCONSISTENT', 'no trusted root given', { detail: { role: 'root' } });
-  const parsed = parseMetadata('root', anchor, policy.roles.root.maxBytes);
+  const parsed = parseMetadata('root', anchor, policy.roles.root.maxBytes, 'root', limitsFromPolicy(policy));
   const own = parsed.md.signed.roles['root'];
   if (!own) throw new EngineError('MALFORMED', 'root does not define the root role', { detail: { role: 'root' } });
   const self = verifyThreshold('root', parsed.signedBytes, parsed.signatures, own, parsed.md.signed.keys);
@@ -66,7 +66,7 @@ function verifyRootChain(roots: readonly Uint8Array[], policy: Policy): RepoStat
 }
 
 function rotateRoot(state: RepoState, bytes: Uint8Array, policy: Policy): RepoState {
-  const parsed = parseMetadata('root', bytes, policy.roles.root.maxBytes);
+  const parsed = parseMetadata('root', bytes, policy.roles.root.maxBytes, 'root', limitsFromPolicy(policy));
   const trusted = state.root.md.signed;
   if (parsed.md.signed.version !== trusted.version + 1) {
     throw new EngineError('INCONSISTENT', `root chain jumps from ${trusted.version} to ${parsed.md.signed.version}`, {
@@ -112,7 +112,7 @@ export function loadRepositoryState(files: StoredFiles, policy: Policy): LoadRes
       throw new EngineError('INCONSISTENT', `snapshot names ${role} version ${version}, which is not stored`, { detail: { role, version } });
     }
     const rp = role === 'targets' ? policy.roles.targets : policy.roles.delegated;
-    const parsed = parseMetadata('targets', bytes, Math.max(rp.maxBytes, policy.roles.ci.maxBytes), role);
+    const parsed = parseMetadata('targets', bytes, Math.max(rp.maxBytes, policy.roles.ci.maxBytes), role, limitsFromPolicy(policy));
     if (parsed.md.signed.version !== version) {
       throw new EngineError('INCONSISTENT', `snapshot names ${role} version ${version}, stored file is version ${parsed.md.signed.version}`, {
         detail: { role, expected: version, got: parsed.md.signed.version },

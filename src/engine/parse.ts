@@ -3,9 +3,15 @@
  *
  * Invariants:
  * - The size bound is checked before anything else is done with the bytes.
- * - Input is `unknown` until checked: strict UTF-8, JSON, `{signed, signatures}`,
- *   `_type`, spec version 1.x, integer version ≥ 1, RFC 3339 `expires` in UTC,
- *   hex signatures with unique key ids.
+ * - The bytes must read the same in every conforming parser (strict-json.ts:
+ *   no duplicate member names, integers only, no unpaired surrogates, bounded
+ *   depth); that pass is linear and runs before any value is built.
+ * - Every count the models would iterate over (signatures, keys, roles,
+ *   delegations, path patterns, targets) is bounded on the plain JSON, before
+ *   any @tufjs/models object is built: no upload can make parsing superlinear.
+ * - Input is `unknown` until checked: `{signed, signatures}`, `_type`, spec
+ *   version 1.x, integer version ≥ 1, `expires` a real calendar instant in UTC
+ *   (RFC 3339, `Z`, seconds precision), hex signatures with unique key ids.
  * - The bytes that signatures are checked over are the canonical form of the
  *   `signed` object *as @tufjs/models re-serializes it*, which is what every
  *   tuf-js client verifies. If that differs from the canonical form of the
@@ -20,6 +26,7 @@ import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
 import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
+import { parseStrictJson, StrictJsonError } from './strict-json.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 export interface KindMap {
@@ -37,33 +44,140 @@ export interface Parsed<K extends RoleType> {
 }
 
 const SPEC_VERSION = /^1\.[0-9]{1,4}(?:\.[0-9]{1,4})?$/;
-const EXPIRES = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$/;
+const EXPIRES = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z$/;
 const KEYID = /^[0-9a-f]{64}$/;
 const SIG = /^(?:[0-9a-f]{2}){1,512}$/;
-const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * `expires` as ms since the epoch, or NaN unless it is a real instant written
+ * `YYYY-MM-DDTHH:MM:SSZ`. Date.parse alone rolls `2027-02-30` over to March 2
+ * (and accepts hour 24); Python's strptime and Go's time.Parse refuse them, so
+ * those are refused here too. Leap seconds (`:60`) are refused: parsers differ.
+ */
 export function parseExpires(expires: string): number {
-  return EXPIRES.test(expires) ? Date.parse(expires) : Number.NaN;
+  const m = EXPIRES.exec(expires);
+  if (!m) return Number.NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  if (year < 1 || month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 || day < 1) return Number.NaN;
+  const leap = month === 2 && (year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0));
+  if (day > (DAYS[month - 1] as number) + (leap ? 1 : 0)) return Number.NaN;
+  return Date.parse(expires);
 }
 
-export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, maxBytes: number, label: string = kind): Parsed<K> {
+/**
+ * Bounds on what one metadata file may list, checked on the plain JSON before
+ * any model object is built. The engine passes the policy's limits
+ * (`limitsFromPolicy`); clients and tools reading metadata they did not
+ * produce use `DEFAULT_PARSE_LIMITS`, the default policy's values.
+ */
+export interface ParseLimits {
+  /** Targets in one targets role. */
+  maxTargets: number;
+  /** Delegated roles one targets role lists. */
+  maxDelegations: number;
+  /** Key ids one role (top-level or delegated) lists; also bounds root's roles' key ids. */
+  maxKeysPerRole: number;
+  /** Path patterns one delegation lists. */
+  maxPathsPerDelegation: number;
+}
+
+export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxTargets: 100_000, maxDelegations: 256, maxKeysPerRole: 64, maxPathsPerDelegation: 1024 };
+
+export function limitsFromPolicy(policy: { limits: { maxTargetsPerRole: number; maxDelegationsPerRole: number; maxKeysPerRole: number } }): ParseLimits {
+  return {
+    maxTargets: policy.limits.maxTargetsPerRole,
+    maxDelegations: policy.limits.maxDelegationsPerRole,
+    maxKeysPerRole: policy.limits.maxKeysPerRole,
+    maxPathsPerDelegation: DEFAULT_PARSE_LIMITS.maxPathsPerDelegation,
+  };
+}
+
+function countOf(v: unknown): number {
+  if (Array.isArray(v)) return v.length;
+  if (isObject(v)) {
+    let n = 0;
+    for (const _ in v) n++;
+    return n;
+  }
+  return 0;
+}
+
+function bound(label: string, field: string, count: number, limit: number): void {
+  if (count > limit) {
+    throw new EngineError('POLICY_VIOLATION', `${label}: ${field} lists ${count} entries, above the limit of ${limit}`, {
+      detail: { role: label, field, count, limit },
+    });
+  }
+}
+
+/** Counts on the plain JSON: cheap, and before anything iterates over them. */
+function checkCounts(kind: RoleType, label: string, signed: Record<string, unknown>, signatures: unknown[], limits: ParseLimits): void {
+  // A role can be signed by at most its keys; root by the old and the new root keys.
+  bound(label, 'signatures', signatures.length, 2 * limits.maxKeysPerRole);
+  if (kind === 'root') {
+    const roles = signed['roles'];
+    bound(label, 'roles', countOf(roles), 8);
+    bound(label, 'keys', countOf(signed['keys']), 4 * limits.maxKeysPerRole);
+    if (isObject(roles)) for (const [name, r] of Object.entries(roles)) if (isObject(r)) bound(label, `roles.${name}.keyids`, countOf(r['keyids']), limits.maxKeysPerRole);
+  } else if (kind === 'targets') {
+    bound(label, 'targets', countOf(signed['targets']), limits.maxTargets);
+    const d = signed['delegations'];
+    if (isObject(d)) {
+      const roles = d['roles'];
+      bound(label, 'delegations.roles', countOf(roles), limits.maxDelegations);
+      bound(label, 'delegations.keys', countOf(d['keys']), limits.maxDelegations * limits.maxKeysPerRole);
+      if (Array.isArray(roles)) {
+        for (const r of roles) {
+          if (!isObject(r)) continue;
+          const name = typeof r['name'] === 'string' ? r['name'].slice(0, 60) : '?';
+          bound(label, `delegations.roles[${name}].keyids`, countOf(r['keyids']), limits.maxKeysPerRole);
+          bound(label, `delegations.roles[${name}].paths`, countOf(r['paths']) + countOf(r['path_hash_prefixes']), limits.maxPathsPerDelegation);
+        }
+      }
+    }
+  }
+}
+
+/** Checks a caller runs on the plain JSON, after the cheap checks and before any model is built. */
+export interface ParseHooks {
+  /**
+   * Typically the signature threshold against the trusted keys, so a forged or
+   * junk-signed file is refused before the cost of building models.
+   */
+  beforeModels?: (p: { signatures: readonly SignatureEntry[]; signedBytes: () => Buffer; version: number }) => void;
+}
+
+export function parseMetadata<K extends RoleType>(
+  kind: K,
+  bytes: Uint8Array,
+  maxBytes: number,
+  label: string = kind,
+  limits: ParseLimits = DEFAULT_PARSE_LIMITS,
+  hooks: ParseHooks = {},
+): Parsed<K> {
   const detail = { role: label };
   if (bytes.byteLength > maxBytes) {
     throw new EngineError('TOO_LARGE', `${label} metadata is ${bytes.byteLength} bytes, above the limit of ${maxBytes}`, {
       detail: { ...detail, size: bytes.byteLength, limit: maxBytes },
     });
   }
-  let text: string;
   let json: unknown;
   try {
-    text = decoder.decode(bytes);
-    json = JSON.parse(text);
+    json = parseStrictJson(bytes, { label: `${label} metadata` });
   } catch (cause) {
-    throw new EngineError('MALFORMED', `${label} metadata is not valid UTF-8 JSON`, { detail, cause });
+    if (cause instanceof StrictJsonError) {
+      const code = cause.code === 'BAD_JSON' ? 'MALFORMED' : cause.code;
+      throw new EngineError(code, cause.code === 'BAD_JSON' ? `${label} metadata is not valid UTF-8 JSON (${cause.message})` : cause.message, {
+        detail: { ...detail, ...cause.detail },
+        cause,
+      });
+    }
+    throw cause;
   }
   if (!isObject(json) || !isObject(json['signed']) || !Array.isArray(json['signatures'])) {
     throw new EngineError('MALFORMED', `${label} metadata must be an object with "signed" and "signatures"`, { detail });
@@ -86,8 +200,11 @@ export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, ma
   }
   const expires = signed['expires'];
   if (typeof expires !== 'string' || Number.isNaN(parseExpires(expires))) {
-    throw new EngineError('MALFORMED', `${label}: expires must be a UTC timestamp like 2030-01-01T00:00:00Z`, { detail });
+    throw new EngineError(typeof expires === 'string' && EXPIRES.test(expires) ? 'BAD_DATE' : 'MALFORMED', `${label}: expires must be a real UTC instant like 2030-01-01T00:00:00Z, got ${JSON.stringify(expires)?.slice(0, 40)}`, {
+      detail: { ...detail, expires: typeof expires === 'string' ? expires.slice(0, 40) : null },
+    });
   }
+  checkCounts(kind, label, signed, json['signatures'] as unknown[], limits);
   const signatures: SignatureEntry[] = [];
   const seen = new Set<string>();
   for (const s of json['signatures'] as unknown[]) {
@@ -102,6 +219,20 @@ export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, ma
     seen.add(s['keyid']);
     signatures.push({ keyid: s['keyid'], sig: s['sig'] });
   }
+  // The canonical bytes of the object as sent; when the models reproduce that object (checked
+  // below), they are also the bytes every client verifies. Computed at most once.
+  let signedBytes: Buffer | undefined;
+  const canonical = (): Buffer => {
+    if (signedBytes === undefined) {
+      try {
+        signedBytes = canonicalSignedBytes(signed);
+      } catch (cause) {
+        throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
+      }
+    }
+    return signedBytes;
+  };
+  hooks.beforeModels?.({ signatures, signedBytes: canonical, version });
   let md: Metadata<KindMap[K]>;
   try {
     const { signed: _s, signatures: _sigs, ...unrecognized } = json;
@@ -116,13 +247,7 @@ export function parseMetadata<K extends RoleType>(kind: K, bytes: Uint8Array, ma
       detail,
     });
   }
-  let signedBytes: Buffer;
-  try {
-    signedBytes = canonicalSignedBytes(reserialized);
-  } catch (cause) {
-    throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form (floats are not allowed)`, { detail, cause });
-  }
-  return { md, bytes, signedBytes, signatures };
+  return { md, bytes, signedBytes: canonical(), signatures };
 }
 
 export function expiresAt(md: Metadata<Root | Targets | Snapshot | Timestamp>): number {

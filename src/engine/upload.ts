@@ -25,8 +25,8 @@ import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
-import { expiresAt, parseMetadata, type Parsed } from './parse.ts';
-import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type VerificationResult } from './signatures.ts';
+import { expiresAt, limitsFromPolicy, parseMetadata, type Parsed } from './parse.ts';
+import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type SignatureEntry, type VerificationResult } from './signatures.ts';
 import { currentVersion, delegationChain, delegationsOf, withTargets, type DelegationEntry, type RepoState } from './state.ts';
 
 export interface UploadContext {
@@ -206,7 +206,7 @@ export function verifyRootUpload(
   ctx: RootContext,
   opts: Pick<TargetsOptions, 'onParsed'> = {},
 ): RootUploadResult {
-  const parsed = parseMetadata('root', bytes, ctx.policy.roles.root.maxBytes);
+  const parsed = parseMetadata('root', bytes, ctx.policy.roles.root.maxBytes, 'root', limitsFromPolicy(ctx.policy));
   const root = parsed.md;
   opts.onParsed?.(root.signed.version);
   let previous: VerificationResult | undefined;
@@ -404,11 +404,8 @@ export function verifyTargetsUpload(
       detail: { role, size: bytes.byteLength, limit: rp.maxBytes },
     });
   }
-  const parsed = opts.parsed ?? parseMetadata('targets', bytes, rp.maxBytes, role);
-  const md = parsed.md;
-  opts.onParsed?.(md.signed.version);
-
-  // Who may sign this role, and is that trust still current?
+  // Who may sign this role, and is that trust still current? Known from the name alone,
+  // so it is settled before the upload's bytes cost anything beyond reading them.
   const chain = delegationChain(state, role, policy.limits.maxDelegationDepth);
   if (expiresAt(state.root.md) <= now) {
     throw new EngineError('DELEGATOR_EXPIRED', `trusted root expired at ${state.root.md.signed.expires}; upload a new root first`, {
@@ -429,8 +426,26 @@ export function verifyTargetsUpload(
   }
   const own = chain[0];
   if (!own) throw new EngineError('UNKNOWN_ROLE', `no role delegates "${role}"`, { detail: { role } });
-  const verification = verifyThreshold(role, parsed.signedBytes, parsed.signatures, own, own.keys);
-  if (!verification.ok) refuseThreshold(verification, { role });
+  // The signatures are checked on the plain JSON, before any model is built: a forged or
+  // junk-signed upload costs the strict read and (only if its key ids are authorized) one
+  // canonical encoding, never the model build.
+  let verification: VerificationResult | undefined;
+  const verifyFirst = (p: { signatures: readonly SignatureEntry[]; signedBytes: () => Buffer; version: number }): void => {
+    opts.onParsed?.(p.version);
+    const listed = new Set(own.keyIDs);
+    const candidates = p.signatures.filter((s) => listed.has(s.keyid));
+    verification = verifyThreshold(role, candidates.length >= own.threshold ? p.signedBytes() : Buffer.alloc(0), candidates.length >= own.threshold ? p.signatures : [], own, own.keys);
+    if (!verification.ok) refuseThreshold(verification, { role });
+  };
+  let parsed: Parsed<'targets'>;
+  if (opts.parsed) {
+    parsed = opts.parsed;
+    verifyFirst({ signatures: parsed.signatures, signedBytes: () => parsed.signedBytes, version: parsed.md.signed.version });
+  } else {
+    parsed = parseMetadata('targets', bytes, rp.maxBytes, role, limitsFromPolicy(policy), { beforeModels: verifyFirst });
+  }
+  const md = parsed.md;
+  if (!verification?.ok) throw new EngineError('THRESHOLD_NOT_MET', `${role}: signatures were not verified`, { detail: { role } });
 
   checkVersion(role, md.signed.version, currentVersion(state, role));
   checkExpiry(role, md, now, rp);

@@ -10,6 +10,7 @@ import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
+import { StrictJsonError, parseStrictJson } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
@@ -62,8 +63,10 @@ async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object'
   const body = await readBody(ctx, limit);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+    // The strict reader: duplicate names, floats and deep nesting are refused by name, in linear time.
+    parsed = parseStrictJson(body, { label: 'request body' });
   } catch (cause) {
+    if (cause instanceof StrictJsonError && cause.code !== 'BAD_JSON') throw cause;
     throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });

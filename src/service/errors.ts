@@ -57,6 +57,11 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
   EngineError: {
     TOO_LARGE: 413,
     MALFORMED: 400,
+    DUPLICATE_KEY: 400,
+    NOT_INTEGER: 400,
+    LONE_SURROGATE: 400,
+    TOO_DEEP: 400,
+    BAD_DATE: 400,
     NOT_CANONICAL: 400,
     WRONG_TYPE: 400,
     UNSUPPORTED_SPEC_VERSION: 400,
@@ -97,6 +102,13 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     BUSY: 409,
     UNAVAILABLE: 503,
     LOCK_LOST: 503,
+  },
+  StrictJsonError: {
+    BAD_JSON: 400,
+    DUPLICATE_KEY: 400,
+    NOT_INTEGER: 400,
+    LONE_SURROGATE: 400,
+    TOO_DEEP: 400,
   },
   KeyError: {
     BAD_KEY: 422,

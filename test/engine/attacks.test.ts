@@ -1,3 +1,4 @@
+import { canonicalSignedBytes } from '../../src/engine/canonical.ts';
 /**
  * One test per attack on the engine. Every refusal must be a typed EngineError
  * with the expected code, and must leave the trusted state unchanged.
@@ -258,9 +259,12 @@ describe('delegation attacks', () => {
       const bytes = await repo.targetsBytes({ version: 2, delegations: [{ name, keys: [repo.ciKey.public], threshold: 1, paths: ['v*'] }] });
       refuses(() => verifyTargetsUpload(repo.state, 'targets', bytes, repo.ctx), 'BAD_ROLE_NAME');
     }
-    // Top-level names are refused while parsing (the models reject them), before any signature is trusted.
+    // Top-level names are refused while parsing (the models reject them); signatures are checked first,
+    // on the plain JSON, so an unsigned edit is refused for its signature before any model is built.
     const json = JSON.parse(new TextDecoder().decode(await repo.targetsBytes({ version: 2, delegations: [{ name: 'ci', keys: [repo.ciKey.public], threshold: 1 }] })));
     json.signed.delegations.roles[0].name = 'snapshot';
+    refuses(() => verifyTargetsUpload(repo.state, 'targets', new TextEncoder().encode(JSON.stringify(json)), repo.ctx), 'THRESHOLD_NOT_MET');
+    json.signatures = [await repo.targetsKey.sign(canonicalSignedBytes(json.signed))];
     refuses(() => verifyTargetsUpload(repo.state, 'targets', new TextEncoder().encode(JSON.stringify(json)), repo.ctx), 'MALFORMED');
   });
 
