@@ -327,7 +327,7 @@ export class Owner {
   }
 
   /** Body of `POST /v1/repos/<repo>` for the service's online keys; `extra`: delegations after `ci`. */
-  async createBody(online: { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }, extra: readonly DelegationSpec[] = []): Promise<string> {
+  async createBody(repo: string, online: { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }, extra: readonly DelegationSpec[] = []): Promise<string> {
     const root = await signMetadata(
       buildRoot({
         version: 1,
@@ -336,6 +336,7 @@ export class Owner {
         targets: { keys: [this.targets.public], threshold: 1 },
         snapshot: { keys: online.snapshot, threshold: 1 },
         timestamp: { keys: online.timestamp, threshold: 1 },
+        scope: repo,
       }),
       [this.root],
     );
@@ -508,7 +509,7 @@ async function main(): Promise<void> {
     const tufoci = await startTufoci({ dataDir: join(dir, 'tufoci') });
     procs.push(tufoci);
     const owner = new Owner();
-    await createRepo(tufoci.url, repo, await owner.createBody(await onlineKeys(tufoci.url, repo)));
+    await createRepo(tufoci.url, repo, await owner.createBody(repo, await onlineKeys(tufoci.url, repo)));
     const base = `/v1/repos/${repo}/metadata`;
     const ts = await fetch(`${tufoci.url}${base}/timestamp.json`);
     const tsBytes = new Uint8Array(await ts.arrayBuffer());

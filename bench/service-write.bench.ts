@@ -235,7 +235,7 @@ async function signedCreateBody(url: string, repo: string): Promise<string> {
   const ci = keys.ci.map((k) => k.key);
   if (ci.length === 0) throw new Error('the service has no online CI key to delegate release to');
   const online = { snapshot: keys.snapshot.map((k) => k.key), timestamp: keys.timestamp.map((k) => k.key) };
-  return owner.createBody(online, [{ name: 'release', keys: ci, threshold: 1, paths: ['r*'] }]);
+  return owner.createBody(repo, online, [{ name: 'release', keys: ci, threshold: 1, paths: ['r*'] }]);
 }
 
 // ------------------------------------------------------------------ CPU accounting
@@ -352,7 +352,8 @@ async function presign(count: number, perUpload = 1): Promise<Uint8Array[]> {
 
 async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq: Uint8Array[]; perRepo: Uint8Array[]; batched: Uint8Array[] }): Promise<Result[]> {
   const results: Result[] = [];
-  const body = await owner.createBody(await onlineKeys(ep.urls[0] as string, 'bench/seq'));
+  const online = await onlineKeys(ep.urls[0] as string, 'bench/seq');
+  const body = (repo: string): Promise<string> => owner.createBody(repo, online);
   const tag = (n: number): string => `v${n}`;
   const published = new Map<string, number>();
   const until = (seconds: number): (() => boolean) => {
@@ -361,7 +362,7 @@ async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq:
   };
 
   // (a) one repository, one client.
-  await createRepo(ep.pick(), 'bench/seq', body);
+  await createRepo(ep.pick(), 'bench/seq', await body('bench/seq'));
   results.push(
     await timed(setup, '(a) 1 repo, 1 client', pids, async (record, c) => {
       const more = until(SEQ_SECONDS);
@@ -377,7 +378,7 @@ async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq:
   );
 
   // (a) one repository, concurrent clients.
-  await createRepo(ep.pick(), 'bench/conc', body);
+  await createRepo(ep.pick(), 'bench/conc', await body('bench/conc'));
   results.push(
     await timed(setup, `(a) 1 repo, ${CLIENTS} clients`, pids, async (record, c) => {
       const more = until(CONC_SECONDS);
@@ -403,7 +404,10 @@ async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq:
   let created = 0;
   await Promise.all(
     Array.from({ length: 16 }, async () => {
-      while (created < repos.length) await createRepo(ep.pick(), repos[created++] as string, body);
+      while (created < repos.length) {
+        const repo = repos[created++] as string;
+        await createRepo(ep.pick(), repo, await body(repo));
+      }
     }),
   );
   results.push(
@@ -430,7 +434,10 @@ async function runSetup(setup: string, ep: Endpoints, pids: Pids, signed: { seq:
     let made = 0;
     await Promise.all(
       Array.from({ length: 16 }, async () => {
-        while (made < batchRepos.length) await createRepo(ep.pick(), batchRepos[made++] as string, body);
+        while (made < batchRepos.length) {
+          const repo = batchRepos[made++] as string;
+          await createRepo(ep.pick(), repo, await body(repo));
+        }
       }),
     );
     results.push(

@@ -161,6 +161,7 @@ async function populate(b: Bench, service: Tufoci, client: ServiceClient, repo: 
       targets: { keys: [owner.targets.public], threshold: 1 },
       snapshot: { keys: online.snapshot, threshold: 1 },
       timestamp: { keys: online.timestamp, threshold: 1 },
+      scope: repo,
     }),
     [owner.root],
   );

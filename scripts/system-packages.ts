@@ -1,7 +1,8 @@
 /**
  * The Debian packages tufoci's integration tests and demo start as real
- * servers or tools (docker-registry, redis-server, skopeo), and installing the
- * missing ones: with apt-get when running as root on Debian, otherwise a clear
+ * servers or tools (docker-registry, redis-server, skopeo) or use as an
+ * independent oracle (python3-securesystemslib), and installing the missing
+ * ones: with apt-get when running as root on Debian, otherwise a clear
  * message with the command to run. Shared by `npm test` (scripts/test.ts) and
  * `npm run demo` (src/demo/seed-demo.ts). Nothing is ever skipped silently.
  */
@@ -10,12 +11,18 @@ import { existsSync } from 'node:fs';
 
 export interface SystemPackage {
   pkg: string;
+  /** A file the package installs (its binary, or a library's module): present means installed. */
   bin: string;
 }
 
 export const DOCKER_REGISTRY: SystemPackage = { pkg: 'docker-registry', bin: '/usr/bin/docker-registry' };
 export const REDIS_SERVER: SystemPackage = { pkg: 'redis-server', bin: '/usr/bin/redis-server' };
 export const SKOPEO: SystemPackage = { pkg: 'skopeo', bin: '/usr/bin/skopeo' };
+/** securesystemslib for Debian's /usr/bin/python3: the oracle of test/oracles/securesystemslib.test.ts. */
+export const PYTHON3_SECURESYSTEMSLIB: SystemPackage = {
+  pkg: 'python3-securesystemslib',
+  bin: '/usr/lib/python3/dist-packages/securesystemslib/__init__.py',
+};
 
 export type EnsureResult = { ok: true; installed: string[] } | { ok: false; message: string };
 

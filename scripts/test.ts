@@ -2,18 +2,18 @@
  * The whole test suite: `npm test`.
  *
  * 1. Makes sure the system packages the integration tests start are installed
- *    (docker-registry, redis-server, skopeo). When one is missing and we are
- *    root on Debian, it installs it with apt-get; otherwise it stops with the
- *    command to run. Tests never skip for a missing server.
+ *    (docker-registry, redis-server, skopeo; python3-securesystemslib for the
+ *    oracle tests). When one is missing and we are root on Debian, it
+ *    installs it with apt-get; otherwise it stops with the command to run. Tests never skip for a missing server.
  * 2. Runs vitest (default reporter on the terminal, JSON reporter to a file).
  * 3. Prints the plain closing line `N passed, N failed` derived from the JSON
  *    report, and exits non-zero when anything failed or nothing ran.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { DOCKER_REGISTRY, REDIS_SERVER, SKOPEO, ensureSystemPackages } from './system-packages.ts';
+import { DOCKER_REGISTRY, PYTHON3_SECURESYSTEMSLIB, REDIS_SERVER, SKOPEO, ensureSystemPackages } from './system-packages.ts';
 
-const packages = ensureSystemPackages([DOCKER_REGISTRY, REDIS_SERVER, SKOPEO], 'the integration tests');
+const packages = ensureSystemPackages([DOCKER_REGISTRY, REDIS_SERVER, SKOPEO, PYTHON3_SECURESYSTEMSLIB], 'the integration tests');
 if (!packages.ok) {
   console.error(packages.message);
   process.exit(2);

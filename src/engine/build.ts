@@ -9,6 +9,8 @@ import { Metadata, Root, Signature, Targets, TargetFile, type Snapshot, type Tim
 import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
 import { canonicalSignedBytes } from './canonical.ts';
+import { SCOPE_FIELD } from './scope.ts';
+import { signingIds } from './legacy-keyids.ts';
 import { metadataToJSON, signedFromJSON, signedToJSON } from './models.ts';
 
 export const SPEC_VERSION = '1.0.31';
@@ -30,6 +32,8 @@ export interface RootSpec {
   targets: RoleKeys;
   snapshot: RoleKeys;
   timestamp: RoleKeys;
+  /** The repository (or `namespace/`) this root vouches for, signed in as `x-tufoci-scope` (scope.ts). */
+  scope?: string;
 }
 
 export function buildRoot(spec: RootSpec): Root {
@@ -52,6 +56,7 @@ export function buildRoot(spec: RootSpec): Root {
     consistent_snapshot: true,
     keys,
     roles,
+    ...(spec.scope !== undefined ? { [SCOPE_FIELD]: spec.scope } : {}),
   });
 }
 
@@ -137,9 +142,19 @@ export function buildTargets(spec: TargetsSpec): Targets {
   return signedFromJSON('targets', json) as Targets;
 }
 
+export interface SignOptions {
+  /**
+   * The key ids the trusted delegator of the role lists (root's role, or the delegation). A signer
+   * whose key it lists under the id tufoci wrote before following the TUF specification signs
+   * under that id as well as under its own (legacy-keyids.ts): the metadata then verifies under the
+   * current listing and under one that re-lists the key correctly.
+   */
+  trustedIds?: Iterable<string>;
+}
+
 /** Sign `signed` with each signer over its canonical form; returns the file bytes. */
-export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp, signers: readonly Signer[]): Promise<Uint8Array> {
-  return (await signParts(signed, signers)).bytes;
+export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp, signers: readonly Signer[], opts: SignOptions = {}): Promise<Uint8Array> {
+  return (await signParts(signed, signers, opts)).bytes;
 }
 
 /**
@@ -149,15 +164,22 @@ export async function signMetadata(signed: Root | Targets | Snapshot | Timestamp
 export async function signParts<T extends Root | Targets | Snapshot | Timestamp>(
   signed: T,
   signers: readonly Signer[],
+  opts: SignOptions = {},
 ): Promise<{ md: Metadata<T>; bytes: Uint8Array; signedBytes: Buffer; signatures: Array<{ keyid: string; sig: string }> }> {
   const json = signedToJSON(signed); // once: the canonical form is signed, the same object is written
   const signedBytes = canonicalSignedBytes(json);
   const md = new Metadata(signed);
   const signatures: Array<{ keyid: string; sig: string }> = [];
+  const trusted = opts.trustedIds ? [...opts.trustedIds] : [];
   for (const s of signers) {
     const sig = await s.sign(signedBytes);
     md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
     signatures.push({ keyid: sig.keyid, sig: sig.sig });
+    for (const alias of trusted.length ? signingIds(s.public, trusted) : []) {
+      if (md.signatures[alias]) continue;
+      md.signatures[alias] = new Signature({ keyID: alias, sig: sig.sig });
+      signatures.push({ keyid: alias, sig: sig.sig });
+    }
   }
   return { md, bytes: new TextEncoder().encode(JSON.stringify(metadataToJSON(md, json))), signedBytes, signatures };
 }

@@ -66,7 +66,7 @@ function sortedCopy(value: unknown): unknown {
   if (typeof value === 'object') {
     const obj = value as Record<string, unknown>;
     const keys = Object.keys(obj).sort();
-    const out: Record<string, unknown> = {};
+    const out = Object.create(null) as Record<string, unknown>; // so "__proto__" is an ordinary key
     for (const k of keys) {
       // Integer-like keys would be re-ordered by the engine's property order: full encoder.
       if (k.length > 0 && k.length < 11 && /^(?:0|[1-9][0-9]*)$/.test(k)) return undefined;

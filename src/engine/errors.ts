@@ -33,6 +33,8 @@ export type EngineErrorCode =
   | 'ONLINE_KEYS_MISSING' // the root names online keys the service does not hold
   | 'ONLINE_KEY_REVOKED' // the root lists an online key revoked as compromised
   | 'SIGNER_MISSING' // the online signers cannot meet the threshold
+  | 'SCOPE_MISSING' // a root uploaded for a repository names no scope
+  | 'SCOPE_MISMATCH' // a root names a scope other than the repository it is uploaded for
   | 'INCONSISTENT' // stored files disagree with each other (mix-and-match)
   | 'NO_SNAPSHOT'; // an operation needs snapshot/timestamp that do not exist yet
 

@@ -8,8 +8,9 @@
  * - A new timestamp names the snapshot by version, length and sha256, and its
  *   version is the trusted timestamp version + 1.
  * - Expiry comes from the policy default for the role, counted from `now`.
- * - Signing goes through the async Signer seam; only signers whose key ids the
- *   root authorizes for the role are used, and the result is re-parsed and
+ * - Signing goes through the async Signer seam; only signers whose keys the
+ *   root authorizes for the role are used, under the ids root lists them
+ *   (a legacy id included: legacy-keyids.ts), and the result is re-parsed and
  *   verified (signatures, threshold, consistency) before it is returned.
  *   A result that does not verify is never returned.
  */
@@ -18,6 +19,7 @@ import { MetaFile, Metadata, Signature, Snapshot, Timestamp } from '@tufjs/model
 import type { Signer } from '../keys/signer.ts';
 import type { Policy } from '../policy/policy.ts';
 import { canonicalSignedBytes } from './canonical.ts';
+import { signingIds } from './legacy-keyids.ts';
 import { EngineError } from './errors.ts';
 import { metadataFileName } from './names.ts';
 import { parseMetadata } from './parse.ts';
@@ -58,12 +60,16 @@ async function signWith<T extends Snapshot | Timestamp>(
   const rootRole = state.root.md.signed.roles[role];
   if (!rootRole) throw new EngineError('INCONSISTENT', `root has no ${role} role`, { detail: { role } });
   const authorized = new Set(rootRole.keyIDs);
-  const usable = signers.filter((s) => authorized.has(s.keyid));
   const bytes = canonicalSignedBytes(signedToJSON(signed));
   const md = new Metadata<T>(signed);
-  for (const s of usable) {
+  for (const s of signers) {
+    // Under the id(s) root lists the key under: a root written before the key id fix lists it
+    // under its legacy id (legacy-keyids.ts).
+    const ids = signingIds(s.public, authorized).filter((id) => authorized.has(id));
+    if (authorized.has(s.keyid) && !ids.includes(s.keyid)) ids.unshift(s.keyid);
+    if (ids.length === 0) continue;
     const sig = await s.sign(bytes);
-    md.signatures[sig.keyid] = new Signature({ keyID: sig.keyid, sig: sig.sig });
+    for (const keyid of ids) md.signatures[keyid] = new Signature({ keyID: keyid, sig: sig.sig });
   }
   const out = new TextEncoder().encode(JSON.stringify(metadataToJSON(md)));
   const check = verifyThreshold(role, bytes, Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig })), rootRole, state.root.md.signed.keys);
@@ -75,11 +81,28 @@ async function signWith<T extends Snapshot | Timestamp>(
   return out;
 }
 
+const digests = new WeakMap<Uint8Array, string>();
+
+/** SHA-256 hex of a stored file's bytes, computed once per byte array (records are immutable). */
+function sha256Of(bytes: Uint8Array): string {
+  let hex = digests.get(bytes);
+  if (hex === undefined) {
+    hex = createHash('sha256').update(bytes).digest('hex');
+    digests.set(bytes, hex);
+  }
+  return hex;
+}
+
 /** A new snapshot listing the state's targets files, then a new timestamp for it. */
 export async function produceSnapshotAndTimestamp(state: RepoState, ctx: OnlineContext): Promise<OnlineResult> {
   const meta: Record<string, MetaFile> = {};
   const entries = [...snapshotEntries(state)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  for (const [role, version] of entries) meta[`${role}.json`] = new MetaFile({ version });
+  for (const [role, version] of entries) {
+    // Length and hash pin the exact file (TUF 5.6.2/5.6.3), so a registry cannot hand a client
+    // another repository's targets file of the same version signed by a shared key.
+    const rec = state.targets.get(role);
+    meta[`${role}.json`] = rec && rec.md.signed.version === version ? new MetaFile({ version, length: rec.bytes.byteLength, hashes: { sha256: sha256Of(rec.bytes) } }) : new MetaFile({ version });
+  }
   const snapshot = new Snapshot({
     version: (state.snapshot?.md.signed.version ?? 0) + 1,
     specVersion: '1.0.31',

@@ -13,7 +13,9 @@
  * - Every target lies inside the paths (or the hash bin) of every delegation on
  *   its chain; every target entry is an OCI manifest descriptor.
  * - Keys introduced by an upload (root keys, delegation keys) are of an allowed
- *   type, parse, and carry key ids equal to the hash of the key.
+ *   type, parse, and carry key ids equal to the hash of the key per the TUF
+ *   specification: never the legacy id (legacy-keyids.ts), which stored metadata
+ *   accepted before may still use.
  * - The engine reads no clock: `now` (ms since the epoch) is an argument.
  * - Each function returns a *new* RepoState; the one passed in is unchanged.
  */
@@ -21,6 +23,8 @@ import type { Metadata, Root, Targets } from '@tufjs/models';
 import type { Policy, RoleClass, RolePolicy } from '../policy/policy.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import { canonicalSignedBytes } from './canonical.ts';
+import { isLegacyKeyId } from './legacy-keyids.ts';
+import { SCOPE_FIELD, isValidScope, scopeOf } from './scope.ts';
 import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
@@ -35,6 +39,11 @@ export interface UploadContext {
 }
 
 export interface RootContext extends UploadContext {
+  /**
+   * The repository the root is uploaded for: the root must name it as its scope
+   * (scope.ts). Omitted only by engine-level callers that bind no repository.
+   */
+  repository?: string;
   /** Public keys of the online signers the service holds. */
   onlineKeys: readonly TufKeyJson[];
   /** Online keys known compromised: a new root that lists any of them is refused. */
@@ -112,8 +121,14 @@ function checkKeys(label: string, keys: KeyMap, policy: Policy): void {
     } catch (cause) {
       throw new EngineError('BAD_KEY', `${label}: key ${keyid.slice(0, 12)} cannot be parsed`, { detail: { role: label, keyid }, cause });
     }
-    if (computeKeyId(json) !== keyid) {
-      throw new EngineError('BAD_KEY', `${label}: key id ${keyid.slice(0, 12)} is not the SHA-256 of its key`, { detail: { role: label, keyid } });
+    const expected = computeKeyId(json);
+    if (expected !== keyid) {
+      // Stored metadata may still list keys under the id tufoci wrote before following the
+      // specification (legacy-keyids.ts); a new upload may not, so no new wrong id is written.
+      const message = isLegacyKeyId(keyid, json)
+        ? `${label}: key id ${keyid} is the id tufoci wrote before it followed the TUF specification; list this key as ${expected}`
+        : `${label}: key id ${keyid.slice(0, 12)} is not the SHA-256 of its key; list this key as ${expected}`;
+      throw new EngineError('BAD_KEY', message, { detail: { role: label, keyid, expected } });
     }
   }
 }
@@ -221,6 +236,7 @@ export function verifyRootUpload(
     checkVersion('root', root.signed.version, 0);
   }
   checkRootContent(root, ctx);
+  if (ctx.repository !== undefined) checkScope(root, ctx.repository);
   const ownRole = root.signed.roles['root'];
   if (!ownRole) throw new EngineError('MALFORMED', 'root does not define the root role', { detail: { role: 'root' } });
   const current = verifyThreshold('root (new keys)', parsed.signedBytes, parsed.signatures, ownRole, root.signed.keys);
@@ -241,6 +257,21 @@ export function verifyRootUpload(
     next = { root: record, targets: new Map(), tombstones: new Map(), snapshot: undefined, timestamp: undefined };
   }
   return { state: next, version: root.signed.version, verification: { previous, current }, warnings };
+}
+
+/** A root uploaded for `repository` names exactly that repository as its scope. */
+function checkScope(root: Metadata<Root>, repository: string): void {
+  const scope = scopeOf(root.signed);
+  if (scope === undefined) {
+    throw new EngineError('SCOPE_MISSING', `root ${root.signed.version} names no scope; sign it with "${SCOPE_FIELD}": "${repository}" (tufoci init and rotate root add it)`, {
+      detail: { role: 'root', repository, field: SCOPE_FIELD },
+    });
+  }
+  if (!isValidScope(scope) || scope !== repository) {
+    throw new EngineError('SCOPE_MISMATCH', `root ${root.signed.version} vouches for ${JSON.stringify(scope).slice(0, 120)}, not for ${repository}`, {
+      detail: { role: 'root', repository, scope: typeof scope === 'string' ? scope.slice(0, 255) : null },
+    });
+  }
 }
 
 function canonicalOf(md: Metadata<Targets>): Buffer {

@@ -26,6 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Targets } from '@tufjs/models';
 import {
   EngineError,
+  legacyKeyListings,
   loadRepositoryState,
   metadataFileName,
   parseMetadata,
@@ -34,6 +35,7 @@ import {
   verifyNewRepository,
   verifyRootUpload,
   verifyTargetsUpload,
+  type LegacyKeyListing,
   type OnlineResult,
   type RepoState,
   type VerificationResult,
@@ -162,6 +164,8 @@ export interface RepositoryStatus {
   repository: string;
   roles: RoleStatus[];
   tombstones: Array<{ role: string; version: number }>;
+  /** Keys root or a delegation lists under the id tufoci wrote before following the TUF specification (docs/OPERATIONS.md). */
+  legacyKeyIds: LegacyKeyListing[];
 }
 
 const MINUTE = 60_000;
@@ -488,7 +492,8 @@ export class RepositoryService {
       }
       add(role, rec.md.signed.version, rec.md.signed.expires, keyids, threshold, held.has(role) ? 'online' : jobEndsAt(role) !== undefined ? 'job' : 'offline');
     }
-    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })) };
+    const legacyKeyIds = legacyKeyListings(root, [...state.targets].map(([role, rec]) => [role, rec.md.signed] as const));
+    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })), legacyKeyIds };
   }
 
   // ---------------------------------------------------------------- online keys
@@ -754,9 +759,9 @@ export class RepositoryService {
     return { now: this.#d.clock(), policy: this.#d.policy, signers: this.#d.keyring.signers(repository) };
   }
 
-  #ctx(repository: string): { now: number; policy: Policy; onlineKeys: TufKeyJson[]; revokedKeys: TufKeyJson[] } {
+  #ctx(repository: string): { now: number; policy: Policy; onlineKeys: TufKeyJson[]; revokedKeys: TufKeyJson[]; repository: string } {
     const ring = this.#d.keyring;
-    return { now: this.#d.clock(), policy: this.#d.policy, onlineKeys: ring.acceptableKeys(repository), revokedKeys: ring.revokedKeys(repository) };
+    return { now: this.#d.clock(), policy: this.#d.policy, onlineKeys: ring.acceptableKeys(repository), revokedKeys: ring.revokedKeys(repository), repository };
   }
 
   #result(repository: string, role: string, version: number, head: Head, unchanged: boolean, extra: Partial<UploadResult> = {}): UploadResult {

@@ -27,6 +27,12 @@ describe('canonical JSON', () => {
     );
   });
 
+  it('matches the reference on keys a plain object treats specially', () => {
+    for (const v of [{ __proto__x: 1 }, JSON.parse('{"__proto__": {"a": 1}, "b": 2}'), { '10': 1, '9': 2, a: 3 }, { '4294967295': 1, '1': 2 }, { constructor: 1 }]) {
+      expect(canonicalJsonString(v)).toBe(canonicalize(v as never));
+    }
+  });
+
   it('refuses floats like the reference', () => {
     expect(() => canonicalJsonString({ a: 1.5 })).toThrow();
     expect(() => canonicalize({ a: 1.5 })).toThrow();

@@ -48,7 +48,7 @@ describe('head caches of two instances', () => {
       let served = 0;
       await eventually('B serves timestamp version 2', async () => (served = (await readTimestamp(traffic, B, repo)).version) === 2, 10_000).catch(() => undefined);
       expect(served, `B still serves timestamp version ${served} while the registry and A have version 2`).toBe(2);
-      const check = await verifyWithTuf(B.url, repo, owner.rootBytes, new Map([['v1', imageFor(repo, 'v1')]]));
+      const check = await verifyWithTuf(B.url, repo, await owner.rootFor(repo), new Map([['v1', imageFor(repo, 'v1')]]));
       expect(check.missing, 'tuf-js over B does not find the acknowledged tag').toEqual([]);
     } finally {
       await Promise.all([a.stop(), b.stop()]);

@@ -35,7 +35,7 @@ export async function verifyStored(registryUrl: string, owner: Owner, uploader: 
   for (const repo of repos) {
     const expected = uploader.acknowledged(repo);
     try {
-      const check = await verifyWithTuf({ registry: registryUrl }, repo, owner.rootBytes, expected);
+      const check = await verifyWithTuf({ registry: registryUrl }, repo, await owner.rootFor(repo), expected);
       if (check.missing.length) problems.push(`${repo}: ${check.missing.length} of ${expected.size} acknowledged tags are not in the registry (${check.missing.slice(0, 5).join(' ')})`);
       if (check.wrong.length) problems.push(`${repo}: the registry has other targets for ${check.wrong.slice(0, 5).join(' ')}`);
     } catch (error) {
@@ -56,7 +56,7 @@ export async function verifyAll(eps: readonly Endpoint[], owner: Owner, uploader
     for (const repo of repos) {
       const expected = uploader.acknowledged(repo);
       try {
-        const check = await verifyWithTuf(ep.url, repo, owner.rootBytes, expected);
+        const check = await verifyWithTuf(ep.url, repo, await owner.rootFor(repo), expected);
         if (check.missing.length) {
           const stored = await storedTimestampVersion(registryUrl, repo);
           const why = stored > check.timestampVersion ? 'a stale head: the registry has newer' : 'not in the registry either: lost';

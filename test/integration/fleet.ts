@@ -71,8 +71,8 @@ export class Owner {
   readonly targets = InMemorySigner.generate();
   readonly ci = InMemorySigner.generate();
   readonly online: { snapshot: TufKeyJson; timestamp: TufKeyJson };
-  rootBytes!: Uint8Array;
   targetsBytes!: Uint8Array;
+  readonly #roots = new Map<string, Promise<Uint8Array>>();
 
   constructor(online: { snapshot: TufKeyJson; timestamp: TufKeyJson }) {
     this.online = online;
@@ -80,17 +80,6 @@ export class Owner {
 
   async init(): Promise<this> {
     const now = Date.now();
-    this.rootBytes = await signMetadata(
-      buildRoot({
-        version: 1,
-        expires: isoExpiry(now + 365 * DAY),
-        root: { keys: [this.root.public], threshold: 1 },
-        targets: { keys: [this.targets.public], threshold: 1 },
-        snapshot: { keys: [this.online.snapshot], threshold: 1 },
-        timestamp: { keys: [this.online.timestamp], threshold: 1 },
-      }),
-      [this.root],
-    );
     this.targetsBytes = await signMetadata(
       buildTargets({
         version: 1,
@@ -102,9 +91,30 @@ export class Owner {
     return this;
   }
 
-  createBody(): string {
+  /** 1.root.json of `repo`: the same keys for every repository, bound to `repo` by its scope. */
+  rootFor(repo: string): Promise<Uint8Array> {
+    let root = this.#roots.get(repo);
+    if (!root) {
+      root = signMetadata(
+        buildRoot({
+          version: 1,
+          expires: isoExpiry(Date.now() + 365 * DAY),
+          root: { keys: [this.root.public], threshold: 1 },
+          targets: { keys: [this.targets.public], threshold: 1 },
+          snapshot: { keys: [this.online.snapshot], threshold: 1 },
+          timestamp: { keys: [this.online.timestamp], threshold: 1 },
+          scope: repo,
+        }),
+        [this.root],
+      );
+      this.#roots.set(repo, root);
+    }
+    return root;
+  }
+
+  async createBody(repo: string): Promise<string> {
     const dec = new TextDecoder();
-    return JSON.stringify({ root: JSON.parse(dec.decode(this.rootBytes)), targets: JSON.parse(dec.decode(this.targetsBytes)) });
+    return JSON.stringify({ root: JSON.parse(dec.decode(await this.rootFor(repo))), targets: JSON.parse(dec.decode(this.targetsBytes)) });
   }
 
   /** `version` of the ci role listing `targets`; expires in 50 minutes (the ci class allows 60). */
@@ -270,7 +280,7 @@ export class Traffic {
 // ------------------------------------------------------------------ repositories
 
 export async function createRepository(traffic: Traffic, ep: Endpoint, owner: Owner, repo: string): Promise<Reply> {
-  return traffic.call(ep, 'POST', `/v1/repos/${repo}`, { token: ADMIN_TOKEN, body: owner.createBody() });
+  return traffic.call(ep, 'POST', `/v1/repos/${repo}`, { token: ADMIN_TOKEN, body: await owner.createBody(repo) });
 }
 
 interface TimestampJson {

@@ -128,7 +128,7 @@ describe('an instance killed mid-write', () => {
         const now = await readTimestamp(traffic, B, repo);
         expect(now.version).toBeGreaterThan(was.version);
         expect(Date.parse(now.expires), `${repo}: expiry moved forward`).toBeGreaterThan(Date.parse(was.expires) + 20 * HOUR);
-        const check = await verifyWithTuf(B.url, repo, owner.rootBytes, uploader.acknowledged(repo));
+        const check = await verifyWithTuf(B.url, repo, await owner.rootFor(repo), uploader.acknowledged(repo));
         expect(check.missing, `${repo}: acknowledged tags after re-signing`).toEqual([]);
         expect(check.timestampVersion, `${repo}: tuf-js trusts the re-signed timestamp`).toBeGreaterThanOrEqual(now.version);
       }

@@ -45,7 +45,7 @@ describe('service-signed tags across two instances', () => {
       const created = await fetch(`${a.url}/v1/repos/${REPO}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ root: JSON.parse(dec.decode(owner.rootBytes)), targets: JSON.parse(dec.decode(targets)) }),
+        body: JSON.stringify({ root: JSON.parse(dec.decode(await owner.rootFor(REPO))), targets: JSON.parse(dec.decode(targets)) }),
       });
       expect(created.status, await created.text()).toBe(201);
 
@@ -84,7 +84,7 @@ describe('service-signed tags across two instances', () => {
 
       const expected = new Map(acks.map((x) => [x.tag, imageFor(REPO, x.tag)]));
       for (const source of [a.url, b.url, { registry: registry.url }]) {
-        const check = await verifyWithTuf(source, REPO, owner.rootBytes, expected);
+        const check = await verifyWithTuf(source, REPO, await owner.rootFor(REPO), expected);
         expect({ missing: check.missing, wrong: check.wrong }).toEqual({ missing: [], wrong: [] });
       }
     } finally {

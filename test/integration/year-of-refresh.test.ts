@@ -126,6 +126,7 @@ describe('a year of online re-signing across two instances', () => {
         targets: { keys: [owner.targets.public], threshold: 1 },
         snapshot: { keys: [online.snapshot.public], threshold: 1 },
         timestamp: { keys: [online.timestamp.public], threshold: 1 },
+        scope: REPO,
       }),
       [owner.root],
     );

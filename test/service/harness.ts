@@ -75,7 +75,7 @@ export class ServiceHarness {
     return inject(this.handler, { method, url, headers, ...(opts.body !== undefined ? { body: opts.body } : {}) });
   }
 
-  async rootBytes(version = 1, signers = [this.owner.root]): Promise<Uint8Array> {
+  async rootBytes(version = 1, signers = [this.owner.root], repo = 'wabbit-networks/net-monitor'): Promise<Uint8Array> {
     return signMetadata(
       buildRoot({
         version,
@@ -84,6 +84,7 @@ export class ServiceHarness {
         targets: { keys: [this.owner.targets.public], threshold: 1 },
         snapshot: { keys: [this.online.snapshot.public], threshold: 1 },
         timestamp: { keys: [this.online.timestamp.public], threshold: 1 },
+        scope: repo,
       }),
       signers,
     );
@@ -97,8 +98,8 @@ export class ServiceHarness {
     return this.targetsBytes({ version, targets }, signers);
   }
 
-  async createBody(): Promise<string> {
-    const root = JSON.parse(new TextDecoder().decode(await this.rootBytes()));
+  async createBody(repo = 'wabbit-networks/net-monitor'): Promise<string> {
+    const root = JSON.parse(new TextDecoder().decode(await this.rootBytes(1, [this.owner.root], repo)));
     const targets = JSON.parse(
       new TextDecoder().decode(
         await this.targetsBytes({ version: 1, delegations: [{ name: 'ci', keys: [this.ci.public], threshold: 1, paths: ['v*'], terminating: true }] }),
@@ -108,7 +109,7 @@ export class ServiceHarness {
   }
 
   async create(repo = 'wabbit-networks/net-monitor'): Promise<Injected> {
-    return this.request('POST', `/v1/repos/${repo}`, { token: ADMIN, body: await this.createBody() });
+    return this.request('POST', `/v1/repos/${repo}`, { token: ADMIN, body: await this.createBody(repo) });
   }
 
   /**

@@ -15,9 +15,9 @@ import {
   removeDelegation,
   revokeDelegationKey,
   signMetadata,
-  verifyThreshold,
 } from '../../engine/index.ts';
-import { loadPublicKeyFile, loadSignerFile, type FileSigner } from '../../keys/index.ts';
+import { loadPublicKeyFile, loadSignerFile, type FileSigner, type TufKeyJson } from '../../keys/index.ts';
+import { checkRelisting, legacyWarnings, listedIdOf, repairCommand, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
@@ -71,6 +71,7 @@ export async function init(argv: string[]): Promise<void> {
       targets: { keys: [targetsSigner.public], threshold: 1 },
       snapshot: { keys: online.snapshot.map((k) => k.key), threshold: 1 },
       timestamp: { keys: online.timestamp.map((k) => k.key), threshold: 1 },
+      scope: repo,
     }),
     rootSigners,
   );
@@ -94,11 +95,11 @@ async function currentTargets(client: ServiceClient, repo: string, signer: FileS
   if (!t) throw new UsageError(`${repo} has no targets role`);
   const policy = await loadPolicyFile(defaultPolicyPath());
   const parsed = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes);
-  const check = verifyThreshold('targets', parsed.signedBytes, parsed.signatures, { keyIDs: [signer.keyid], threshold: 1 }, { [signer.keyid]: signer.public });
-  if (!check.ok || parsed.md.signed.version !== t.version) {
+  // Root may list the key under the id written before the key id fix: either id counts.
+  if (!signedByAny(parsed, [signer], [signer.keyid, ...t.keyids]) || parsed.md.signed.version !== t.version) {
     throw new UsageError(`the service's targets v${t.version} of ${repo} is not signed by your targets key ${signer.keyid.slice(0, 12)}; refusing to build on it`);
   }
-  return parsed.md.signed;
+  return { current: parsed.md.signed, status, policy };
 }
 
 export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.pub [--key k2.pub] [--paths 'v*'] [--threshold N]
@@ -137,7 +138,7 @@ export async function delegate(argv: string[]): Promise<void> {
   if (!values['targets-key']) throw new UsageError('--targets-key is required');
   const signer = await loadSignerFile(values['targets-key']);
   const client = serviceClient(values);
-  const current = await currentTargets(client, repo, signer);
+  const { current, status: repoStatus, policy } = await currentTargets(client, repo, signer);
   const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
   let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
   if (values.online) {
@@ -152,29 +153,34 @@ export async function delegate(argv: string[]): Promise<void> {
     const threshold = positiveInt(values.threshold, '--threshold', 1);
     if (values.bins !== undefined) {
       const bins = positiveInt(values.bins, '--bins', 2);
-      next = nextTargets(current, expires, (json) => {
+      next = nextTargets(current, expires, withRelisting((json) => {
         const existing = json['delegations'] as { roles?: unknown[] } | undefined;
         if (existing?.roles?.length) throw new UsageError(`targets of ${repo} already delegates to named roles; hash bins replace all delegations`);
         const built = buildTargets({ version: 1, expires, bins: { namePrefix: role, bins, keys: keys.map((k) => k.public), threshold } });
         json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
-      });
+      }));
     } else {
-      next = nextTargets(current, expires, (json) =>
+      next = nextTargets(current, expires, withRelisting((json) =>
         putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: values.paths ?? ['*'], terminating: values.terminating ?? false }),
-      );
+      ));
     }
   } else if (action === 'remove') {
-    next = nextTargets(current, expires, (json) => {
+    next = nextTargets(current, expires, withRelisting((json) => {
       if (!removeDelegation(json, role)) throw new UsageError(`targets of ${repo} does not delegate "${role}"`);
-    });
+    }));
   } else {
     if (keys.length !== 1) throw new UsageError('delegate revoke-key needs exactly one --key');
-    const keyid = (keys[0] as { keyid: string }).keyid;
-    next = nextTargets(current, expires, (json) => {
-      if (!revokeDelegationKey(json, role, keyid)) throw new UsageError(`"${role}" of ${repo} has no key ${keyid.slice(0, 12)}`);
-    });
+    const key = keys[0] as { keyid: string; public: TufKeyJson };
+    next = nextTargets(current, expires, withRelisting((json) => {
+      // The key may be listed under the id written before the key id fix.
+      const listed = (json['delegations'] as { roles?: Array<{ name: string; keyids: string[] }> } | undefined)?.roles?.find((r) => r.name === role)?.keyids ?? [];
+      const keyid = listedIdOf(key.public, listed) ?? key.keyid;
+      if (!revokeDelegationKey(json, role, keyid)) throw new UsageError(`"${role}" of ${repo} has no key ${key.keyid.slice(0, 12)}`);
+    }));
   }
-  const bytes = await signMetadata(next, [signer]);
+  // A delegated role whose keys are only re-listed (same keys, correct ids) must already verify under them.
+  await checkRelisting(client, repo, repoStatus, current, next, policy);
+  const bytes = await signMetadata(next, [signer], { trustedIds: trustedIdsOf(repoStatus, 'targets') });
   const result = await client.upload(repo, `${next.version}.targets.json`, bytes);
   const out = output(values.json ?? false);
   out.say(`targets v${result.version} of ${repo}: ${action} ${role}; timestamp v${result.timestampVersion}`);
@@ -199,7 +205,8 @@ export async function status(argv: string[]): Promise<void> {
     out.say(`  ${r.role.padEnd(12)} v${String(r.version).padEnd(5)} expires ${r.expires} (${days} d)  ${r.threshold} of ${r.keyids.length} key(s), ${r.signedBy}`);
   }
   for (const t of s.tombstones) out.say(`  ${t.role.padEnd(12)} v${t.version} (no longer delegated or verifiable)`);
-  out.result(s);
+  for (const line of legacyWarnings(repo, s.legacyKeyIds)) out.say(line);
+  out.result({ ...s, legacyKeyIds: s.legacyKeyIds.map((l) => ({ ...l, repair: repairCommand(repo, l) })) });
 }
 
 export const EXPIRING_HELP = `usage: tufoci expiring --within 30d [--server URL] [--json]

@@ -21,7 +21,8 @@ import { loadSignerFile, type FileSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
-import { currentRoot, nextRoot } from './rotate.ts';
+import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from './rotate.ts';
+import { listedIdOf } from './resign.ts';
 
 export const ROTATE_ONLINE_HELP = `usage: tufoci rotate online <repo> --root-key K [--root-key K2] [--expires 365d] [options]
        tufoci rotate online --all --root-key K [--root-key K2] [options]
@@ -51,7 +52,7 @@ async function rotateOne(client: ServiceClient, repo: string, signers: readonly 
   const policy = await loadPolicyFile(defaultPolicyPath());
   const { root: current } = await currentRoot(client, repo, policy);
   const rootRole = current.roles['root'];
-  const mine = signers.filter((s) => rootRole?.keyIDs.includes(s.keyid));
+  const mine = signers.filter((s) => listedIdOf(s.public, rootRole?.keyIDs ?? [])); // either id (legacy-keyids.ts)
   if (!rootRole || mine.length < rootRole.threshold) {
     throw new UsageError(`root v${current.version} of ${repo} needs ${rootRole?.threshold ?? '?'} of its root keys; your --root-key files hold ${mine.length}`);
   }
@@ -61,8 +62,9 @@ async function rotateOne(client: ServiceClient, repo: string, signers: readonly 
     if (!keys.length) throw new UsageError(`the service offers no ${role} key`);
     return { keys, threshold: 1 };
   };
-  const root = nextRoot(current, isoExpiry(Date.now() + expiresMs), { snapshot: online('snapshot'), timestamp: online('timestamp') });
-  const bytes = await signMetadata(root, mine);
+  const root = nextRoot(current, isoExpiry(Date.now() + expiresMs), { snapshot: online('snapshot'), timestamp: online('timestamp') }, repo);
+  await checkTargetsUnderNextRoot(client, repo, current, root, policy);
+  const bytes = await signMetadata(root, mine, { trustedIds: rootRole.keyIDs });
   const result = await client.upload(repo, `${root.version}.root.json`, bytes);
   return { repository: repo, rootVersion: result.version, set: next.set.id, generated: next.generated, timestampVersion: result.timestampVersion };
 }
@@ -99,7 +101,7 @@ export async function rotateOnline(argv: string[]): Promise<void> {
     try {
       const { root } = await currentRoot(client, u.repository, policy);
       const role = root.roles['root'];
-      const held = signers.filter((s) => role?.keyIDs.includes(s.keyid)).length;
+      const held = signers.filter((s) => listedIdOf(s.public, role?.keyIDs ?? [])).length;
       if (!role || held < role.threshold) {
         skipped.push({ repository: u.repository, reason: `your keys hold ${held} of ${role?.threshold ?? '?'} root signatures` });
         continue;

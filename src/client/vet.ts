@@ -1,0 +1,79 @@
+/**
+ * Checks on metadata bytes as a store serves them, before tuf-js reads them.
+ *
+ * tuf-js parses with JSON.parse and dates with Date.parse, so on its own it
+ * would accept a file that other TUF clients read differently (duplicate
+ * member names, `3.0`, `2027-02-30`) and it knows nothing of tufoci's scope
+ * binding. A hostile registry can serve any bytes, so the client applies the
+ * same rules as the service's upload path (engine/strict-json.ts,
+ * engine/parse.ts `parseExpires`, engine/scope.ts):
+ * - every metadata file: the strict JSON reader and a real calendar `expires`;
+ * - every root (the pin, the saved one, each one fetched): a scope, when named,
+ *   must cover the repository being verified. A root without a scope (written
+ *   before scope binding) is accepted only while every root trusted so far
+ *   lacks one too: once a chain is scoped it can never lose its scope.
+ */
+import { parseExpires } from '../engine/parse.ts';
+import { SCOPE_FIELD, isValidScope, scopeCovers } from '../engine/scope.ts';
+import { parseStrictJson } from '../engine/strict-json.ts';
+import { TufociError } from '../errors.ts';
+
+export type VetErrorCode = 'AMBIGUOUS_METADATA' | 'SCOPE_MISMATCH';
+export class VetError extends TufociError<VetErrorCode> {}
+
+const ROOT_FILE = /^([1-9][0-9]{0,15})\.root\.json$/;
+
+function signedOf(json: unknown): Record<string, unknown> | undefined {
+  const signed = typeof json === 'object' && json !== null ? (json as Record<string, unknown>)['signed'] : undefined;
+  return typeof signed === 'object' && signed !== null && !Array.isArray(signed) ? (signed as Record<string, unknown>) : undefined;
+}
+
+/** Strict JSON and a real `expires`; returns the `signed` object when there is one. */
+export function vetBytes(label: string, bytes: Uint8Array): Record<string, unknown> | undefined {
+  let json: unknown;
+  try {
+    json = parseStrictJson(bytes, { label });
+  } catch (cause) {
+    throw new VetError('AMBIGUOUS_METADATA', `${cause instanceof Error ? cause.message : String(cause)}: refused, TUF clients could read these bytes differently`, {
+      detail: { file: label },
+      cause,
+    });
+  }
+  const signed = signedOf(json);
+  const expires = signed?.['expires'];
+  if (typeof expires === 'string' && Number.isNaN(parseExpires(expires))) {
+    throw new VetError('AMBIGUOUS_METADATA', `${label}: expires ${JSON.stringify(expires.slice(0, 40))} is not a real UTC instant: refused`, { detail: { file: label } });
+  }
+  return signed;
+}
+
+/** Whether a root names a scope; refuses one that does not cover `repository`. */
+export function vetRootScope(label: string, signed: Record<string, unknown> | undefined, repository: string): boolean {
+  const scope = signed?.[SCOPE_FIELD];
+  if (scope === undefined) return false;
+  if (!isValidScope(scope) || !scopeCovers(scope, repository)) {
+    throw new VetError('SCOPE_MISMATCH', `${label} vouches for ${JSON.stringify(scope).slice(0, 120)}, not for ${repository}: another repository's trust served as this one's`, {
+      detail: { file: label, scope: typeof scope === 'string' ? scope.slice(0, 255) : null, repository },
+    });
+  }
+  return true;
+}
+
+/**
+ * The vetter for one refresh of `repository`, starting from a trusted root
+ * that `scoped` says names a scope (or not).
+ */
+export function metadataVetter(repository: string, scoped: boolean): (fileName: string, bytes: Uint8Array) => void {
+  let requireScope = scoped;
+  return (fileName, bytes) => {
+    const signed = vetBytes(fileName, bytes);
+    if (!ROOT_FILE.test(fileName)) return;
+    const has = vetRootScope(fileName, signed, repository);
+    if (!has && requireScope) {
+      throw new VetError('SCOPE_MISMATCH', `${fileName} names no scope, but the root trusted before it is bound to ${repository}: refused (a scope is never dropped)`, {
+        detail: { file: fileName, repository },
+      });
+    }
+    requireScope ||= has;
+  };
+}
