@@ -12,6 +12,7 @@ import { trust, verify } from './commands/client.ts';
 import { rotate } from './commands/rotate.ts';
 import { onlineKeys } from './commands/rotate-online.ts';
 import { grant } from './commands/grant.ts';
+import { resign } from './commands/resign.ts';
 
 const HELP = `usage: tufoci <command> [options]
 
@@ -20,6 +21,7 @@ commands:
   keygen     generate a key pair (ed25519 or ECDSA P-256)
   init       create a repository: root and targets signed with your offline keys
   delegate   add, remove or revoke-key a delegation (e.g. to a CI key)
+  resign     the next version of a targets role, same content: renew it, re-list old key ids
   status     versions, expiries and keys of a repository's roles
   sign       plain signature on an image's manifest digest, pushed as a referrer
   publish    sign an image and add its tag to a delegated role (CI)
@@ -122,6 +124,8 @@ async function main(): Promise<void> {
       return init(rest);
     case 'delegate':
       return delegate(rest);
+    case 'resign':
+      return resign(rest);
     case 'status':
       return status(rest);
     case 'sign':

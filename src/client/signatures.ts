@@ -26,7 +26,7 @@
  */
 import { crypto as sigCrypto, dsse } from '@sigstore/core';
 import { TufociError } from '../errors.ts';
-import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
+import { computeKeyId, legacyKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256Digest, isStorageError, type Store } from '../storage/index.ts';
 
@@ -100,7 +100,8 @@ export function verifyEnvelope(bytes: Uint8Array, expected: Descriptor, trusted:
     throw new SignatureError('BAD_SIGNATURE', `signature is for another manifest than ${expected.digest}`, { detail: { expected: expected.digest } });
   }
   const pae = dsse.preAuthEncoding(DESCRIPTOR_PAYLOAD_TYPE, payload);
-  const byId = new Map(trusted.map((k) => [computeKeyId(k), parsePublicKey(computeKeyId(k), k)]));
+  // Envelopes signed before the key id fix name ECDSA keys by their legacy id: accept either id of a trusted key.
+  const byId = new Map(trusted.flatMap((k) => [computeKeyId(k), legacyKeyId(k)].map((id) => [id, parsePublicKey(computeKeyId(k), k)] as const)));
   const counted = new Map<string, string>(); // identity → keyid
   for (const s of (env['signatures'] as unknown[]).slice(0, MAX_SIGNATURES)) {
     if (!isRecord(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string') continue;
@@ -213,7 +214,7 @@ export async function verifySignatures(store: Store, repository: string, subject
   }
   // Count identities once even across envelopes.
   const identities = new Set([...signers].map((id) => {
-    const k = policy.keys.find((key) => computeKeyId(key) === id);
+    const k = policy.keys.find((key) => computeKeyId(key) === id || legacyKeyId(key) === id);
     return k ? parsePublicKey(id, k).identity : id;
   }));
   if (identities.size < threshold) {

@@ -36,7 +36,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { CoordError } from '../coord/index.ts';
-import { InMemorySigner, KeyError, generateKeyFiles, loadSignerFile, type Signer, type TufKeyJson } from '../keys/index.ts';
+import { InMemorySigner, KeyError, generateKeyFiles, legacyKeyId, loadSignerFile, type Signer, type TufKeyJson } from '../keys/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { ServiceError } from './errors.ts';
 
@@ -338,9 +338,12 @@ export class OnlineKeyring {
     return set ? this.#info(set, repository) : undefined;
   }
 
-  /** Key ids of `repository`'s service-held CI keys, every set. */
+  /**
+   * Key ids of `repository`'s service-held CI keys, every set; for an ECDSA key also its legacy
+   * id, under which a delegation written before the key id fix lists it.
+   */
   ciKeyIds(repository: string): Set<string> {
-    return new Set(this.signers(repository).ci.map((s) => s.keyid));
+    return new Set(this.signers(repository).ci.flatMap((s) => [s.keyid, legacyKeyId(s.public)]));
   }
 
   /**

@@ -63,16 +63,19 @@ plain signature with that key.
 ${REGISTRY_HELP}
 ${SERVER_HELP}`;
 
-/** The role file a tag goes into: the role itself, or its bin when `role` names succinct hash bins. */
-async function targetRole(client: ServiceClient, repo: string, role: string, tag: string): Promise<string> {
+/**
+ * The role file a tag goes into: the role itself, or its bin when `role` names succinct hash bins;
+ * and the key ids top-level targets lists for it (a bin without metadata yet is not in the status).
+ */
+async function targetRole(client: ServiceClient, repo: string, role: string, tag: string): Promise<{ file: string; delegatedIds: string[] }> {
   const status = await client.status(repo);
   const t = status.roles.find((r) => r.role === 'targets');
   if (!t) throw new UsageError(`${repo} has no targets role`);
   const policy = await loadPolicyFile(defaultPolicyPath());
   const top = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes).md.signed;
   const succinct = top.delegations?.succinctRoles;
-  if (succinct && succinct.namePrefix === role) return binFor(top, tag);
-  return role;
+  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs] };
+  return { file: role, delegatedIds: [...(top.delegations?.roles?.[role]?.keyIDs ?? [])] };
 }
 
 export async function publishTag(
@@ -86,7 +89,7 @@ export async function publishTag(
   attempts = 8,
 ) {
   const policy = await loadPolicyFile(defaultPolicyPath());
-  const roleFile = await targetRole(client, repo, role, tag);
+  const { file: roleFile, delegatedIds } = await targetRole(client, repo, role, tag);
   for (let attempt = 1; ; attempt++) {
     const status = await client.status(repo);
     const current = status.roles.find((r) => r.role === roleFile);
@@ -102,7 +105,9 @@ export async function publishTag(
       next = buildTargets({ version: version + 1, expires, targets: { [tag]: target } });
     }
     try {
-      return await client.upload(repo, `${next.version}.${roleFile}.json`, await signMetadata(next, [signer]));
+      // Signed under the legacy id too while the delegation lists the key under it (legacy-keyids.ts).
+      const trustedIds = [...(current?.keyids ?? []), ...delegatedIds];
+      return await client.upload(repo, `${next.version}.${roleFile}.json`, await signMetadata(next, [signer], { trustedIds }));
     } catch (e) {
       const retry = e instanceof ServiceClientError && ['BUSY', 'VERSION_TAKEN', 'VERSION_ROLLBACK', 'LOCK_LOST'].includes(e.code);
       if (!retry || attempt >= attempts) throw e;

@@ -13,6 +13,7 @@
  *
  * `tufoci rotate online` lives in rotate-online.ts.
  */
+import { scopeOf } from '../../engine/scope.ts';
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -32,6 +33,7 @@ import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/pol
 import type { ServiceClient, UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { rotateOnline } from './rotate-online.ts';
+import { checkRelisting, listedIdOf, withRelisting } from './resign.ts';
 
 export const ROTATE_HELP = `usage: tufoci rotate root <repo> --old-key K --new-key K [options]
        tufoci rotate online <repo> [options]
@@ -106,16 +108,42 @@ export function roleKeysOf(root: Root, role: 'root' | 'targets' | 'snapshot' | '
   };
 }
 
-/** The next root: `current` with version + 1, a new expiry, and the roles in `changes` replaced. */
-export function nextRoot(current: Root, expires: string, changes: Partial<Record<'root' | 'targets' | 'snapshot' | 'timestamp', RoleKeys>>): Root {
+/**
+ * The next root: `current` with version + 1, a new expiry, and the roles in `changes` replaced.
+ * It names `scope` (the repository), or the scope `current` names: a root older than scope
+ * binding acquires it at its next rotation.
+ */
+export function nextRoot(current: Root, expires: string, changes: Partial<Record<'root' | 'targets' | 'snapshot' | 'timestamp', RoleKeys>>, scope?: string): Root {
+  const kept = scopeOf(current);
   return buildRoot({
     version: current.version + 1,
     expires,
+    ...(scope !== undefined ? { scope } : typeof kept === 'string' ? { scope: kept } : {}),
     root: changes.root ?? roleKeysOf(current, 'root'),
     targets: changes.targets ?? roleKeysOf(current, 'targets'),
     snapshot: changes.snapshot ?? roleKeysOf(current, 'snapshot'),
     timestamp: changes.timestamp ?? roleKeysOf(current, 'timestamp'),
   });
+}
+
+/**
+ * Root N+1 re-lists the targets keys under other ids than root N (a root written before the key id
+ * fix, re-listed under the correct ids): the current targets must already be signed under the new
+ * ids, or clients that take root N+1 refuse it. `tufoci resign R --role targets` signs it under both.
+ */
+export async function checkTargetsUnderNextRoot(client: ServiceClient, repo: string, current: Root, next: Root, policy: Policy): Promise<void> {
+  const before = current.roles['targets'];
+  const after = next.roles['targets'];
+  if (!before || !after || [...before.keyIDs].sort().join(',') === [...after.keyIDs].sort().join(',')) return;
+  const status = await client.status(repo);
+  const t = status.roles.find((r) => r.role === 'targets');
+  if (!t) return;
+  const p = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes);
+  if (verifyThreshold('targets', p.signedBytes, p.signatures, after, next.keys).ok) return;
+  throw new UsageError(
+    `root v${next.version} lists the targets key under its correct key id, but targets v${t.version} of ${repo} is signed under the legacy key id only: clients taking root v${next.version} would refuse it. ` +
+      `First run: tufoci resign ${repo} --role targets --key <targets key>`,
+  );
 }
 
 /** Signers without repeats (a kept key passed as old and new signs once). */
@@ -201,7 +229,8 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   // The old keys must be root keys of root N, enough of them to meet its threshold.
   const oldRole = current.roles['root'];
   if (!oldRole) throw new UsageError(`root v${N} of ${repo} defines no root role`);
-  const strangers = oldSigners.filter((s) => !oldRole.keyIDs.includes(s.keyid));
+  // A root written before the key id fix lists its keys under their legacy ids: either id counts.
+  const strangers = oldSigners.filter((s) => !listedIdOf(s.public, oldRole.keyIDs));
   if (strangers.length) {
     throw new UsageError(
       `--old-key ${strangers.map((s) => `${s.path} (${s.keyid.slice(0, 12)})`).join(', ')} is not a root key of root v${N} of ${repo}; its root keys are ${oldRole.keyIDs.map((k) => k.slice(0, 12)).join(', ')}`,
@@ -239,14 +268,16 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   }
 
   const now = Date.now();
-  const next = nextRoot(current, isoExpiry(now + expiresMs), changes);
-  const bytes = await signMetadata(next, distinct([...oldDistinct, ...newSigners]));
+  const next = nextRoot(current, isoExpiry(now + expiresMs), changes, repo);
+  // Old keys root N lists under a legacy id sign under it too, so root N's threshold counts them.
+  const bytes = await signMetadata(next, distinct([...oldDistinct, ...newSigners]), { trustedIds: oldRole.keyIDs });
 
   // Verify locally what the service and every client will verify.
   const parsed = parseMetadata('root', bytes, policy.roles.root.maxBytes);
   const byOld = verifyThreshold(`root v${N + 1} (by the keys of v${N})`, parsed.signedBytes, parsed.signatures, oldRole, current.keys);
   const byNew = verifyThreshold(`root v${N + 1} (by its own keys)`, parsed.signedBytes, parsed.signatures, parsed.md.signed.roles['root'] as { keyIDs: string[]; threshold: number }, parsed.md.signed.keys);
   for (const v of [byOld, byNew]) if (!v.ok) throw new UsageError(`${describeVerification(v)}: refusing to upload`);
+  if (!newTargetsSigners.length) await checkTargetsUnderNextRoot(client, repo, current, next, policy);
 
   // Targets re-signed for a new targets key (see the file comment for the order).
   let targetsBytes: Uint8Array | undefined;
@@ -265,14 +296,15 @@ export async function rotateRoot(argv: string[]): Promise<void> {
       throw new UsageError(`the service's targets v${t.version} of ${repo} is not signed by the targets keys of root v${N} (${vt ? describeVerification(vt) : 'no targets role'}); refusing to re-sign it`);
     }
     if (oldTargetsSigners.length) {
-      const outsiders = oldTargetsSigners.filter((s) => !oldTargetsRole?.keyIDs.includes(s.keyid));
+      const outsiders = oldTargetsSigners.filter((s) => !listedIdOf(s.public, oldTargetsRole?.keyIDs ?? []));
       if (outsiders.length) throw new UsageError(`--targets-key ${outsiders.map((s) => s.path).join(', ')} is not a targets key of root v${N} of ${repo}`);
       if (distinct(oldTargetsSigners).length < (oldTargetsRole?.threshold ?? 1)) {
         throw new UsageError(`root v${N} requires ${oldTargetsRole?.threshold} targets signatures; ${distinct(oldTargetsSigners).length} --targets-key given`);
       }
     }
-    const nt = nextTargets(currentTargets, isoExpiry(now + targetsExpiresMs), () => {});
-    targetsBytes = await signMetadata(nt, distinct([...oldTargetsSigners, ...newTargetsSigners]));
+    const nt = nextTargets(currentTargets, isoExpiry(now + targetsExpiresMs), withRelisting(() => {}));
+    await checkRelisting(client, repo, status, currentTargets, nt, policy);
+    targetsBytes = await signMetadata(nt, distinct([...oldTargetsSigners, ...newTargetsSigners]), { trustedIds: oldTargetsRole?.keyIDs ?? [] });
     targetsFile = `${nt.version}.targets.json`;
   }
 
