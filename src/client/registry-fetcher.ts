@@ -33,6 +33,7 @@
  */
 import { DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import { isArtifactProblem, parseMetadataArtifact } from '../storage/artifact.ts';
+import { waitingFor } from '../storage/deadline.ts';
 import { sha256Digest } from '../storage/digest.ts';
 import { MAX_ARTIFACT_MANIFEST_BYTES, type MetadataStore } from '../storage/metadata-store.ts';
 import { StorageError, isStorageError } from '../storage/storage-error.ts';
@@ -113,7 +114,7 @@ export class RegistryFetcher extends TimestampFirstFetcher {
   protected override async readFile(url: string, maxLength: number): Promise<Uint8Array> {
     const target = this.#target(url);
     try {
-      return await this.#metadata.readMetadata(target.repository, target.fileName, maxLength);
+      return await waitingFor(() => `${target.fileName} of ${target.repository}`, () => this.#metadata.readMetadata(target.repository, target.fileName, maxLength));
     } catch (error) {
       throw this.#mapError(error, target, maxLength);
     }
@@ -128,8 +129,12 @@ export class RegistryFetcher extends TimestampFirstFetcher {
    * docs/FORMAT.md §4), except that the layer is not downloaded when its
    * digest is that of the trusted timestamp: those are then the same bytes.
    */
-  protected override async readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
+  protected override readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
     const target = this.#target(url);
+    return waitingFor(() => `${target.fileName} of ${target.repository}`, () => this.#readTimestamp(target, maxLength, trusted));
+  }
+
+  async #readTimestamp(target: { repository: string; fileName: string }, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
     const store = this.#metadata.store;
     const fail = (code: 'BAD_MEDIA_TYPE' | 'PROTOCOL' | 'TOO_LARGE' | 'DIGEST_MISMATCH', message: string, repository: string): StorageError =>
       new StorageError(code, message, { backend: store.backend, repository, reference: target.fileName });

@@ -20,10 +20,13 @@
  * stream), each request by a timeout. 5xx answers and network errors are
  * retried (`retries`, default 2, as tuf-js's DefaultFetcher does); 403/404 are
  * `DownloadHTTPError`s, which is how tuf-js learns there is no newer root.
+ * Inside an overall deadline (src/storage/deadline.ts: `verifyImage`'s
+ * `timeoutMs`), requests, body reads and pauses between retries end when it
+ * passes, and nothing is retried after it.
  */
 import { createHash } from 'node:crypto';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { deadlinePassed, requestSignal, retryPause, waitingFor } from '../storage/deadline.ts';
 import { ROOT_VERSION_HEADER } from '../service/fast-read.ts';
 import { ServiceClientError } from './service-client.ts';
 import { parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
@@ -79,20 +82,25 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     if ((parsed.protocol !== 'https:' && parsed.protocol !== 'http:') || parsed.username !== '' || parsed.password !== '') {
       throw new ServiceClientError(0, 'BAD_REQUEST', `${url.slice(0, 200)} is not an http(s) metadata URL`, { url: url.slice(0, 200) });
     }
+    const shown = url.slice(0, 200);
     for (let attempt = 0; ; attempt++) {
+      const passed = deadlinePassed();
+      if (passed) throw new ServiceClientError(0, 'UNREACHABLE', `GET ${shown} stopped: ${passed.message}`, { url: shown, deadlineMs: passed.timeoutMs }, passed);
       let response: Response;
       try {
-        response = await this.#fetch(url, { headers: { 'user-agent': this.#userAgent, ...headers }, signal: AbortSignal.timeout(this.#timeoutMs) });
+        response = await waitingFor(() => `GET ${shown}: no response headers yet`, () =>
+          this.#fetch(url, { headers: { 'user-agent': this.#userAgent, ...headers }, signal: requestSignal(this.#timeoutMs) }),
+        );
       } catch (cause) {
-        if (attempt < this.#retries) {
-          await sleep(100 * 2 ** attempt);
+        if (attempt < this.#retries && !deadlinePassed()) {
+          await waitingFor(() => `a retry of GET ${shown} (after a network error)`, () => retryPause(100 * 2 ** attempt));
           continue;
         }
-        throw new ServiceClientError(0, 'UNREACHABLE', `cannot read ${url.slice(0, 200)} (${cause instanceof Error ? cause.message : String(cause)})`, { url: url.slice(0, 200) }, cause);
+        throw new ServiceClientError(0, 'UNREACHABLE', `cannot read ${shown} (${cause instanceof Error ? cause.message : String(cause)})`, { url: shown }, cause);
       }
       if (response.status >= 500 && attempt < this.#retries) {
         await response.body?.cancel().catch(() => {});
-        await sleep(100 * 2 ** attempt);
+        await waitingFor(() => `a retry of GET ${shown} (after HTTP ${response.status})`, () => retryPause(100 * 2 ** attempt));
         continue;
       }
       if (response.status === 304) {
@@ -103,7 +111,7 @@ export class ServiceFetcher extends TimestampFirstFetcher {
         await response.body?.cancel().catch(() => {});
         throw new DownloadHTTPError(`GET ${url.slice(0, 200)} answered ${response.status}`, response.status);
       }
-      return { status: 200, headers: response.headers, bytes: await this.#body(response, url, maxLength) };
+      return { status: 200, headers: response.headers, bytes: await waitingFor(() => `GET ${shown}: reading the response body`, () => this.#body(response, url, maxLength)) };
     }
   }
 

@@ -69,6 +69,8 @@ export interface TimestampFirstOptions {
   coveredTimestamp?: () => Uint8Array | undefined | Promise<Uint8Array | undefined>;
   /** Answer root probes from the hint (default true); false sends every probe to the network. */
   shortcuts?: boolean;
+  /** Checks on every metadata file's bytes before tuf-js reads them (throws to refuse). */
+  vet?: (fileName: string, bytes: Uint8Array) => void;
   /** Bound for the timestamp read ahead of tuf-js asking for it (default tuf-js's 16 KiB). */
   timestampMaxBytes?: number;
 }
@@ -124,6 +126,7 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
   readonly #covered: TimestampFirstOptions['coveredTimestamp'];
   readonly #shortcuts: boolean;
   readonly #timestampMax: number;
+  readonly #vet: TimestampFirstOptions['vet'];
   #walk: Walk | undefined;
   /** Root probes answered "not found" from a hint, without a request. */
   shortcutsTaken = 0;
@@ -134,6 +137,12 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
    * `coveredTimestamp` next time (with the root version trusted now).
    */
   completedWalk: Uint8Array | undefined;
+  /**
+   * Every `<N>.root.json` handed to tuf-js, in order. tuf-js verifies each
+   * before asking for the next: once a refresh succeeded, these are roots
+   * reached by verified rotations (verify-image.ts records them).
+   */
+  readonly rootsFetched: Uint8Array[] = [];
 
   constructor(options: TimestampFirstOptions = {}) {
     super();
@@ -141,6 +150,7 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
     this.#covered = options.coveredTimestamp;
     this.#shortcuts = options.shortcuts ?? true;
     this.#timestampMax = options.timestampMaxBytes ?? DEFAULT_TIMESTAMP_MAX_BYTES;
+    this.#vet = options.vet;
   }
 
   /** Read `timestamp.json` at `url` (at most `maxLength` bytes), comparing with `trusted`. */
@@ -157,7 +167,17 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
     }
   }
 
+  /**
+   * Every metadata file goes through `vet` (when given) before tuf-js sees it: the caller's checks
+   * on bytes as served (strict JSON, calendar dates, the root's scope). A refusal throws there.
+   */
   override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+    const bytes = await this.#downloadUnvetted(url, maxLength);
+    this.#vet?.(splitMetadataUrl(url).fileName, bytes);
+    return bytes;
+  }
+
+  async #downloadUnvetted(url: string, maxLength: number): Promise<Buffer> {
     const { base, fileName } = splitMetadataUrl(url);
     const root = ROOT_FILE.exec(fileName);
     if (root) return toBuffer(await this.#rootProbe(url, base, Number(root[1]), maxLength));
@@ -188,7 +208,9 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
         walk = { base, timestamp, covered: covered !== undefined && sameBytes(covered, timestamp.bytes), nextProbe: version, complete: false };
         this.#walk = walk;
       } catch {
-        return this.readFile(url, maxLength);
+        const bytes = await this.readFile(url, maxLength);
+        this.rootsFetched.push(bytes);
+        return bytes;
       }
     }
     const { rootVersion } = walk.timestamp;
@@ -202,6 +224,7 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
     try {
       const bytes = await this.readFile(url, maxLength);
       walk.nextProbe = version + 1;
+      this.rootsFetched.push(bytes);
       return bytes;
     } catch (error) {
       if (error instanceof DownloadHTTPError && (error.statusCode === 404 || error.statusCode === 403)) walk.complete = true;

@@ -12,8 +12,14 @@
  *    signature policy, when one is given.
  * The registry's own tag is only compared, never trusted: if it points
  * elsewhere (an old, validly signed digest), the result says so.
+ *
+ * `timeoutMs` is one deadline for all of it: every request and retry of every
+ * step shares it (src/storage/deadline.ts), the request in flight is aborted
+ * when it passes, and the error names what was awaited (`TIMEOUT`).
+ * A saved state is used only while it descends from `trustedRoot`
+ * (pin-state.ts); otherwise `STATE_NOT_FROM_PIN`, naming both roots.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,12 +27,15 @@ import type { TargetFile } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
 import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
+import { Deadline, formatDuration, waitingFor } from '../storage/deadline.ts';
+import { checkPinnedState, describeRoot, recordVerifiedRoots, type PinCheck } from './pin-state.ts';
 import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
 import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
+import { metadataVetter, vetBytes, vetRootScope } from './vet.ts';
 
-export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE';
+export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
 export class VerifyError extends TufociError<VerifyErrorCode> {}
 
 export interface VerifyImageOptions {
@@ -34,10 +43,21 @@ export interface VerifyImageOptions {
   store: Store;
   repository: string;
   tag: string;
-  /** A root the client trusts (1.root.json or later); used when `stateDir` holds none yet. */
+  /**
+   * The root the client pins (1.root.json or later). A new `stateDir` starts from it; an existing
+   * one must have started from it or reached it by verified rotations (else `STATE_NOT_FROM_PIN`).
+   */
   trustedRoot: Uint8Array;
   /** Where the trusted TUF state persists between runs; omitted: ephemeral. */
   stateDir?: string;
+  /** How to start a state over, named in a `STATE_NOT_FROM_PIN` refusal (default: remove `stateDir`). */
+  resetHint?: string;
+  /**
+   * One deadline (ms) for the whole verify, shared by every request and retry (TUF metadata, the
+   * manifest, signatures, the registry's tag); each request keeps its own timeout too. When it
+   * passes, the request in flight is aborted and the verify fails with `TIMEOUT`. Omitted: none.
+   */
+  timeoutMs?: number;
   /** Read TUF metadata from this tufoci service instead of the registry. */
   serviceUrl?: string;
   /** Plain-signature policy; omitted: signatures are not checked. */
@@ -68,10 +88,16 @@ export interface VerifiedImage {
 export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedImage> {
   const ephemeral = opts.stateDir === undefined;
   const dir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-'));
+  const deadline = opts.timeoutMs !== undefined ? new Deadline(opts.timeoutMs) : undefined;
+  /** One step of the verify: named, and under the deadline if there is one. */
+  const step = <T>(what: string, fn: () => Promise<T>): Promise<T> => (deadline ? deadline.run(() => waitingFor(what, fn)) : fn());
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (!existsSync(join(dir, 'root.json'))) writeFileSync(join(dir, 'root.json'), opts.trustedRoot, { mode: 0o600 });
-    const target = await tufTarget(opts, dir);
+    // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
+    vetRootScope('the trusted root', vetBytes('the trusted root', opts.trustedRoot), opts.repository);
+    const pin = checkPinnedState(dir, opts.trustedRoot);
+    if (!pin.ok) throw stateRefusal(opts, dir, pin);
+    const target = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
     }
@@ -81,7 +107,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     const digest = `sha256:${sha}`;
     let manifest;
     try {
-      manifest = await opts.store.getManifest(opts.repository, digest, target.length);
+      manifest = await step(`the manifest ${opts.repository}@${digest}`, () => opts.store.getManifest(opts.repository, digest, target.length));
     } catch (cause) {
       throw new VerifyError('MANIFEST_UNAVAILABLE', `the registry does not serve ${opts.repository}@${digest} as TUF names it (${cause instanceof Error ? cause.message : String(cause)})`, { detail: { digest }, cause });
     }
@@ -89,13 +115,14 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       throw new VerifyError('MANIFEST_MISMATCH', `${opts.repository}@${digest} does not match its TUF target (size ${manifest.bytes.byteLength} vs ${target.length}, ${manifest.mediaType} vs ${mediaType})`, { detail: { digest } });
     }
     const descriptor = { mediaType, digest, size: target.length };
-    const signers = opts.signatures ? await verifySignatures(opts.store, opts.repository, descriptor, opts.signatures) : [];
+    const policy = opts.signatures;
+    const signers = policy ? await step(`the signatures of ${digest}`, () => verifySignatures(opts.store, opts.repository, descriptor, policy)) : [];
     let registryTag: VerifiedImage['registryTag'];
     try {
-      const tagged = await opts.store.getManifest(opts.repository, opts.tag, 4 * 1024 * 1024);
+      const tagged = await step(`the registry's tag ${opts.repository}:${opts.tag}`, () => opts.store.getManifest(opts.repository, opts.tag, 4 * 1024 * 1024));
       registryTag = { digest: tagged.digest, agrees: tagged.digest === digest };
     } catch (e) {
-      if (!isStorageError(e)) throw e;
+      if (!isStorageError(e) || deadline?.expired) throw e;
     }
     return {
       repository: opts.repository,
@@ -107,9 +134,39 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       tuf: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') },
       ...(registryTag ? { registryTag } : {}),
     };
+  } catch (error) {
+    const passed = deadline?.reason;
+    if (passed) {
+      const waiting = passed.waitingFor.length ? `; it was waiting for ${passed.waitingFor.join('; ')}` : '';
+      throw new VerifyError('TIMEOUT', `verify of ${opts.repository}:${opts.tag} did not finish within ${formatDuration(passed.timeoutMs)}${waiting}`, {
+        detail: { repository: opts.repository, tag: opts.tag, timeoutMs: passed.timeoutMs, waitingFor: passed.waitingFor },
+        cause: error,
+      });
+    }
+    throw error;
   } finally {
+    deadline?.dispose();
     if (ephemeral) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The refusal of a saved state that does not descend from the pinned root. */
+function stateRefusal(opts: VerifyImageOptions, dir: string, check: Exclude<PinCheck, { ok: true }>): VerifyError {
+  const { pinned, startedFrom, current } = check;
+  const origin = startedFrom
+    ? `neither the root this state started from, ${describeRoot(startedFrom)}, nor one it reached from it by a verified rotation${current.sha256 === startedFrom.sha256 ? '' : ` (it trusts ${describeRoot(current)} now)`}`
+    : `not the root it trusts, ${describeRoot(current)}, and the state has no record of the root it started from`;
+  return new VerifyError(
+    'STATE_NOT_FROM_PIN',
+    `the saved TUF state of ${opts.repository} in ${dir} does not descend from the pinned root: pinned ${describeRoot(pinned)} is ${origin}; to start over from the pinned root, ${opts.resetHint ? `run: ${opts.resetHint}` : `remove ${dir}`}`,
+    { detail: { repository: opts.repository, stateDir: dir, pinned, ...(startedFrom ? { startedFrom } : {}), current } },
+  );
+}
+
+/** Whether the root this client trusts now (the saved one) names a scope, checked against `repository`. */
+function trustedRootScoped(dir: string, repository: string): boolean {
+  const bytes = readFileSync(join(dir, 'root.json'));
+  return vetRootScope('the saved trusted root', vetBytes('the saved trusted root', bytes), repository);
 }
 
 /** The version of a file the Updater persisted as trusted (its own files, written after verification); 0 if none. */
@@ -159,7 +216,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetF
     }
   };
   const attempt = async (shortcuts: boolean): Promise<TargetFile | undefined> => {
-    const options = { trustedTimestamp, coveredTimestamp, shortcuts };
+    const options = { trustedTimestamp, coveredTimestamp, shortcuts, vet: metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository)) };
     const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher(options) : new RegistryFetcher({ metadata, ...options });
     const updater = new Updater({
       metadataDir: dir,
@@ -176,6 +233,12 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetF
       // standard way (every probe sent): a hint can never be why a client is stuck.
       if (shortcuts && fetcher.shortcutsTaken > 0) return attempt(false);
       throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
+    }
+    // The refresh succeeded, so tuf-js verified every root it was handed: they descend from the pin.
+    try {
+      recordVerifiedRoots(dir, fetcher.rootsFetched);
+    } catch {
+      // without the record, re-pinning to these roots is refused (safe) until the next run records them
     }
     const walked = fetcher.completedWalk;
     const trusted = trustedTimestamp();

@@ -20,3 +20,4 @@ export {
 } from './artifact.ts';
 export { isRepositoryName, isTag, isDigest } from './names.ts';
 export { sha256Digest, EMPTY_JSON_DIGEST, EMPTY_JSON_BYTES } from './digest.ts';
+export { Deadline, DeadlineExceededError, currentDeadline, formatDuration, waitingFor } from './deadline.ts';

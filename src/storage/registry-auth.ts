@@ -8,6 +8,7 @@
  *   for later requests of the same repository and access class.
  * The caller retries the request once after a successful answer to a challenge.
  */
+import { requestSignal, waitingFor } from './deadline.ts';
 import { readBodyBounded } from './http-body.ts';
 import { StorageError, type StorageErrorDetail } from './storage-error.ts';
 
@@ -159,13 +160,13 @@ export class RegistryAuth {
     this.tokenRequests++;
     let response: Response;
     try {
-      response = await fetch(url, { headers, signal: AbortSignal.timeout(this.#timeoutMs) });
+      response = await waitingFor(() => `GET ${url.origin}${url.pathname} (registry token): no response headers yet`, () => fetch(url, { headers, signal: requestSignal(this.#timeoutMs) }));
     } catch (error) {
       throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} unreachable for ${detail.repository}`, detail, { cause: error });
     }
     let body;
     try {
-      body = await readBodyBounded(response, MAX_TOKEN_RESPONSE_BYTES);
+      body = await waitingFor(() => `GET ${url.origin}${url.pathname} (registry token): reading the response body`, () => readBodyBounded(response, MAX_TOKEN_RESPONSE_BYTES));
     } catch (error) {
       throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} failed mid-response`, detail, { cause: error });
     }

@@ -11,6 +11,9 @@
  * - Only idempotent requests are retried (GET, HEAD, PUT of a manifest), on
  *   network errors, 429 and 5xx, with a short exponential backoff. Upload
  *   sessions (POST/PATCH/PUT of an upload) are never replayed.
+ * - Inside an overall deadline (deadline.ts, e.g. a verify's), every request,
+ *   body read and pause between retries ends when it passes, and nothing is
+ *   retried after it (`UNAVAILABLE`, naming the deadline).
  * - Redirects are followed by hand up to `maxRedirects`; credentials are only
  *   sent to the registry's own origin.
  * - A tag moves only when the registry has accepted the whole manifest, which
@@ -29,6 +32,7 @@
  *   offering the single request.
  */
 import { sha256Digest } from './digest.ts';
+import { deadlinePassed, requestSignal, retryPause, waitingFor } from './deadline.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest, checkManifestPut } from './manifest-refs.ts';
@@ -93,7 +97,15 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** A URL as named in a deadline error: without its query, which may carry a redirect's presigned token. */
+function shownUrl(url: string | URL): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return clip(String(url), 200);
+  }
+}
 
 interface CheckedManifest {
   digest: string;
@@ -186,13 +198,16 @@ export class RegistryStore implements Store {
       const headers: Record<string, string> = { 'User-Agent': this.#userAgent, ...spec.headers };
       const authorization = sameOrigin ? this.auth.authorization(accessKey) : undefined;
       if (authorization) headers['Authorization'] = authorization;
-      const response = await fetch(url, {
-        method,
-        headers,
-        ...(body !== undefined ? { body } : {}),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.#timeoutMs),
-      });
+      const target = url;
+      const response = await waitingFor(() => `${method} ${shownUrl(target)}: no response headers yet`, () =>
+        fetch(target, {
+          method,
+          headers,
+          ...(body !== undefined ? { body } : {}),
+          redirect: 'manual',
+          signal: requestSignal(this.#timeoutMs),
+        }),
+      );
       if ([301, 302, 303, 307, 308].includes(response.status)) {
         const location = response.headers.get('location');
         await discardBody(response);
@@ -227,14 +242,16 @@ export class RegistryStore implements Store {
   /** `#send` with retries of idempotent requests on network errors, 429 and 5xx. */
   async #request(spec: RequestSpec): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
+      this.#checkDeadline(spec, attempt);
       const canRetry = spec.idempotent && attempt < this.#retries;
       let response: Response;
       try {
         response = await this.#send(spec);
       } catch (error) {
         if (error instanceof StorageError) throw error;
+        this.#checkDeadline(spec, attempt + 1, error);
         if (canRetry) {
-          await sleep(this.#backoff(attempt, null));
+          await waitingFor(() => `a retry of ${spec.method} ${shownUrl(spec.url)} (after a network error)`, () => retryPause(this.#backoff(attempt, null)));
           continue;
         }
         const timedOut = isRecord(error) && (error['name'] === 'TimeoutError' || error['name'] === 'AbortError');
@@ -243,10 +260,18 @@ export class RegistryStore implements Store {
       if (RETRYABLE_STATUS.has(response.status) && canRetry) {
         const retryAfter = response.headers.get('retry-after');
         await discardBody(response);
-        await sleep(this.#backoff(attempt, retryAfter));
+        await waitingFor(() => `a retry of ${spec.method} ${shownUrl(spec.url)} (after HTTP ${response.status})`, () => retryPause(this.#backoff(attempt, retryAfter)));
         continue;
       }
       return response;
+    }
+  }
+
+  /** Once the overall deadline has passed: no (more) attempts. */
+  #checkDeadline(spec: RequestSpec, attempts: number, cause?: unknown): void {
+    const passed = deadlinePassed();
+    if (passed) {
+      throw this.#fail('UNAVAILABLE', `${spec.method} for ${spec.repository} (${spec.reference || 'repository'}) stopped: ${passed.message}`, spec.repository, spec.reference, { attempts, deadlineMs: passed.timeoutMs }, cause ?? passed);
     }
   }
 
@@ -292,9 +317,10 @@ export class RegistryStore implements Store {
   async #readBody(response: Response, spec: RequestSpec, maxBytes: number, what: string): Promise<Uint8Array> {
     let body;
     try {
-      body = await readBodyBounded(response, maxBytes);
+      body = await waitingFor(() => `${spec.method} ${shownUrl(response.url || spec.url)}: reading the response body`, () => readBodyBounded(response, maxBytes));
     } catch (error) {
-      throw this.#fail('UNAVAILABLE', `reading ${what} ${spec.reference} from ${spec.repository} failed mid-body`, spec.repository, spec.reference, {}, error);
+      const passed = deadlinePassed();
+      throw this.#fail('UNAVAILABLE', `reading ${what} ${spec.reference} from ${spec.repository} ${passed ? `stopped: ${passed.message}` : 'failed mid-body'}`, spec.repository, spec.reference, passed ? { deadlineMs: passed.timeoutMs } : {}, error);
     }
     if (body.kind === 'too-large') {
       throw this.#fail('TOO_LARGE', `${what} ${spec.reference} in ${spec.repository} is larger than the bound of ${maxBytes} bytes${body.declared !== undefined ? ` (Content-Length ${body.declared})` : ''}`, spec.repository, spec.reference, { maxBytes });

@@ -1,8 +1,9 @@
 /**
- * Client commands: `verify` (both layers) and `trust add|list|remove` (the
- * local store of pinned roots, per repository or repository prefix).
+ * Client commands: `verify` (both layers) and `trust add|list|remove|reset`
+ * (the local store of pinned roots, per repository or repository prefix, and
+ * the saved TUF state per repository).
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,6 +11,8 @@ import { parseMetadata } from '../../engine/index.ts';
 import { loadPublicKeyFile } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { verifyImage } from '../../client/verify-image.ts';
+import { PIN_RECORD_FILE } from '../../client/pin-state.ts';
+import { isRepositoryName } from '../../storage/index.ts';
 import { UsageError, output, positiveInt } from '../common.ts';
 import { REGISTRY_HELP, REGISTRY_OPTIONS, parseImageRef, registryFor } from '../registry.ts';
 
@@ -21,6 +24,28 @@ interface TrustEntry {
   prefix: string;
   root: string;
   keyids: string[];
+}
+
+/** Where verify keeps the trusted TUF state of a repository (`--state DIR` overrides). */
+function stateDirFor(repository: string, state: string | undefined): string {
+  return state ?? join(configDir(), 'state', repository);
+}
+
+/**
+ * Remove a saved TUF state: the role files tuf-js persisted and tufoci's records, only in a
+ * directory that holds a state (a root.json or a pin record), then the directory if left empty.
+ */
+function resetState(dir: string): boolean {
+  if (!existsSync(join(dir, 'root.json')) && !existsSync(join(dir, PIN_RECORD_FILE))) return false;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.startsWith('.tufoci-') || entry.name.startsWith('.tmp-pin-'))) rmSync(join(dir, entry.name), { force: true });
+  }
+  try {
+    rmdirSync(dir);
+  } catch {
+    // other files live there too (a --state directory shared with something else): left in place
+  }
+  return true;
 }
 
 function trustFile(): string {
@@ -43,15 +68,23 @@ export function trustedRootFor(repository: string): Uint8Array | undefined {
 export const TRUST_HELP = `usage: tufoci trust add <repo or prefix/> <root.json>
        tufoci trust list [--json]
        tufoci trust remove <repo or prefix/>
+       tufoci trust reset <repo> [--state DIR]
 
 Pins the root of trust for a repository, or for every repository under a
 prefix ending in "/". verify uses the longest matching pin. Stored under
-$TUFOCI_HOME (default ~/.config/tufoci).`;
+$TUFOCI_HOME (default ~/.config/tufoci).
+
+verify keeps the TUF state it trusts per repository ($TUFOCI_HOME/state/<repo>,
+or --state DIR) and uses it only while it descends from the current pin: the
+same root, or one it reached from it by verified rotations. After pinning a
+root outside that chain, "trust reset" removes the saved state, and the next
+verify starts over from the pin.`;
 
 export async function trust(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, state: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) return console.log(TRUST_HELP);
   const [action, prefix, file, ...extra] = positionals;
+  if (values.state !== undefined && action !== 'reset') throw new UsageError('--state is an option of trust reset only');
   const out = output(values.json ?? false);
   const entries = readTrust();
   const save = (list: TrustEntry[]): void => {
@@ -71,6 +104,12 @@ export async function trust(argv: string[]): Promise<void> {
   } else if (action === 'list' && !prefix) {
     for (const e of entries) out.say(`${e.prefix}  root keys ${e.keyids.map((k) => k.slice(0, 12)).join(', ')}`);
     out.result(entries);
+  } else if (action === 'reset' && prefix && !file) {
+    if (!isRepositoryName(prefix)) throw new UsageError(`"${prefix}" is not an OCI repository name (trust reset takes the repository whose saved state to remove)`);
+    const dir = stateDirFor(prefix, values.state);
+    const removed = resetState(dir);
+    out.say(removed ? `removed the saved TUF state of ${prefix} (${dir}); the next verify starts from the pinned root` : `no saved TUF state of ${prefix} in ${dir}`);
+    out.result({ repository: prefix, stateDir: dir, removed });
   } else if (action === 'remove' && prefix && !file) {
     if (!entries.some((e) => e.prefix === prefix)) throw new UsageError(`no trust entry for ${prefix}`);
     save(entries.filter((e) => e.prefix !== prefix));
@@ -80,6 +119,9 @@ export async function trust(argv: string[]): Promise<void> {
     throw new UsageError(TRUST_HELP);
   }
 }
+
+/** `tufoci verify`'s default deadline. */
+export const DEFAULT_VERIFY_TIMEOUT_SECONDS = 30;
 
 export const VERIFY_HELP = `usage: tufoci verify <registry>/<repo>:<tag> [--trust root.json] [options]
 
@@ -94,10 +136,22 @@ options:
   --server URL           read TUF metadata from a tufoci service instead of the registry
   --sig-key FILE         a public key whose signature counts (repeatable)
   --sig-threshold N      distinct --sig-key signatures required (default 1)
-  --state DIR            trusted TUF state kept between runs (default $TUFOCI_HOME/state/<repo>)
+  --state DIR            trusted TUF state kept between runs (default $TUFOCI_HOME/state/<repo>);
+                         used only while it descends from the pinned root (else refused:
+                         tufoci trust reset <repo> starts it over)
   --ephemeral            keep no state: trust only the pinned root
+  --timeout SECONDS      one deadline for the whole verify, every request and retry
+                         included (default ${DEFAULT_VERIFY_TIMEOUT_SECONDS})
   --json                 print the result as JSON
 ${REGISTRY_HELP}`;
+
+/** Seconds → milliseconds for --timeout: a positive number of seconds, at most an hour. */
+function parseTimeout(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_VERIFY_TIMEOUT_SECONDS * 1000;
+  const seconds = /^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(text) ? Number(text) : NaN;
+  if (!(seconds > 0 && seconds <= 3600)) throw new UsageError(`--timeout must be a number of seconds above 0 and at most 3600, got "${text}"`);
+  return Math.round(seconds * 1000);
+}
 
 export async function verify(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -111,24 +165,27 @@ export async function verify(argv: string[]): Promise<void> {
       'sig-threshold': { type: 'string' },
       state: { type: 'string' },
       ephemeral: { type: 'boolean' },
+      timeout: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return console.log(VERIFY_HELP);
+  const timeoutMs = parseTimeout(values.timeout);
   const [ref, ...extra] = positionals;
   if (!ref || extra.length) throw new UsageError(VERIFY_HELP);
   const image = parseImageRef(ref);
   const root = values.trust ? readFileSync(values.trust) : trustedRootFor(image.repository);
   if (!root) throw new UsageError(`no root of trust for ${image.repository}: pass --trust root.json or run tufoci trust add`);
   const keys = await Promise.all((values['sig-key'] ?? []).map((f) => loadPublicKeyFile(f)));
-  const stateDir = values.ephemeral ? undefined : (values.state ?? join(configDir(), 'state', image.repository));
+  const stateDir = values.ephemeral ? undefined : stateDirFor(image.repository, values.state);
   const result = await verifyImage({
     store: registryFor(image.host, values),
     repository: image.repository,
     tag: image.tag,
     trustedRoot: root,
-    ...(stateDir ? { stateDir } : {}),
+    ...(stateDir ? { stateDir, resetHint: `tufoci trust reset ${image.repository}${values.state ? ` --state ${values.state}` : ''}` } : {}),
+    timeoutMs,
     ...(values.server ? { serviceUrl: values.server } : {}),
     ...(keys.length ? { signatures: { keys: keys.map((k) => k.public), threshold: positiveInt(values['sig-threshold'], '--sig-threshold', 1) } } : {}),
   });
