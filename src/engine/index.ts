@@ -8,3 +8,4 @@ export * from './online.ts';
 export * from './consistency.ts';
 export { loadRepositoryState, type StoredFiles, type LoadResult, type LoadProblem } from './load.ts';
 export * from './build.ts';
+export * from './legacy-keyids.ts';

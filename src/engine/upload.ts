@@ -465,7 +465,9 @@ export function verifyTargetsUpload(
     opts.onParsed?.(p.version);
     const listed = new Set(own.keyIDs);
     const candidates = p.signatures.filter((s) => listed.has(s.keyid));
-    verification = verifyThreshold(role, candidates.length >= own.threshold ? p.signedBytes() : Buffer.alloc(0), candidates.length >= own.threshold ? p.signatures : [], own, own.keys);
+    // Too few authorized key ids to ever meet the threshold: no canonical encoding (the result still
+    // reports every signature, authorized or not).
+    verification = verifyThreshold(role, candidates.length >= own.threshold ? p.signedBytes() : Buffer.alloc(0), p.signatures, own, own.keys);
     if (!verification.ok) refuseThreshold(verification, { role });
   };
   let parsed: Parsed<'targets'>;

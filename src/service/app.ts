@@ -113,6 +113,14 @@ export function createApp(deps: AppDeps): Koa {
       if (ctx.status === 404 && ctx.body === undefined) {
         throw new ServiceError('NOT_FOUND', `no route for ${ctx.method} ${ctx.path.slice(0, 200)}`, { detail: { path: ctx.path.slice(0, 200) } });
       }
+      if ((ctx.status === 405 || ctx.status === 501) && ctx.body === undefined) {
+        // The router's answer to a method the route does not take (405) or no route knows (501); it keeps its Allow header.
+        const allow = ctx.response.get('Allow');
+        const method = ctx.method.slice(0, 20);
+        throw new ServiceError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${ctx.path.slice(0, 200)}${allow ? ` (allowed: ${allow})` : ''}`, {
+          detail: { method, path: ctx.path.slice(0, 200), allowed: allow ? allow.split(/,\s*/) : [] },
+        });
+      }
     } catch (error) {
       const status = httpStatusOf(error);
       ctx.status = status;

@@ -15,6 +15,7 @@ export type ServiceErrorCode =
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
   | 'REPO_NOT_FOUND'
   | 'REPO_EXISTS'
   | 'VERSION_TAKEN'
@@ -41,6 +42,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     BODY_TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,
     NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
     REPO_NOT_FOUND: 404,
     REPO_EXISTS: 409,
     VERSION_TAKEN: 409,

@@ -28,6 +28,7 @@ import {
   EngineError,
   legacyKeyListings,
   loadRepositoryState,
+  signingIds,
   metadataFileName,
   parseMetadata,
   produceSnapshotAndTimestamp,
@@ -599,8 +600,9 @@ export class RepositoryService {
     json['version'] = currentVersion(state, role) + 1;
     json['expires'] = expires;
     const signed = signedFromJSON('targets', json) as Targets;
-    const signers = this.#d.keyring.signers(repository).ci.filter((s) => held.keyIDs.includes(s.keyid));
-    const parts = await signParts(signed, signers);
+    // Under the id(s) the delegation lists: a delegation written before the key id fix lists an ECDSA key under its legacy id.
+    const signers = this.#d.keyring.signers(repository).ci.filter((s) => signingIds(s.public, held.keyIDs).some((id) => held.keyIDs.includes(id)));
+    const parts = await signParts(signed, signers, { trustedIds: held.keyIDs });
     const r = verifyTargetsUpload(state, role, parts.bytes, this.#ctx(repository), { parsed: parts });
     return { state: r.state, file: { fileName: `${signed.version}.${role}.json`, bytes: parts.bytes } };
   }
@@ -820,6 +822,7 @@ export class RepositoryService {
    * rotates the root, anything else is top-level targets or a delegated role.
    */
   async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant): Promise<UploadResult> {
+    this.#d.metadata.metadataRepository(repository); // validates the name before it reaches the queue and the lock
     const name = parseMetadataFileName(fileName);
     if (!name || name.version === undefined || name.role === 'snapshot' || name.role === 'timestamp') {
       throw new ServiceError('BAD_REQUEST', `upload to <version>.<role>.json of root, targets or a delegated role, not ${fileName.slice(0, 120)}`, {

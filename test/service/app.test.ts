@@ -111,9 +111,15 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.ci.json`, { token: CI, body: new Uint8Array(1024 * 1024 + 1) }), 413, 'BODY_TOO_LARGE');
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: 'x', headers: { 'content-type': 'text/html' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
     expectError(await h.request('GET', '/v2/nothing'), 404, 'NOT_FOUND');
+    const deleted = await h.request('DELETE', `/v1/repos/${REPO}/metadata/1.root.json`);
+    expectError(deleted, 405, 'METHOD_NOT_ALLOWED');
+    expect(deleted.headers['allow']).toMatch(/\bPUT\b/);
+    expectError(await h.request('PROPFIND', `/v1/repos/${REPO}/status`), 405, 'METHOD_NOT_ALLOWED'); // a method no route knows: not a 501
     expectError(await h.request('GET', `/v1/repos/${REPO}/metadata/9.ci.json`), 404, 'NOT_FOUND');
     expectError(await h.request('GET', '/v1/repos/nobody/here/metadata/timestamp.json'), 404, 'REPO_NOT_FOUND');
     expectError(await h.request('POST', '/v1/repos/Bad..Name', { token: ADMIN, body: await h.createBody() }), 400, 'INVALID_NAME');
+    // A name too long for the lock's key is refused as a name before the upload queues for the lock.
+    expectError(await h.request('PUT', `/v1/repos/wabbit-networks/${'a'.repeat(2000)}/metadata/2.ci.json`, { token: CI, body: '{}' }), 400, 'INVALID_NAME');
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/3.snapshot.json`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/5.ci.json`, { token: CI, body: await h.ciBytes(5, { v1: image(1) }) }), 409, 'VERSION_SKIP');
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(2, { v1: image(1) }) }), 400, 'NAME_MISMATCH');
