@@ -81,7 +81,7 @@ import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import type { Root } from '@tufjs/models';
 import { SPEC_VERSION, buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../src/engine/index.ts';
-import { signedFromJSON, signedToJSON } from '../src/engine/models.ts';
+import { signedToJSON } from '../src/engine/models.ts';
 import { InMemorySigner, computeKeyId, type TufKeyJson } from '../src/keys/index.ts';
 import { startServer, type RunningServer } from '../src/main.ts';
 import { loadPolicyFile, defaultPolicyPath, type Policy } from '../src/policy/policy.ts';
@@ -134,18 +134,15 @@ const junkSig = (keyid: string): { keyid: string; sig: string } => ({ keyid, sig
 const randomKeyId = (): string => randomBytes(32).toString('hex');
 
 function rootSigned(version: number, keys: Keys, online: { snapshot: TufKeyJson[]; timestamp: TufKeyJson[] }, now: number): Root {
-  const json = signedToJSON(
-    buildRoot({
-      version,
-      expires: isoExpiry(now + 365 * DAY),
-      root: { keys: [keys.root.public], threshold: 1 },
-      targets: { keys: [keys.targets.public], threshold: 1 },
-      snapshot: { keys: online.snapshot, threshold: 1 },
-      timestamp: { keys: online.timestamp, threshold: 1 },
-    }),
-  );
-  json['x-tufoci-scope'] = REPO; // the scope binding: this root is for this repository only
-  return signedFromJSON('root', json) as Root;
+  return buildRoot({
+    version,
+    expires: isoExpiry(now + 365 * DAY),
+    root: { keys: [keys.root.public], threshold: 1 },
+    targets: { keys: [keys.targets.public], threshold: 1 },
+    snapshot: { keys: online.snapshot, threshold: 1 },
+    timestamp: { keys: online.timestamp, threshold: 1 },
+    scope: REPO,
+  });
 }
 
 /** Create REPO on the service at `url`: root and targets signed with the fixture keys. */

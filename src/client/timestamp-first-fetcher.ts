@@ -173,7 +173,9 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
    */
   override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
     const bytes = await this.#downloadUnvetted(url, maxLength);
-    this.#vet?.(splitMetadataUrl(url).fileName, bytes);
+    const { fileName } = splitMetadataUrl(url);
+    this.#vet?.(fileName, bytes);
+    if (ROOT_FILE.test(fileName)) this.rootsFetched.push(bytes);
     return bytes;
   }
 
@@ -208,9 +210,7 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
         walk = { base, timestamp, covered: covered !== undefined && sameBytes(covered, timestamp.bytes), nextProbe: version, complete: false };
         this.#walk = walk;
       } catch {
-        const bytes = await this.readFile(url, maxLength);
-        this.rootsFetched.push(bytes);
-        return bytes;
+        return this.readFile(url, maxLength);
       }
     }
     const { rootVersion } = walk.timestamp;
@@ -224,7 +224,6 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
     try {
       const bytes = await this.readFile(url, maxLength);
       walk.nextProbe = version + 1;
-      this.rootsFetched.push(bytes);
       return bytes;
     } catch (error) {
       if (error instanceof DownloadHTTPError && (error.statusCode === 404 || error.statusCode === 403)) walk.complete = true;

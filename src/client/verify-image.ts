@@ -20,7 +20,6 @@
  * (pin-state.ts); otherwise `STATE_NOT_FROM_PIN`, naming both roots.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TargetFile } from '@tufjs/models';
@@ -28,12 +27,12 @@ import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
 import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
 import { Deadline, formatDuration, waitingFor } from '../storage/deadline.ts';
-import { checkPinnedState, describeRoot, recordVerifiedRoots, type PinCheck } from './pin-state.ts';
+import { checkPinnedState, describeRoot, recordVerifiedRoots, sha256Hex, type PinCheck } from './pin-state.ts';
 import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
 import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
-import { metadataVetter, vetBytes, vetRootScope } from './vet.ts';
+import { metadataVetter, vetRoot } from './vet.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
 export class VerifyError extends TufociError<VerifyErrorCode> {}
@@ -94,7 +93,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
-    vetRootScope('the trusted root', vetBytes('the trusted root', opts.trustedRoot), opts.repository);
+    vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     const pin = checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
     const target = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
@@ -165,8 +164,7 @@ function stateRefusal(opts: VerifyImageOptions, dir: string, check: Exclude<PinC
 
 /** Whether the root this client trusts now (the saved one) names a scope, checked against `repository`. */
 function trustedRootScoped(dir: string, repository: string): boolean {
-  const bytes = readFileSync(join(dir, 'root.json'));
-  return vetRootScope('the saved trusted root', vetBytes('the saved trusted root', bytes), repository);
+  return vetRoot('the saved trusted root', readFileSync(join(dir, 'root.json')), repository);
 }
 
 /** The version of a file the Updater persisted as trusted (its own files, written after verification); 0 if none. */
@@ -185,10 +183,6 @@ function versionOf(dir: string, role: string): number {
  * name, so it can never collide with a role file tuf-js persists.
  */
 const ROOT_WALK_FILE = '.tufoci-root-walk';
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
 /** TUF step: refresh the unmodified tuf-js Updater and look the tag up. */
 async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetFile | undefined> {

@@ -13,6 +13,7 @@
  *   before scope binding) is accepted only while every root trusted so far
  *   lacks one too: once a chain is scoped it can never lose its scope.
  */
+import { parseMetadataFileName } from '../engine/names.ts';
 import { parseExpires } from '../engine/parse.ts';
 import { SCOPE_FIELD, isValidScope, scopeCovers } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
@@ -21,15 +22,13 @@ import { TufociError } from '../errors.ts';
 export type VetErrorCode = 'AMBIGUOUS_METADATA' | 'SCOPE_MISMATCH';
 export class VetError extends TufociError<VetErrorCode> {}
 
-const ROOT_FILE = /^([1-9][0-9]{0,15})\.root\.json$/;
-
 function signedOf(json: unknown): Record<string, unknown> | undefined {
   const signed = typeof json === 'object' && json !== null ? (json as Record<string, unknown>)['signed'] : undefined;
   return typeof signed === 'object' && signed !== null && !Array.isArray(signed) ? (signed as Record<string, unknown>) : undefined;
 }
 
 /** Strict JSON and a real `expires`; returns the `signed` object when there is one. */
-export function vetBytes(label: string, bytes: Uint8Array): Record<string, unknown> | undefined {
+function vetBytes(label: string, bytes: Uint8Array): Record<string, unknown> | undefined {
   let json: unknown;
   try {
     json = parseStrictJson(bytes, { label });
@@ -48,7 +47,7 @@ export function vetBytes(label: string, bytes: Uint8Array): Record<string, unkno
 }
 
 /** Whether a root names a scope; refuses one that does not cover `repository`. */
-export function vetRootScope(label: string, signed: Record<string, unknown> | undefined, repository: string): boolean {
+function vetRootScope(label: string, signed: Record<string, unknown> | undefined, repository: string): boolean {
   const scope = signed?.[SCOPE_FIELD];
   if (scope === undefined) return false;
   if (!isValidScope(scope) || !scopeCovers(scope, repository)) {
@@ -59,6 +58,11 @@ export function vetRootScope(label: string, signed: Record<string, unknown> | un
   return true;
 }
 
+/** A root's bytes (the pin, the saved one): strict, and its scope (if named) covering `repository`; whether it names one. */
+export function vetRoot(label: string, bytes: Uint8Array, repository: string): boolean {
+  return vetRootScope(label, vetBytes(label, bytes), repository);
+}
+
 /**
  * The vetter for one refresh of `repository`, starting from a trusted root
  * that `scoped` says names a scope (or not).
@@ -67,7 +71,7 @@ export function metadataVetter(repository: string, scoped: boolean): (fileName: 
   let requireScope = scoped;
   return (fileName, bytes) => {
     const signed = vetBytes(fileName, bytes);
-    if (!ROOT_FILE.test(fileName)) return;
+    if (parseMetadataFileName(fileName)?.role !== 'root') return;
     const has = vetRootScope(fileName, signed, repository);
     if (!has && requireScope) {
       throw new VetError('SCOPE_MISMATCH', `${fileName} names no scope, but the root trusted before it is bound to ${repository}: refused (a scope is never dropped)`, {

@@ -64,6 +64,12 @@ export function signingIds(key: TufKeyJson, trustedIds: Iterable<string> = []): 
   return ids.legacy !== ids.correct && listed.has(ids.legacy) ? [ids.correct, ids.legacy] : [ids.correct];
 }
 
+/** The id among `listed` that names `key` (its specification id or its legacy one), if any. */
+export function listedIdOf(key: TufKeyJson, listed: readonly string[]): string | undefined {
+  const { correct, legacy } = keyIdsOf(key);
+  return listed.includes(correct) ? correct : listed.includes(legacy) ? legacy : undefined;
+}
+
 function legacyIn(keys: KeyMap, listedIn: string, roles: Array<[string, readonly string[]]>): LegacyKeyListing[] {
   const out: LegacyKeyListing[] = [];
   const byId = new Map<string, LegacyKeyListing>();

@@ -66,7 +66,6 @@ async function signWith<T extends Snapshot | Timestamp>(
     // Under the id(s) root lists the key under: a root written before the key id fix lists it
     // under its legacy id (legacy-keyids.ts).
     const ids = signingIds(s.public, authorized).filter((id) => authorized.has(id));
-    if (authorized.has(s.keyid) && !ids.includes(s.keyid)) ids.unshift(s.keyid);
     if (ids.length === 0) continue;
     const sig = await s.sign(bytes);
     for (const keyid of ids) md.signatures[keyid] = new Signature({ keyID: keyid, sig: sig.sig });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
-import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
+import { ServiceClient } from '../../src/client/service-client.ts';
 import { verifyImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
 import { pushSignature, signDescriptor } from '../../src/client/signatures.ts';
 import { buildTargets, isoExpiry, parseMetadata, signMetadata } from '../../src/engine/index.ts';
@@ -25,7 +25,7 @@ import { publishTag } from '../../src/cli/commands/publisher.ts';
 import { resign } from '../../src/cli/commands/resign.ts';
 import { rotateRoot } from '../../src/cli/commands/rotate.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
-import { runCommandJson, runTufoci } from '../support/cli.ts';
+import { clientRefusal, runCommandJson, runTufoci } from '../support/cli.ts';
 import { asLegacySigner, buildLegacyRepository, legacyTargets, storeLegacyRepository } from '../support/legacy-repo.ts';
 
 const DAY = 86_400_000;
@@ -54,6 +54,11 @@ async function signedUnder(repo: string, fileName: string): Promise<string[]> {
   return json.signatures.map((s) => s.keyid).sort();
 }
 
+/** What every legacy repository here shares: the owner's root and targets keys, the service's online keys. */
+function legacyBase() {
+  return { now: Date.now(), policy: server.policy, rootKeys: [signer('root')], targetsKey: signer('targets'), online: { snapshot: online.snapshot, timestamp: online.timestamp } };
+}
+
 /**
  * `repo` as the service left it before the fix: root, targets delegating `ci`, ci listing v1, all
  * under legacy ids, and v1's plain signature made by `tufoci sign` (its envelope naming the legacy id).
@@ -61,11 +66,7 @@ async function signedUnder(repo: string, fileName: string): Promise<string[]> {
 async function legacyRepository(repo: string, opts: { serviceHeld?: boolean } = {}): Promise<{ root1: Uint8Array; v1: PushedImage }> {
   const v1 = await pushImage(server.store, repo, 'v1');
   const built = await buildLegacyRepository({
-    now: Date.now(),
-    policy: server.policy,
-    rootKeys: [signer('root')],
-    targetsKey: signer('targets'),
-    online: { snapshot: online.snapshot, timestamp: online.timestamp },
+    ...legacyBase(),
     delegations: [
       { name: 'ci', key: signer('ci'), paths: ['v*'], terminating: true, tags: { v1 } },
       // `tufoci delegate add R release --online`: the service's (here ECDSA) CI key.
@@ -76,15 +77,6 @@ async function legacyRepository(repo: string, opts: { serviceHeld?: boolean } = 
   const descriptor = { mediaType: v1.mediaType, digest: v1.digest, size: v1.size };
   await pushSignature(server.store, repo, descriptor, await signDescriptor(descriptor, [asLegacySigner(signer('ci'))]));
   return { root1: built.root1, v1 };
-}
-
-async function refusal(p: Promise<unknown>): Promise<ServiceClientError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(ServiceClientError);
-  return e as ServiceClientError;
 }
 
 beforeAll(async () => {
@@ -157,7 +149,7 @@ describe('a repository written before the key id fix', () => {
       expires: isoExpiry(Date.now() + 30 * DAY),
       delegations: [{ name: 'ci', keys: [signer('ci').public], threshold: 1, paths: ['v*'], terminating: true }],
     });
-    const e = await refusal(client.upload(repo, '2.targets.json', await signMetadata(targets2, [signer('targets')], { trustedIds: [L(signer('targets'))] })));
+    const e = await clientRefusal(client.upload(repo, '2.targets.json', await signMetadata(targets2, [signer('targets')], { trustedIds: [L(signer('targets'))] })));
     expect(e).toMatchObject({ status: 422, code: 'BAD_KEY', detail: { role: 'targets.delegations', keyid: L(signer('ci')), expected: C(signer('ci')) } });
     expect(e.message).toBe(
       `targets.delegations: key id ${L(signer('ci'))} is the id tufoci wrote before it followed the TUF specification; list this key as ${C(signer('ci'))}`,
@@ -222,7 +214,7 @@ describe('a repository written before the key id fix', () => {
     expect((await verify(repo, 'v1', root1)).digest).toBe(v1.digest);
     // A ci version signed under the legacy id alone no longer counts.
     const legacyOnly = await signMetadata(buildTargets({ version: published.version + 1, expires: isoExpiry(Date.now() + DAY), targets: { v1, v3 } }), [asLegacySigner(signer('ci'))]);
-    expect(await refusal(client.upload(repo, `${published.version + 1}.ci.json`, legacyOnly))).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
+    expect(await clientRefusal(client.upload(repo, `${published.version + 1}.ci.json`, legacyOnly))).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(parseMetadata('root', readFileSync(join(dir, 'repaired.2.root.json')), server.policy.roles.root.maxBytes).md.signed.roles['targets']?.keyIDs).toEqual([C(signer('targets'))]);
   });
 
@@ -231,11 +223,7 @@ describe('a repository written before the key id fix', () => {
     const tags: Record<string, PushedImage> = {};
     for (const tag of ['v1', 'v2', 'v3', 'v4']) tags[tag] = await pushImage(server.store, repo, tag);
     const built = await buildLegacyRepository({
-      now: Date.now(),
-      policy: server.policy,
-      rootKeys: [signer('root')],
-      targetsKey: signer('targets'),
-      online: { snapshot: online.snapshot, timestamp: online.timestamp },
+      ...legacyBase(),
       delegations: [],
       bins: { namePrefix: 'ci', count: 2, key: signer('ci'), tags },
     });

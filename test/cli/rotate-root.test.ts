@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
-import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
+import { ServiceClient } from '../../src/client/service-client.ts';
 import { verifyImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
 import { buildRoot, buildTargets, isoExpiry, parseMetadata, signMetadata, verifyThreshold } from '../../src/engine/index.ts';
 import { generateKeyFiles, loadSignerFile, type FileSigner, type Signer } from '../../src/keys/index.ts';
@@ -20,7 +20,7 @@ import { UsageError } from '../../src/cli/common.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { nextRoot, roleKeysOf, rotateRoot } from '../../src/cli/commands/rotate.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
-import { runCommandJson, runTufoci, type CliResult } from '../support/cli.ts';
+import { clientRefusal, runCommandJson, runTufoci, type CliResult } from '../support/cli.ts';
 
 const DAY = 86_400_000;
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-rotate-'));
@@ -56,15 +56,6 @@ async function publishCi(repo: string, version: number, tags: Record<string, Pus
 
 function verify(repository: string, tag: string, trustedRoot: Uint8Array, extra: Partial<VerifyImageOptions> = {}) {
   return verifyImage({ store: server.store, repository, tag, trustedRoot, serviceUrl: server.url, ...extra });
-}
-
-async function refusal(p: Promise<unknown>): Promise<ServiceClientError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(ServiceClientError);
-  return e as ServiceClientError;
 }
 
 beforeAll(async () => {
@@ -133,16 +124,16 @@ describe('tufoci rotate root', () => {
     const expires = isoExpiry(Date.now() + 300 * DAY);
     const toRoot2 = nextRoot(current, expires, { root: { keys: [signer('root2').public], threshold: 1 } });
 
-    const onlyNew = await refusal(client.upload(repo, '2.root.json', await signMetadata(toRoot2, [signer('root2')])));
+    const onlyNew = await clientRefusal(client.upload(repo, '2.root.json', await signMetadata(toRoot2, [signer('root2')])));
     expect(onlyNew).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(onlyNew.message).toBe(`root (trusted keys): 0 of 1 required signatures; missing ${id('root1').slice(0, 12)}; 1 signature(s) by keys not authorized for root (trusted keys)`);
 
-    const onlyOld = await refusal(client.upload(repo, '2.root.json', await signMetadata(toRoot2, [signer('root1')])));
+    const onlyOld = await clientRefusal(client.upload(repo, '2.root.json', await signMetadata(toRoot2, [signer('root1')])));
     expect(onlyOld).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(onlyOld.message).toBe(`root (new keys): 0 of 1 required signatures; missing ${id('root2').slice(0, 12)}; 1 signature(s) by keys not authorized for root (new keys)`);
 
     const skip = buildRoot({ ...{ root: roleKeysOf(current, 'root') }, targets: roleKeysOf(current, 'targets'), snapshot: roleKeysOf(current, 'snapshot'), timestamp: roleKeysOf(current, 'timestamp'), version: 3, expires });
-    const skipped = await refusal(client.upload(repo, '3.root.json', await signMetadata(skip, [signer('root1')])));
+    const skipped = await clientRefusal(client.upload(repo, '3.root.json', await signMetadata(skip, [signer('root1')])));
     expect(skipped).toMatchObject({ status: 409, code: 'VERSION_SKIP' });
     expect(skipped.message).toBe('root version 3 skips ahead; expected 2');
 
@@ -153,7 +144,7 @@ describe('tufoci rotate root', () => {
 
     // Nothing changed: same versions, no 2.root.json or 3.root.json, clients still at root v1.
     expect(await client.status(repo)).toEqual({ ...before, roles: before.roles.map((r) => ({ ...r, expiresInSeconds: expect.any(Number) })) });
-    for (const f of ['2.root.json', '3.root.json']) expect(await refusal(client.metadata(repo, f))).toMatchObject({ status: 404 });
+    for (const f of ['2.root.json', '3.root.json']) expect(await clientRefusal(client.metadata(repo, f))).toMatchObject({ status: 404 });
     expect((await verify(repo, 'v1', pinned)).tuf.root).toBe(1);
   });
 
@@ -204,7 +195,7 @@ describe('tufoci rotate root', () => {
     }
     expect((await verify(repo, 'v1', pinned)).tuf).toMatchObject({ root: 2 });
 
-    const oldKey = await refusal(cli(delegate, ['add', repo, 'other', '--key', pub('ci'), '--paths', 'x*', '--targets-key', key('targets')]));
+    const oldKey = await clientRefusal(cli(delegate, ['add', repo, 'other', '--key', pub('ci'), '--paths', 'x*', '--targets-key', key('targets')]));
     expect(oldKey).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(oldKey.message).toMatch(/^targets: 0 of 1 required signatures; missing [0-9a-f]{12}/);
     await cli(delegate, ['add', repo, 'other', '--key', pub('ci'), '--paths', 'x*', '--targets-key', key('targets2')]);
@@ -225,7 +216,7 @@ describe('tufoci rotate root', () => {
     const alone = await tufoci('rotate', 'root', repo, '--old-key', key('rootC'), '--new-key', key('attacker'));
     expect(alone.code).toBe(2);
     expect(alone.stderr).toContain(`tufoci: root v1 of ${repo} requires 2 root signatures; 1 --old-key given`);
-    const forged = await refusal(client.upload(repo, '2.root.json', await signMetadata(attackerRoot(2), [signer('rootC'), signer('attacker')])));
+    const forged = await clientRefusal(client.upload(repo, '2.root.json', await signMetadata(attackerRoot(2), [signer('rootC'), signer('attacker')])));
     expect(forged).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(forged.message).toMatch(/^root \(trusted keys\): 1 of 2 required signatures/);
 
@@ -234,7 +225,7 @@ describe('tufoci rotate root', () => {
     expect(out.code, out.stderr).toBe(0);
     expect(out.stdout).toContain(`rotated ${repo}: root v1 → v2 (2 of 3 keys: ${[id('rootA'), id('rootB'), id('rootD')].map((k) => k.slice(0, 12)).join(', ')})`);
 
-    const after = await refusal(client.upload(repo, '3.root.json', await signMetadata(attackerRoot(3), [signer('rootC'), signer('attacker')])));
+    const after = await clientRefusal(client.upload(repo, '3.root.json', await signMetadata(attackerRoot(3), [signer('rootC'), signer('attacker')])));
     expect(after).toMatchObject({ status: 403, code: 'THRESHOLD_NOT_MET' });
     expect(after.message).toMatch(/^root \(trusted keys\): 0 of 2 required signatures; missing .*; 2 signature\(s\) by keys not authorized/);
     expect((await verify(repo, 'v1', pinned)).tuf.root).toBe(2);

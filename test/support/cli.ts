@@ -5,7 +5,8 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
+import { ServiceClientError } from '../../src/client/service-client.ts';
 
 const run = promisify(execFile);
 const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
@@ -37,4 +38,14 @@ export async function runCommandJson(fn: (argv: string[]) => Promise<void>, argv
     spy.mockRestore();
   }
   return JSON.parse(lines.join('\n')) as Record<string, unknown>;
+}
+
+/** The ServiceClientError a service call is refused with (fails the test when it is not refused that way). */
+export async function clientRefusal(p: Promise<unknown>): Promise<ServiceClientError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(ServiceClientError);
+  return e as ServiceClientError;
 }

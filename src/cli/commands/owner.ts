@@ -14,10 +14,11 @@ import {
   putDelegation,
   removeDelegation,
   revokeDelegationKey,
+  listedIdOf,
   signMetadata,
 } from '../../engine/index.ts';
 import { loadPublicKeyFile, loadSignerFile, type FileSigner, type TufKeyJson } from '../../keys/index.ts';
-import { checkRelisting, legacyWarnings, listedIdOf, repairCommand, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
+import { checkRelisting, legacyWarnings, repairCommand, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';

@@ -23,6 +23,7 @@ import {
   asJson,
   isoExpiry,
   keyIdsOf,
+  listedIdOf,
   nextTargets,
   parseMetadata,
   relistLegacyKeyIds,
@@ -58,12 +59,6 @@ ${SERVER_HELP}`;
 /** The key ids the delegator of `role` lists for it (from the service's status). */
 export function trustedIdsOf(status: RepositoryStatus, role: string): string[] {
   return status.roles.find((r) => r.role === role)?.keyids ?? [];
-}
-
-/** The id among `listed` that names `key` (its correct id or its legacy one), if any. */
-export function listedIdOf(key: TufKeyJson, listed: readonly string[]): string | undefined {
-  const { correct, legacy } = keyIdsOf(key);
-  return listed.includes(correct) ? correct : listed.includes(legacy) ? legacy : undefined;
 }
 
 /** Does `md` carry a signature, under an id `listed` names, by one of `signers`? */

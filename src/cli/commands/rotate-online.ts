@@ -16,13 +16,12 @@
  * view of the service's key sets.
  */
 import { parseArgs } from 'node:util';
-import { isoExpiry, signMetadata } from '../../engine/index.ts';
+import { isoExpiry, listedIdOf, signMetadata } from '../../engine/index.ts';
 import { loadSignerFile, type FileSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
 import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from './rotate.ts';
-import { listedIdOf } from './resign.ts';
 
 export const ROTATE_ONLINE_HELP = `usage: tufoci rotate online <repo> --root-key K [--root-key K2] [--expires 365d] [options]
        tufoci rotate online --all --root-key K [--root-key K2] [options]

@@ -13,7 +13,6 @@
  *
  * `tufoci rotate online` lives in rotate-online.ts.
  */
-import { scopeOf } from '../../engine/scope.ts';
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -22,18 +21,20 @@ import {
   buildRoot,
   describeVerification,
   isoExpiry,
+  listedIdOf,
   nextTargets,
   parseMetadata,
   signMetadata,
   verifyThreshold,
   type RoleKeys,
 } from '../../engine/index.ts';
+import { scopeOf } from '../../engine/scope.ts';
 import { loadPublicKeyFile, loadSignerFile, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { ServiceClient, UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { rotateOnline } from './rotate-online.ts';
-import { checkRelisting, listedIdOf, withRelisting } from './resign.ts';
+import { checkRelisting, withRelisting } from './resign.ts';
 
 export const ROTATE_HELP = `usage: tufoci rotate root <repo> --old-key K --new-key K [options]
        tufoci rotate online <repo> [options]
