@@ -50,8 +50,9 @@
  *     with fewer than 100 samples p99 is the maximum). cl-lie-short breaks the HTTP framing, so
  *     there node:http's plain 400 and a closed connection are the expected answer.
  *     cl-lie-stall opens BENCH_RUNS such connections at once and waits BENCH_STALL_MS: PASS needs
- *     an answer before then (the server bounds the read); "held" says the server kept the
- *     connection open until the bench closed it.
+ *     an answer before then (the server bounds the read: the in-process service runs with a body
+ *     deadline of BENCH_BODY_TIMEOUT_MS, default 2 s, instead of its 30 s default); "held" says
+ *     the server kept the connection open until the bench closed it.
  * (b) /healthz latency under hostile load. `tufoci serve` runs as a child process (its own data
  *     dir and tokens) so its event loop is not the measuring client's; a worker thread probes
  *     GET /healthz every BENCH_PROBE_INTERVAL_MS over its own keep-alive connection, first for
@@ -92,6 +93,8 @@ const RUNS = envInt('BENCH_RUNS', 10);
 const ROW_SECONDS = envInt('BENCH_ROW_SECONDS', 6);
 const REQUEST_TIMEOUT_MS = envInt('BENCH_REQUEST_TIMEOUT_MS', 30_000);
 const STALL_MS = envInt('BENCH_STALL_MS', 5_000);
+/** The service's body deadline here (its default is 30 s), shorter than STALL_MS so cl-lie-stall sees it act. */
+const BODY_TIMEOUT_MS = envInt('BENCH_BODY_TIMEOUT_MS', 2_000);
 const HEALTH_SECONDS = envInt('BENCH_HEALTH_SECONDS', 10);
 const IDLE_SECONDS = envInt('BENCH_IDLE_SECONDS', 3);
 const LOOPS = envInt('BENCH_HOSTILE_LOOPS', 2);
@@ -486,6 +489,7 @@ async function partA(dir: string, keys: Keys): Promise<{ rows: Row[]; baselineMs
     tokensEnv: TOKENS,
     refreshTickMs: 3_600_000,
     logger: pino({ level: 'warn' }, pino.destination({ dest: logPath, sync: true })),
+    bodyTimeoutMs: BODY_TIMEOUT_MS,
   });
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const base = new URL(running.url);

@@ -43,6 +43,8 @@ export interface ServeOptions {
   /** Injected online signers (KMS/HSM, tests); default key files under dataDir/keys. */
   signers?: OnlineSigners;
   logger?: PinoLogger;
+  /** How long a request body may take to arrive (default 30 s): 408 BODY_TIMEOUT after. */
+  bodyTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -113,6 +115,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       await store.ping();
       await coord.ping();
     },
+    ...(opts.bodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.bodyTimeoutMs } : {}),
   });
 
   // Put every stored repository on the refresh schedule (the coordinator may be new or wiped).

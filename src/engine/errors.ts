@@ -12,6 +12,7 @@ export type EngineErrorCode =
   | 'NOT_INTEGER' // a number with a fraction or exponent (3.0, 3.97e2), -0, or beyond ±2^53
   | 'LONE_SURROGATE' // a string escapes half of a UTF-16 surrogate pair
   | 'TOO_DEEP' // nesting deeper than the reader's bound
+  | 'TOO_MANY_MEMBERS' // an object wider than the reader's bound for its depth
   | 'BAD_DATE' // `expires` is not a real calendar instant (2027-02-30, 24:00:00)
   | 'NOT_CANONICAL' // the signed part does not survive a parse/serialize round trip
   | 'WRONG_TYPE' // `_type` is not the role expected

@@ -26,7 +26,7 @@ import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
 import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
-import { parseStrictJson, StrictJsonError } from './strict-json.ts';
+import { scanStrictJson, StrictJsonError, type Scanned } from './strict-json.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 export interface KindMap {
@@ -115,36 +115,77 @@ function bound(label: string, field: string, count: number, limit: number): void
   }
 }
 
-/** Counts on the plain JSON: cheap, and before anything iterates over them. */
-function checkCounts(kind: RoleType, label: string, signed: Record<string, unknown>, signatures: unknown[], limits: ParseLimits): void {
+/** A refusal of the strict reader as the engine's error of the same name (BAD_JSON: MALFORMED). */
+function strictRefusal(cause: unknown, label: string, detail: Record<string, unknown>): unknown {
+  if (!(cause instanceof StrictJsonError)) return cause;
+  const code = cause.code === 'BAD_JSON' ? 'MALFORMED' : cause.code;
+  return new EngineError(code, cause.code === 'BAD_JSON' ? `${label} metadata is not valid UTF-8 JSON (${cause.message})` : cause.message, {
+    detail: { ...detail, ...cause.detail },
+    cause,
+  });
+}
+
+/**
+ * Members of the envelope (`signed`, `signatures` and unrecognized fields) and of `signed` (eight
+ * fields in the specification, and unrecognized ones): generous bounds, checked during the scan,
+ * so a wide object there costs nothing. Below them only the counts of `checkSizes` apply.
+ */
+const ENVELOPE_MEMBERS: readonly number[] = [16, 64, Number.POSITIVE_INFINITY];
+
+/** Member paths whose values parseMetadata reads or counts before the whole document is parsed. */
+const CAPTURE: ReadonlySet<string> = new Set([
+  'signed',
+  'signatures',
+  'signed/_type',
+  'signed/spec_version',
+  'signed/version',
+  'signed/expires',
+  'signed/keys',
+  'signed/roles',
+  'signed/targets',
+  'signed/delegations/keys',
+  'signed/delegations/roles',
+]);
+
+/** Counts the scan took (objects and arrays at captured paths): before anything is parsed or iterated. */
+function checkSizes(kind: RoleType, label: string, sizes: ReadonlyMap<string, number>, limits: ParseLimits): void {
   // A role can be signed by at most its keys; root by the old and the new root keys.
-  bound(label, 'signatures', signatures.length, 2 * limits.maxKeysPerRole);
+  bound(label, 'signatures', sizes.get('signatures') ?? 0, 2 * limits.maxKeysPerRole);
+  if (kind === 'root') {
+    bound(label, 'roles', sizes.get('signed/roles') ?? 0, 8);
+    bound(label, 'keys', sizes.get('signed/keys') ?? 0, 4 * limits.maxKeysPerRole);
+  } else if (kind === 'targets') {
+    bound(label, 'targets', sizes.get('signed/targets') ?? 0, limits.maxTargets);
+    bound(label, 'delegations.roles', sizes.get('signed/delegations/roles') ?? 0, limits.maxDelegations);
+    bound(label, 'delegations.keys', sizes.get('signed/delegations/keys') ?? 0, limits.maxDelegations * limits.maxKeysPerRole);
+  }
+}
+
+/** Counts inside the (already bounded) role lists: key ids and path patterns per role. */
+function checkRoleLists(kind: RoleType, label: string, signed: Record<string, unknown>, limits: ParseLimits): void {
   if (kind === 'root') {
     const roles = signed['roles'];
-    bound(label, 'roles', countOf(roles), 8);
-    bound(label, 'keys', countOf(signed['keys']), 4 * limits.maxKeysPerRole);
     if (isObject(roles)) for (const [name, r] of Object.entries(roles)) if (isObject(r)) bound(label, `roles.${name}.keyids`, countOf(r['keyids']), limits.maxKeysPerRole);
   } else if (kind === 'targets') {
-    bound(label, 'targets', countOf(signed['targets']), limits.maxTargets);
     const d = signed['delegations'];
-    if (isObject(d)) {
-      const roles = d['roles'];
-      bound(label, 'delegations.roles', countOf(roles), limits.maxDelegations);
-      bound(label, 'delegations.keys', countOf(d['keys']), limits.maxDelegations * limits.maxKeysPerRole);
-      if (Array.isArray(roles)) {
-        for (const r of roles) {
-          if (!isObject(r)) continue;
-          const name = typeof r['name'] === 'string' ? r['name'].slice(0, 60) : '?';
-          bound(label, `delegations.roles[${name}].keyids`, countOf(r['keyids']), limits.maxKeysPerRole);
-          bound(label, `delegations.roles[${name}].paths`, countOf(r['paths']) + countOf(r['path_hash_prefixes']), limits.maxPathsPerDelegation);
-        }
-      }
+    const roles = isObject(d) ? d['roles'] : undefined;
+    if (!Array.isArray(roles)) return;
+    for (const r of roles) {
+      if (!isObject(r)) continue;
+      const name = typeof r['name'] === 'string' ? r['name'].slice(0, 60) : '?';
+      bound(label, `delegations.roles[${name}].keyids`, countOf(r['keyids']), limits.maxKeysPerRole);
+      bound(label, `delegations.roles[${name}].paths`, countOf(r['paths']) + countOf(r['path_hash_prefixes']), limits.maxPathsPerDelegation);
     }
   }
 }
 
-/** Checks a caller runs on the plain JSON, after the cheap checks and before any model is built. */
+/** Checks a caller runs before the expensive steps. */
 export interface ParseHooks {
+  /**
+   * On the signatures alone, before the document is parsed: typically whether enough of them
+   * carry key ids the trusted delegator lists, so a junk-signed file costs only the scan.
+   */
+  beforeParse?: (p: { signatures: readonly SignatureEntry[]; version: number }) => void;
   /**
    * Typically the signature threshold against the trusted keys, so a forged or
    * junk-signed file is refused before the cost of building models.
@@ -166,48 +207,55 @@ export function parseMetadata<K extends RoleType>(
       detail: { ...detail, size: bytes.byteLength, limit: maxBytes },
     });
   }
-  let json: unknown;
+  let scanned: Scanned;
   try {
-    json = parseStrictJson(bytes, { label: `${label} metadata` });
+    // Names are checked here in the envelope and in `signed` (the fields read below come from
+    // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
+    scanned = scanStrictJson(bytes, { label: `${label} metadata`, capture: CAPTURE, namesDepth: 2, maxMembers: ENVELOPE_MEMBERS });
   } catch (cause) {
-    if (cause instanceof StrictJsonError) {
-      const code = cause.code === 'BAD_JSON' ? 'MALFORMED' : cause.code;
-      throw new EngineError(code, cause.code === 'BAD_JSON' ? `${label} metadata is not valid UTF-8 JSON (${cause.message})` : cause.message, {
-        detail: { ...detail, ...cause.detail },
-        cause,
-      });
-    }
-    throw cause;
+    throw strictRefusal(cause, label, detail);
   }
-  if (!isObject(json) || !isObject(json['signed']) || !Array.isArray(json['signatures'])) {
+  const { text, spans, sizes } = scanned;
+  /** A small captured value, parsed; a large one (never a valid string or number here) as `{}`. */
+  const small = (path: string): unknown => {
+    const span = spans.get(path);
+    if (!span) return undefined;
+    return span.end - span.start <= 256 ? JSON.parse(text.slice(span.start, span.end)) : {};
+  };
+  const opens = (path: string, c: string): boolean => {
+    const span = spans.get(path);
+    return span !== undefined && text[span.start] === c;
+  };
+  if (!opens('signed', '{') || !opens('signatures', '[')) {
     throw new EngineError('MALFORMED', `${label} metadata must be an object with "signed" and "signatures"`, { detail });
   }
-  const signed = json['signed'];
-  if (signed['_type'] !== kind) {
-    throw new EngineError('WRONG_TYPE', `expected ${kind} metadata, got _type ${JSON.stringify(signed['_type'])?.slice(0, 40)}`, {
+  const type = small('signed/_type');
+  if (type !== kind) {
+    throw new EngineError('WRONG_TYPE', `expected ${kind} metadata, got _type ${JSON.stringify(type)?.slice(0, 40)}`, {
       detail: { ...detail, expected: kind },
     });
   }
-  const spec = signed['spec_version'];
+  const spec = small('signed/spec_version');
   if (typeof spec !== 'string' || !SPEC_VERSION.test(spec)) {
     throw new EngineError('UNSUPPORTED_SPEC_VERSION', `${label}: spec_version must be 1.x, got ${JSON.stringify(spec)?.slice(0, 40)}`, {
       detail,
     });
   }
-  const version = signed['version'];
+  const version = small('signed/version');
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
     throw new EngineError('MALFORMED', `${label}: version must be an integer ≥ 1`, { detail });
   }
-  const expires = signed['expires'];
+  const expires = small('signed/expires');
   if (typeof expires !== 'string' || Number.isNaN(parseExpires(expires))) {
     throw new EngineError(typeof expires === 'string' && EXPIRES.test(expires) ? 'BAD_DATE' : 'MALFORMED', `${label}: expires must be a real UTC instant like 2030-01-01T00:00:00Z, got ${JSON.stringify(expires)?.slice(0, 40)}`, {
       detail: { ...detail, expires: typeof expires === 'string' ? expires.slice(0, 40) : null },
     });
   }
-  checkCounts(kind, label, signed, json['signatures'] as unknown[], limits);
+  checkSizes(kind, label, sizes, limits);
+  const sigSpan = spans.get('signatures') as { start: number; end: number };
   const signatures: SignatureEntry[] = [];
   const seen = new Set<string>();
-  for (const s of json['signatures'] as unknown[]) {
+  for (const s of JSON.parse(text.slice(sigSpan.start, sigSpan.end)) as unknown[]) {
     if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string' || !KEYID.test(s['keyid']) || !SIG.test(s['sig'])) {
       throw new EngineError('MALFORMED', `${label}: each signature needs a 64-hex keyid and a hex sig`, { detail });
     }
@@ -219,6 +267,10 @@ export function parseMetadata<K extends RoleType>(
     seen.add(s['keyid']);
     signatures.push({ keyid: s['keyid'], sig: s['sig'] });
   }
+  hooks.beforeParse?.({ signatures, version });
+  const json = JSON.parse(text) as Record<string, unknown>;
+  const signed = json['signed'] as Record<string, unknown>;
+  checkRoleLists(kind, label, signed, limits);
   // The canonical bytes of the object as sent; when the models reproduce that object (checked
   // below), they are also the bytes every client verifies. Computed at most once.
   let signedBytes: Buffer | undefined;
@@ -233,6 +285,11 @@ export function parseMetadata<K extends RoleType>(
     return signedBytes;
   };
   hooks.beforeModels?.({ signatures, signedBytes: canonical, version });
+  try {
+    scanStrictJson(text, { label: `${label} metadata` }); // every name, before anything is trusted
+  } catch (cause) {
+    throw strictRefusal(cause, label, detail);
+  }
   let md: Metadata<KindMap[K]>;
   try {
     const { signed: _s, signatures: _sigs, ...unrecognized } = json;

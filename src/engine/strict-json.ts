@@ -19,15 +19,19 @@
  * strictly decoded UTF-8 (TextDecoder with `fatal: true`), so raw unpaired
  * surrogates cannot occur.
  *
- * How: one pass over the characters validates the grammar and the rules
- * above without allocating values (member names are sliced, and decoded only
- * when they hold an escape); V8's native JSON.parse then builds the value
- * from the same text, which it reads identically because the text is now
- * unambiguous. Both passes are linear.
+ * How: one iterative pass over the characters (`scanStrictJson`) validates
+ * the grammar and the rules above, remembering each object's member names in
+ * a Set, and builds no value. Plain string content is skipped by one native
+ * regular-expression step. On request it also returns, for a few member paths
+ * (`capture`: `signed/version`, `signed/targets`), where their values lie in
+ * the text and how many members or elements they hold: a caller can refuse a
+ * document on its counts or on one small field before building anything.
+ * `parseStrictJson` then lets V8's JSON.parse build the value from the same
+ * text, which it reads identically because the text is now unambiguous.
  */
 import { TufociError } from '../errors.ts';
 
-export type StrictJsonCode = 'BAD_JSON' | 'DUPLICATE_KEY' | 'NOT_INTEGER' | 'LONE_SURROGATE' | 'TOO_DEEP';
+export type StrictJsonCode = 'BAD_JSON' | 'DUPLICATE_KEY' | 'NOT_INTEGER' | 'LONE_SURROGATE' | 'TOO_DEEP' | 'TOO_MANY_MEMBERS';
 
 export class StrictJsonError extends TufociError<StrictJsonCode> {}
 
@@ -39,6 +43,34 @@ export interface StrictJsonOptions {
   maxDepth?: number;
   /** What the document is, for messages ("targets metadata", "request body"). */
   label?: string;
+  /**
+   * Member paths (names joined by `/`, from the top-level object: `signed/targets`) whose values
+   * the scan locates (`spans`) and, for objects and arrays, counts (`sizes`).
+   */
+  capture?: ReadonlySet<string>;
+  /**
+   * Check member names for duplicates only in objects this deep or shallower (default: all).
+   * For a caller that hands deeper parts to another strict read of its own (a request body whose
+   * members are metadata documents), so that the names are not remembered twice.
+   */
+  namesDepth?: number;
+  /**
+   * The most members an object may have, by depth: `maxMembers[0]` for the top-level object,
+   * `[1]` one level down, the last entry for every level below (default: no bound). For bodies
+   * whose shape is known, so that a wide object where a small one belongs is refused during
+   * the scan, before anything is parsed.
+   */
+  maxMembers?: readonly number[];
+}
+
+/** What a scan found besides validity. */
+export interface Scanned {
+  /** The decoded text. */
+  text: string;
+  /** Captured paths present in the document: the value's text is `text.slice(start, end)`. */
+  spans: Map<string, { start: number; end: number }>;
+  /** Captured paths whose value is an object or array: its number of members or elements. */
+  sizes: Map<string, number>;
 }
 
 const MAX_SAFE_DIGITS = 16; // 2^53 - 1 = 9007199254740991 has 16 digits
@@ -58,178 +90,281 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** Throws StrictJsonError unless `text` is one JSON value meeting the rules above. */
-export function checkStrictJson(text: string, options: StrictJsonOptions = {}): void {
-  const maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
-  const label = options.label ?? 'document';
-  const n = text.length;
-  let i = 0;
+/** Plain string content: no quote, backslash or control character (skipped in one native step). */
+const PLAIN = /[^"\\\u0000-\u001f]*/y;
 
-  const fail = (code: StrictJsonCode, what: string): never => {
-    throw new StrictJsonError(code, `${label}: ${what} at offset ${i}`, { detail: { offset: i, reason: code } });
-  };
+/** Objects with more members than this keep their names in a Set. */
+const SMALL_OBJECT = 8;
 
-  // Containers: one entry per open array/object; for objects, the member names seen so far.
-  const keys: Array<Set<string> | null> = [];
+interface Open {
+  /** An object (else an array). */
+  object: boolean;
+  /**
+   * Its names so far (where names are checked): an array while there are few (most TUF objects
+   * have a handful of members, and a Set per object costs more), a Set beyond SMALL_OBJECT.
+   */
+  names: string[] | Set<string> | undefined;
+  /** Its members or elements so far. */
+  count: number;
+  /** The most members it may have (objects). */
+  limit: number;
+  /** Its path when it is captured or may contain a captured path (else undefined). */
+  path: string | undefined;
+  /** Where it starts, when it is captured. */
+  start: number;
+}
 
-  const skipWs = (): void => {
-    while (i < n && isWs(text.charCodeAt(i))) i++;
-  };
+/**
+ * One scan of one text. A class rather than closures over the scan's locals: the position `i`
+ * is read and written on every character, and as a closure variable it would live in a heap
+ * context; here the hot loops keep it in a local and store it back.
+ */
+class Scanner {
+  readonly text: string;
+  readonly n: number;
+  readonly label: string;
+  readonly maxDepth: number;
+  readonly namesDepth: number;
+  readonly capture: ReadonlySet<string> | undefined;
+  readonly maxMembers: readonly number[] | undefined;
+  /** Paths of containers on the way to a captured path ('' is the top-level object). */
+  readonly prefixes = new Set<string>();
+  readonly spans = new Map<string, { start: number; end: number }>();
+  readonly sizes = new Map<string, number>();
+  readonly open: Open[] = [];
+  i = 0;
+  /** The path of the value about to be scanned (undefined: not tracked). */
+  valuePath: string | undefined = undefined;
+  /** Whether the string scanned last held a backslash. */
+  escaped = false;
 
-  /** Scan a string starting at the opening quote; returns whether it held a backslash. */
-  const scanString = (): boolean => {
-    i++; // opening quote
+  constructor(text: string, options: StrictJsonOptions) {
+    this.text = text;
+    this.n = text.length;
+    this.label = options.label ?? 'document';
+    this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
+    this.namesDepth = options.namesDepth ?? this.maxDepth;
+    this.capture = options.capture;
+    this.maxMembers = options.maxMembers;
+    if (this.capture) {
+      for (const c of this.capture) {
+        const parts = c.split('/');
+        for (let k = 0; k < parts.length; k++) this.prefixes.add(parts.slice(0, k).join('/'));
+      }
+    }
+  }
+
+  fail(code: StrictJsonCode, what: string, at: number = this.i): never {
+    throw new StrictJsonError(code, `${this.label}: ${what} at offset ${at}`, { detail: { offset: at, reason: code } });
+  }
+
+  skipWs(): void {
+    const text = this.text;
+    let i = this.i;
+    while (i < this.n && isWs(text.charCodeAt(i))) i++;
+    this.i = i;
+  }
+
+  /** Scan a string starting at the opening quote; `escaped` says whether it held a backslash. */
+  scanString(): void {
+    const text = this.text;
+    const n = this.n;
+    let i = this.i + 1; // opening quote
     let escaped = false;
     for (;;) {
-      if (i >= n) fail('BAD_JSON', 'unterminated string');
+      PLAIN.lastIndex = i;
+      PLAIN.test(text);
+      i = PLAIN.lastIndex;
+      if (i >= n) this.fail('BAD_JSON', 'unterminated string', i);
       const c = text.charCodeAt(i);
-      if (c === 0x22) {
-        i++;
-        return escaped;
-      }
-      if (c < 0x20) fail('BAD_JSON', 'control character in a string');
-      if (c !== 0x5c) {
-        i++;
-        continue;
-      }
-      escaped = true;
+      if (c === 0x22) break;
+      if (c < 0x20) this.fail('BAD_JSON', 'control character in a string', i);
+      escaped = true; // a backslash
       const e = text.charCodeAt(i + 1);
       if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
         i += 2;
         continue;
       }
-      if (e !== 0x75) fail('BAD_JSON', 'invalid escape in a string');
-      const unit = readHex4(i + 2);
+      if (e !== 0x75) this.fail('BAD_JSON', 'invalid escape in a string', i);
+      const unit = this.readHex4(i + 2);
       if (unit >= 0xd800 && unit <= 0xdbff) {
         // A high surrogate must be followed at once by an escaped low surrogate.
-        if (text.charCodeAt(i + 6) !== 0x5c || text.charCodeAt(i + 7) !== 0x75) fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape');
-        const low = readHex4(i + 8);
-        if (low < 0xdc00 || low > 0xdfff) fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape');
+        if (text.charCodeAt(i + 6) !== 0x5c || text.charCodeAt(i + 7) !== 0x75) this.fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape', i);
+        const low = this.readHex4(i + 8);
+        if (low < 0xdc00 || low > 0xdfff) this.fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape', i);
         i += 12;
         continue;
       }
-      if (unit >= 0xdc00 && unit <= 0xdfff) fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape');
+      if (unit >= 0xdc00 && unit <= 0xdfff) this.fail('LONE_SURROGATE', 'unpaired UTF-16 surrogate escape', i);
       i += 6;
     }
-  };
+    this.i = i + 1;
+    this.escaped = escaped;
+  }
 
-  const readHex4 = (at: number): number => {
+  readHex4(at: number): number {
     let v = 0;
     for (let k = 0; k < 4; k++) {
-      const h = at + k < n ? hexValue(text.charCodeAt(at + k)) : -1;
-      if (h < 0) {
-        i = at;
-        fail('BAD_JSON', 'invalid \\u escape');
-      }
+      const h = at + k < this.n ? hexValue(this.text.charCodeAt(at + k)) : -1;
+      if (h < 0) this.fail('BAD_JSON', 'invalid \\u escape', at);
       v = v * 16 + h;
     }
     return v;
-  };
+  }
 
-  const scanNumber = (): void => {
-    const start = i;
+  scanNumber(): void {
+    const text = this.text;
+    const n = this.n;
+    const start = this.i;
+    let i = start;
     if (text.charCodeAt(i) === 0x2d) i++;
     const first = i;
-    if (i >= n || !isDigit(text.charCodeAt(i))) fail('BAD_JSON', 'invalid number');
+    if (i >= n || !isDigit(text.charCodeAt(i))) this.fail('BAD_JSON', 'invalid number', i);
     if (text.charCodeAt(i) === 0x30) i++;
     else while (i < n && isDigit(text.charCodeAt(i))) i++;
     const c = i < n ? text.charCodeAt(i) : 0;
     if (c === 0x2e || c === 0x65 || c === 0x45) {
-      i = start;
-      fail('NOT_INTEGER', `number ${text.slice(start, Math.min(n, start + 24)).split(/[,\]}\s]/)[0]} is not an integer (write integers without a fraction or exponent)`);
+      this.fail('NOT_INTEGER', `number ${text.slice(start, Math.min(n, start + 24)).split(/[,\]}\s]/)[0]} is not an integer (write integers without a fraction or exponent)`, start);
     }
     const digits = i - first;
     if (digits > MAX_SAFE_DIGITS || (digits === MAX_SAFE_DIGITS && !Number.isSafeInteger(Number(text.slice(first, i))))) {
-      i = start;
-      fail('NOT_INTEGER', 'integer outside the range every parser reads exactly (±2^53)');
+      this.fail('NOT_INTEGER', 'integer outside the range every parser reads exactly (±2^53)', start);
     }
-    if (first !== start && digits === 1 && text.charCodeAt(first) === 0x30) {
-      i = start;
-      fail('NOT_INTEGER', '-0 is not an integer every parser reads the same way');
+    if (first !== start && digits === 1 && text.charCodeAt(first) === 0x30) this.fail('NOT_INTEGER', '-0 is not an integer every parser reads the same way', start);
+    this.i = i;
+  }
+
+  literal(word: string): void {
+    if (this.text.startsWith(word, this.i)) this.i += word.length;
+    else this.fail('BAD_JSON', 'unexpected character');
+  }
+
+  /** Whether the innermost open container leads to a captured path (its members' paths are kept). */
+  leadsToCapture(): boolean {
+    const open = this.open;
+    if (open.length === 1) return this.prefixes.has('');
+    const path = (open[open.length - 1] as Open).path;
+    return path !== undefined && this.prefixes.has(path);
+  }
+
+  /** The path of a member or element of the innermost open container at `parent`, if kept. */
+  childPath(parent: string | undefined, name: string): string | undefined {
+    if (this.capture === undefined || !this.leadsToCapture()) return undefined;
+    return this.open.length === 1 ? name : `${parent}/${name}`;
+  }
+
+  /** The name whose raw text lies between `from` and `to` (inside its quotes). */
+  readonly decode = (from: number, to: number, escaped: boolean): string =>
+    escaped ? (JSON.parse(this.text.slice(from - 1, to + 1)) as string) : this.text.slice(from, to);
+
+  /** At a member name: scan it, refuse a duplicate (where names are checked), consume the colon. */
+  memberName(): void {
+    const text = this.text;
+    if (text.charCodeAt(this.i) !== 0x22) this.fail('BAD_JSON', 'expected a member name');
+    const start = this.i;
+    this.scanString();
+    const escaped = this.escaped;
+    const end = this.i - 1;
+    const own = this.open[this.open.length - 1] as Open;
+    const names = own.names;
+    if (names) {
+      const name = this.decode(start + 1, end, escaped);
+      if (Array.isArray(names) ? names.includes(name) : names.has(name)) this.fail('DUPLICATE_KEY', `duplicate member name ${JSON.stringify(name.slice(0, 60))}`, start);
+      if (!Array.isArray(names)) names.add(name);
+      else if (names.length < SMALL_OBJECT) names.push(name);
+      else own.names = new Set([...names, name]);
     }
-  };
+    this.valuePath = this.capture !== undefined && this.leadsToCapture() ? this.childPath(own.path, this.decode(start + 1, end, escaped)) : undefined;
+    this.skipWs();
+    if (text.charCodeAt(this.i) !== 0x3a) this.fail('BAD_JSON', 'expected : after a member name');
+    this.i++;
+    this.skipWs();
+  }
 
-  const literal = (word: string): void => {
-    if (text.startsWith(word, i)) i += word.length;
-    else fail('BAD_JSON', 'unexpected character');
-  };
-
-  // Iterative: the depth bound is enforced before a container is entered, and no recursion.
-  skipWs();
-  let expectValue = true;
-  for (;;) {
-    if (expectValue) {
-      if (i >= n) fail('BAD_JSON', 'unexpected end of input');
-      const c = text.charCodeAt(i);
-      if (c === 0x7b || c === 0x5b) {
-        if (keys.length >= maxDepth) fail('TOO_DEEP', `nesting deeper than ${maxDepth} levels`);
-        i++;
-        skipWs();
-        const isObject = c === 0x7b;
-        const close = isObject ? 0x7d : 0x5d;
-        if (text.charCodeAt(i) === close) {
-          i++;
-          expectValue = false;
-        } else {
-          keys.push(isObject ? new Set() : null);
-          if (isObject) {
-            memberName();
+  /** The whole text: iterative, the depth bound enforced before a container is entered. */
+  run(): Scanned {
+    const text = this.text;
+    const n = this.n;
+    const open = this.open;
+    const capture = this.capture;
+    this.skipWs();
+    let expectValue = true;
+    for (;;) {
+      if (expectValue) {
+        if (this.i >= n) this.fail('BAD_JSON', 'unexpected end of input');
+        const start = this.i;
+        const c = text.charCodeAt(start);
+        if (c === 0x7b || c === 0x5b) {
+          if (open.length >= this.maxDepth) this.fail('TOO_DEEP', `nesting deeper than ${this.maxDepth} levels`);
+          const object = c === 0x7b;
+          this.i++;
+          this.skipWs();
+          if (text.charCodeAt(this.i) === (object ? 0x7d : 0x5d)) {
+            this.i++;
+            const path = this.valuePath;
+            if (path !== undefined && capture?.has(path)) {
+              this.spans.set(path, { start, end: this.i });
+              this.sizes.set(path, 0);
+            }
+          } else {
+            const limits = this.maxMembers;
+            const limit = object && limits && limits.length ? (limits[Math.min(open.length, limits.length - 1)] as number) : Number.POSITIVE_INFINITY;
+            open.push({ object, names: object && open.length < this.namesDepth ? [] : undefined, count: 1, limit, path: this.valuePath, start });
+            if (object) this.memberName();
+            else this.valuePath = this.childPath(this.valuePath, '[]');
+            continue;
           }
-          continue;
+        } else {
+          if (c === 0x22) this.scanString();
+          else if (c === 0x2d || isDigit(c)) this.scanNumber();
+          else if (c === 0x74) this.literal('true');
+          else if (c === 0x66) this.literal('false');
+          else if (c === 0x6e) this.literal('null');
+          else this.fail('BAD_JSON', 'unexpected character');
+          const path = this.valuePath;
+          if (path !== undefined && capture?.has(path)) this.spans.set(path, { start, end: this.i });
         }
-      } else if (c === 0x22) scanString();
-      else if (c === 0x2d || isDigit(c)) scanNumber();
-      else if (c === 0x74) literal('true');
-      else if (c === 0x66) literal('false');
-      else if (c === 0x6e) literal('null');
-      else fail('BAD_JSON', 'unexpected character');
-      expectValue = false;
+        expectValue = false;
+      }
+      // After a value: close containers or move to the next element/member.
+      this.skipWs();
+      const top = open[open.length - 1];
+      if (!top) break;
+      const c = this.i < n ? text.charCodeAt(this.i) : -1;
+      if (c === 0x2c) {
+        this.i++;
+        this.skipWs();
+        if (++top.count > top.limit) this.fail('TOO_MANY_MEMBERS', `an object with more than ${top.limit} members where at most ${top.limit} belong`);
+        if (top.object) this.memberName();
+        else this.valuePath = this.childPath(top.path, '[]');
+        expectValue = true;
+        continue;
+      }
+      if (c === (top.object ? 0x7d : 0x5d)) {
+        this.i++;
+        open.pop();
+        if (top.path !== undefined && capture?.has(top.path)) {
+          this.spans.set(top.path, { start: top.start, end: this.i });
+          this.sizes.set(top.path, top.count);
+        }
+        continue;
+      }
+      this.fail('BAD_JSON', top.object ? 'expected , or } in an object' : 'expected , or ] in an array');
     }
-    // After a value: close containers or move to the next element/member.
-    skipWs();
-    if (keys.length === 0) break;
-    const top = keys[keys.length - 1];
-    const c = i < n ? text.charCodeAt(i) : -1;
-    if (c === 0x2c) {
-      i++;
-      skipWs();
-      if (top) memberName();
-      expectValue = true;
-      continue;
-    }
-    if (c === (top ? 0x7d : 0x5d)) {
-      i++;
-      keys.pop();
-      continue;
-    }
-    fail('BAD_JSON', top ? 'expected , or } in an object' : 'expected , or ] in an array');
+    if (this.i !== n) this.fail('BAD_JSON', 'unexpected data after the JSON value');
+    return { text, spans: this.spans, sizes: this.sizes };
   }
-  if (i !== n) fail('BAD_JSON', 'unexpected data after the JSON value');
+}
 
-  /** At a member name: scan it, refuse a duplicate, consume the colon. */
-  function memberName(): void {
-    if (text.charCodeAt(i) !== 0x22) fail('BAD_JSON', 'expected a member name');
-    const start = i;
-    const escaped = scanString();
-    const raw = text.slice(start + 1, i - 1);
-    const name = escaped ? (JSON.parse(text.slice(start, i)) as string) : raw;
-    const seen = keys[keys.length - 1] as Set<string>;
-    if (seen.has(name)) {
-      i = start;
-      fail('DUPLICATE_KEY', `duplicate member name ${JSON.stringify(name.slice(0, 60))}`);
-    }
-    seen.add(name);
-    skipWs();
-    if (text.charCodeAt(i) !== 0x3a) fail('BAD_JSON', 'expected : after a member name');
-    i++;
-    skipWs();
-  }
+/** Validate `text` per the rules above; see `Scanned` for what `capture` adds. */
+function scan(text: string, options: StrictJsonOptions): Scanned {
+  return new Scanner(text, options).run();
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** Strictly decode UTF-8 (no BOM, no invalid sequences), check, and parse. */
-export function parseStrictJson(input: Uint8Array | string, options: StrictJsonOptions = {}): unknown {
+/** Strictly decode UTF-8 (no BOM, no invalid sequences) and scan; builds no value. */
+export function scanStrictJson(input: Uint8Array | string, options: StrictJsonOptions = {}): Scanned {
   let text: string;
   if (typeof input === 'string') text = input;
   else {
@@ -239,6 +374,15 @@ export function parseStrictJson(input: Uint8Array | string, options: StrictJsonO
       throw new StrictJsonError('BAD_JSON', `${options.label ?? 'document'}: not valid UTF-8`, { detail: { reason: 'BAD_JSON' }, cause });
     }
   }
-  checkStrictJson(text, options);
-  return JSON.parse(text);
+  return scan(text, options);
+}
+
+/** Strictly decode, check, and parse. */
+export function parseStrictJson(input: Uint8Array | string, options: StrictJsonOptions = {}): unknown {
+  return JSON.parse(scanStrictJson(input, options).text);
+}
+
+/** Throws StrictJsonError unless `text` is one JSON value meeting the rules above. */
+export function checkStrictJson(text: string, options: StrictJsonOptions = {}): void {
+  scan(text, options);
 }

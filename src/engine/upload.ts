@@ -457,25 +457,29 @@ export function verifyTargetsUpload(
   }
   const own = chain[0];
   if (!own) throw new EngineError('UNKNOWN_ROLE', `no role delegates "${role}"`, { detail: { role } });
-  // The signatures are checked on the plain JSON, before any model is built: a forged or
-  // junk-signed upload costs the strict read and (only if its key ids are authorized) one
-  // canonical encoding, never the model build.
-  let verification: VerificationResult | undefined;
-  const verifyFirst = (p: { signatures: readonly SignatureEntry[]; signedBytes: () => Buffer; version: number }): void => {
+  // The signatures are checked before the document costs anything beyond the strict scan: first
+  // their key ids (too few the delegator lists: refused unparsed), then, on the plain JSON, the
+  // threshold itself, before any model is built.
+  const listed = new Set(own.keyIDs);
+  const keyIdsFirst = (p: { signatures: readonly SignatureEntry[]; version: number }): void => {
     opts.onParsed?.(p.version);
-    const listed = new Set(own.keyIDs);
-    const candidates = p.signatures.filter((s) => listed.has(s.keyid));
-    // Too few authorized key ids to ever meet the threshold: no canonical encoding (the result still
-    // reports every signature, authorized or not).
-    verification = verifyThreshold(role, candidates.length >= own.threshold ? p.signedBytes() : Buffer.alloc(0), p.signatures, own, own.keys);
+    if (p.signatures.filter((s) => listed.has(s.keyid)).length < own.threshold) {
+      refuseThreshold(verifyThreshold(role, Buffer.alloc(0), p.signatures, own, own.keys), { role });
+    }
+  };
+  let verification: VerificationResult | undefined;
+  const thresholdFirst = (p: { signatures: readonly SignatureEntry[]; signedBytes: () => Buffer }): void => {
+    verification = verifyThreshold(role, p.signedBytes(), p.signatures, own, own.keys);
     if (!verification.ok) refuseThreshold(verification, { role });
   };
   let parsed: Parsed<'targets'>;
   if (opts.parsed) {
     parsed = opts.parsed;
-    verifyFirst({ signatures: parsed.signatures, signedBytes: () => parsed.signedBytes, version: parsed.md.signed.version });
+    const p = { signatures: parsed.signatures, signedBytes: () => parsed.signedBytes, version: parsed.md.signed.version };
+    keyIdsFirst(p);
+    thresholdFirst(p);
   } else {
-    parsed = parseMetadata('targets', bytes, rp.maxBytes, role, limitsFromPolicy(policy), { beforeModels: verifyFirst });
+    parsed = parseMetadata('targets', bytes, rp.maxBytes, role, limitsFromPolicy(policy), { beforeParse: keyIdsFirst, beforeModels: thresholdFirst });
   }
   const md = parsed.md;
   if (!verification?.ok) throw new EngineError('THRESHOLD_NOT_MET', `${role}: signatures were not verified`, { detail: { role } });

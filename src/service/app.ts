@@ -10,7 +10,7 @@ import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { StrictJsonError, parseStrictJson } from '../engine/strict-json.ts';
+import { StrictJsonError, parseStrictJson, scanStrictJson, type Scanned } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
@@ -30,20 +30,56 @@ export interface AppDeps {
   maxBodyBytes?: number;
   /** max-age of timestamp.json responses, seconds (default 10). */
   timestampMaxAge?: number;
+  /** How long a request body may take to arrive (default DEFAULT_BODY_TIMEOUT_MS): 408 BODY_TIMEOUT after. */
+  bodyTimeoutMs?: number;
 }
 
-async function readBody(ctx: Koa.Context, limit: number): Promise<Uint8Array> {
+/** The body deadline createApp set for this request. */
+function bodyTimeoutOf(ctx: Koa.Context): number {
+  return (ctx.state as { bodyTimeoutMs?: number }).bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
+}
+
+/** How long a request body may take to arrive, from the first byte read (default of `bodyTimeoutMs`). */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+
+/**
+ * The request body, at most `limit` bytes, within `timeoutMs`. A body declared or found larger,
+ * or one that does not arrive in time, is refused at once with `Connection: close`: the rest is
+ * never read (node:http closes the connection after the answer instead of draining it).
+ */
+async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number): Promise<Uint8Array> {
+  const refuse = (error: ServiceError): never => {
+    ctx.set('Connection', 'close');
+    throw error;
+  };
   const declared = Number(ctx.get('content-length') || '0');
-  if (declared > limit) throw new ServiceError('BODY_TOO_LARGE', `request body of ${declared} bytes is above the limit of ${limit}`, { detail: { limit } });
+  if (declared > limit) refuse(new ServiceError('BODY_TOO_LARGE', `request body of ${declared} bytes is above the limit of ${limit}`, { detail: { limit } }));
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).byteLength;
-    if (size > limit) {
-      ctx.req.destroy();
-      throw new ServiceError('BODY_TOO_LARGE', `request body is above the limit of ${limit} bytes`, { detail: { limit } });
+  const req = ctx.req;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ServiceError('BODY_TIMEOUT', `the request body did not arrive within ${timeoutMs / 1000} s`, { detail: { timeoutMs, received: size } })), timeoutMs);
+  });
+  late.catch(() => {}); // observed below; never an unhandled rejection
+  const iterator = req[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await Promise.race([iterator.next(), late]);
+      if (next.done) break;
+      const chunk = next.value as Buffer;
+      size += chunk.byteLength;
+      if (size > limit) refuse(new ServiceError('BODY_TOO_LARGE', `request body is above the limit of ${limit} bytes`, { detail: { limit } }));
+      chunks.push(chunk);
     }
-    chunks.push(chunk as Buffer);
+  } catch (error) {
+    if (error instanceof ServiceError) {
+      req.pause(); // read no more of it
+      refuse(error);
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
   return new Uint8Array(Buffer.concat(chunks, size));
 }
@@ -57,20 +93,51 @@ function jsonOnly(ctx: Koa.Context): void {
 
 const encoder = new TextEncoder();
 
-/** The request body as a JSON object; `shape` names the expected body in the refusal. */
-async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object'): Promise<Record<string, unknown>> {
+/** Request bodies are small objects: a few fields, each at most this many members below. */
+const BODY_MEMBERS: readonly number[] = [16, 64];
+
+/**
+ * The request body as a JSON object; `shape` names the expected body in the refusal. `maxMembers`
+ * bounds each object's members by depth (strict-json.ts): a wide object where the API expects
+ * a small one is refused during the scan, before anything is parsed.
+ */
+async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object', maxMembers: readonly number[] = BODY_MEMBERS): Promise<Record<string, unknown>> {
   jsonOnly(ctx);
-  const body = await readBody(ctx, limit);
+  const body = await readBody(ctx, limit, bodyTimeoutOf(ctx));
   let parsed: unknown;
   try {
-    // The strict reader: duplicate names, floats and deep nesting are refused by name, in linear time.
-    parsed = parseStrictJson(body, { label: 'request body' });
+    // The strict reader: duplicate names, floats, deep nesting and wide objects are refused by name, in linear time.
+    parsed = parseStrictJson(body, { label: 'request body', maxMembers });
   } catch (cause) {
     if (cause instanceof StrictJsonError && cause.code !== 'BAD_JSON') throw cause;
     throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * The request body as a JSON object whose `members` are JSON objects, each returned as the exact
+ * bytes the client sent for it: found by the strict scan, never parsed and re-serialized here
+ * (the engine parses each one once, bounded by its role's limits).
+ */
+async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonly string[], shape: string): Promise<Uint8Array[]> {
+  jsonOnly(ctx);
+  const body = await readBody(ctx, limit, bodyTimeoutOf(ctx));
+  let scanned: Scanned;
+  try {
+    // Names are checked in the envelope here; the engine's strict read of each member checks its own.
+    scanned = scanStrictJson(body, { label: 'request body', capture: new Set(members), namesDepth: 1, maxMembers: [16, Number.POSITIVE_INFINITY] });
+  } catch (cause) {
+    if (cause instanceof StrictJsonError && cause.code !== 'BAD_JSON') throw cause;
+    throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
+  }
+  const { text, spans } = scanned;
+  return members.map((name) => {
+    const span = spans.get(name);
+    if (!span || text[span.start] !== '{') throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: { member: name } });
+    return encoder.encode(text.slice(span.start, span.end));
+  });
 }
 
 /** The bearer token when it is a grant token. */
@@ -100,13 +167,21 @@ export function createApp(deps: AppDeps): Koa {
   const maxRole = Math.max(...Object.values(policy.roles).map((r) => r.maxBytes));
   const maxBody = deps.maxBodyBytes ?? 2 * maxRole + 64 * 1024;
   const tsMaxAge = deps.timestampMaxAge ?? 10;
+  const bodyTimeoutMs = deps.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
   const app = new Koa({ proxy: false });
   const router = new Router();
+  // Koa reports errors of the response stream here (a client gone mid-request, a framing error):
+  // into the structured log, never Koa's default stack printer on stderr.
+  app.on('error', (err: unknown) => {
+    const e = err as { code?: unknown; message?: unknown };
+    logger.warn({ code: typeof e.code === 'string' ? e.code : undefined, message: String(e.message ?? err).slice(0, 200) }, 'connection error');
+  });
 
   // Errors → JSON, request ids, metrics. One middleware, one table.
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     const requestId = (ctx.get('x-request-id') || randomUUID()).slice(0, 64);
+    (ctx.state as { bodyTimeoutMs?: number }).bodyTimeoutMs = bodyTimeoutMs;
     ctx.set('X-Request-Id', requestId);
     try {
       await next();
@@ -246,7 +321,10 @@ export function createApp(deps: AppDeps): Koa {
       auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     }
     jsonOnly(ctx);
-    const body = await readBody(ctx, maxBody);
+    // Bounded by the role's own size limit: a file above it is refused before it is read.
+    const name = parseMetadataFileName(fileName);
+    const roleLimit = name?.role === 'root' ? policy.roles.root.maxBytes : name?.role === 'targets' ? policy.roles.targets.maxBytes : Math.max(policy.roles.delegated.maxBytes, policy.roles.ci.maxBytes);
+    const body = await readBody(ctx, Math.min(maxBody, roleLimit), bodyTimeoutOf(ctx));
     try {
       const result = await service.upload(repo, fileName, body, roleClass, job);
       metrics.uploads.inc({ kind: 'role', outcome: 'ok' });
@@ -300,7 +378,8 @@ export function createApp(deps: AppDeps): Koa {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"role": "ci", "tags": {"<tag>": {"digest": "sha256:<hex>", "size": <manifest bytes>, "mediaType": "<manifest media type>"}}}';
-    const body = await readJson(ctx, maxBody, shape);
+    // {"role", "tags": {<tag>: {digest, size, mediaType}}}: only the tag map may be wide.
+    const body = await readJson(ctx, maxBody, shape, [16, policy.limits.maxTargetsPerRole, 16]);
     const role = body['role'] ?? 'ci';
     const tags = body['tags'];
     if (typeof role !== 'string' || typeof tags !== 'object' || tags === null || Array.isArray(tags)) {
@@ -329,12 +408,9 @@ export function createApp(deps: AppDeps): Koa {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>}';
-    const obj = await readJson(ctx, maxBody, shape);
-    if (typeof obj['root'] !== 'object' || obj['root'] === null || typeof obj['targets'] !== 'object' || obj['targets'] === null) {
-      throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
-    }
+    const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape)) as [Uint8Array, Uint8Array];
     try {
-      const result = await service.create(repo, encoder.encode(JSON.stringify(obj['root'])), encoder.encode(JSON.stringify(obj['targets'])));
+      const result = await service.create(repo, root, targets);
       metrics.uploads.inc({ kind: 'create', outcome: 'ok' });
       ctx.status = result.unchanged ? 200 : 201;
       ctx.body = result;

@@ -13,6 +13,7 @@ export type ServiceErrorCode =
   | 'FORBIDDEN'
   | 'BAD_REQUEST'
   | 'BODY_TOO_LARGE'
+  | 'BODY_TIMEOUT'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'NOT_FOUND'
   | 'METHOD_NOT_ALLOWED'
@@ -40,6 +41,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     FORBIDDEN: 403,
     BAD_REQUEST: 400,
     BODY_TOO_LARGE: 413,
+    BODY_TIMEOUT: 408,
     UNSUPPORTED_MEDIA_TYPE: 415,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
@@ -63,6 +65,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     NOT_INTEGER: 400,
     LONE_SURROGATE: 400,
     TOO_DEEP: 400,
+    TOO_MANY_MEMBERS: 400,
     BAD_DATE: 400,
     NOT_CANONICAL: 400,
     WRONG_TYPE: 400,
@@ -113,6 +116,7 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     NOT_INTEGER: 400,
     LONE_SURROGATE: 400,
     TOO_DEEP: 400,
+    TOO_MANY_MEMBERS: 400,
   },
   KeyError: {
     BAD_KEY: 422,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StrictJsonError, checkStrictJson, parseStrictJson } from '../../src/engine/strict-json.ts';
+import { StrictJsonError, checkStrictJson, parseStrictJson, scanStrictJson } from '../../src/engine/strict-json.ts';
 
 function codeOf(text: string, maxDepth?: number): string {
   try {
@@ -59,6 +59,70 @@ describe('strict JSON reader', () => {
     expect(codeOf('{"signed": {"a": {}, "b": {"x": 1, "x": 1}}}')).toBe('DUPLICATE_KEY');
     expect(codeOf('{"version": 1, "\\u0076ersion": 2}')).toBe('DUPLICATE_KEY');
     expect(codeOf('[{"a": 1}, {"a": 1}]')).toBe('OK'); // same name in sibling objects is fine
+  });
+
+  it('finds a repeated name anywhere in an object of any size, nested or not, escaped or not', () => {
+    const escape = (name: string, all: boolean): string => (all ? `"${[...name].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"` : JSON.stringify(name));
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.string({ unit: 'binary-ascii', maxLength: 6 }), { minLength: 1, maxLength: 40 }),
+        fc.nat(),
+        fc.nat(),
+        fc.boolean(),
+        fc.boolean(),
+        (names, pick, at, escaped, nested) => {
+          const members = names.map((n, k) => `${escape(n, escaped && k % 3 === 0)}:${k}`);
+          const dup = names[pick % names.length] as string;
+          members.splice(at % (members.length + 1), 0, `${escape(dup, !escaped)}:0`);
+          const object = `{${members.join(',')}}`;
+          const text = nested ? `{"a":{"b":1,"c":[1]},"x":${object},"z":{"b":2}}` : object;
+          expect(codeOf(text)).toBe('DUPLICATE_KEY');
+          expect(codeOf(nested ? `{"a":{"b":1},"x":{${names.map((n, k) => `${escape(n, escaped)}:${k}`).join(',')}},"z":{"b":2}}` : `{${names.map((n, k) => `${JSON.stringify(n)}:${k}`).join(',')}}`)).toBe('OK');
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('locates and counts captured members without parsing them', () => {
+    const text = '{"signatures":[{"keyid":"a"},{"keyid":"b"}],"signed":{"version":3,"targets":{"v1":{},"v2":{}},"delegations":{"keys":{},"roles":[]}},"x":{"signed":{"version":9}}}';
+    const { spans, sizes } = scanStrictJson(text, { capture: new Set(['signatures', 'signed/version', 'signed/targets', 'signed/delegations/keys', 'signed/delegations/roles', 'signed/missing']) });
+    const at = (path: string): string | undefined => {
+      const span = spans.get(path);
+      return span && text.slice(span.start, span.end);
+    };
+    expect(at('signed/version')).toBe('3'); // the top-level signed, not x.signed
+    expect(at('signed/targets')).toBe('{"v1":{},"v2":{}}');
+    expect(sizes.get('signatures')).toBe(2);
+    expect(sizes.get('signed/targets')).toBe(2);
+    expect(sizes.get('signed/delegations/keys')).toBe(0);
+    expect(sizes.get('signed/delegations/roles')).toBe(0);
+    expect(spans.has('signed/missing')).toBe(false);
+  });
+
+  it('checks names only as deep as asked, and never beyond for a caller that checks the rest itself', () => {
+    expect(scanStrictJson('{"a":{"b":1,"b":2}}', { namesDepth: 1 }).text.length).toBeGreaterThan(0);
+    expect(() => scanStrictJson('{"a":1,"a":2}', { namesDepth: 1 })).toThrow(StrictJsonError);
+  });
+
+  it('bounds the members of an object by its depth, during the scan', () => {
+    const wide = (count: number): string => `{${Array.from({ length: count }, (_, k) => `"k${k}":0`).join(',')}}`;
+    const at = (text: string): string => {
+      try {
+        scanStrictJson(text, { maxMembers: [2, 3] });
+        return 'OK';
+      } catch (e) {
+        return (e as StrictJsonError).code;
+      }
+    };
+    expect(at('{"a":1,"b":2}')).toBe('OK');
+    expect(at('{"a":1,"b":2,"c":3}')).toBe('TOO_MANY_MEMBERS');
+    expect(at(`{"a":${wide(3)}}`)).toBe('OK');
+    expect(at(`{"a":${wide(4)}}`)).toBe('TOO_MANY_MEMBERS');
+    expect(at(`{"a":{"b":${wide(4)}}}`)).toBe('TOO_MANY_MEMBERS'); // the last bound holds below
+    expect(at(`[${wide(3)}]`)).toBe('OK'); // depth counts arrays too: this object is one level down
+    expect(at(`[${wide(4)}]`)).toBe('TOO_MANY_MEMBERS');
+    expect(at(`[${Array.from({ length: 50 }, () => '0').join(',')}]`)).toBe('OK'); // elements are not members
   });
 
   it('refuses numbers that are not safe integers', () => {

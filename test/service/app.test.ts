@@ -3,6 +3,8 @@
  * retries, and every error code of the table in src/service/errors.ts — each
  * refusal answered with a JSON body naming the problem and changing nothing.
  */
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HTTP_STATUS } from '../../src/service/errors.ts';
 import { image, signer } from '../support/engine-repo.ts';
@@ -278,6 +280,43 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expect(await h.timestampVersion()).toBe(before);
     const usage = await h.request('GET', '/v1/online-keys/usage', { token: ADMIN });
     expect(usage.json<{ repositories: unknown[] }>().repositories).toEqual([{ repository: REPO, sets: [0], onRevoked: true, onCurrent: false }]);
+  });
+
+  it('a body that does not arrive in time is answered 408 and the connection closed; one over the limit 413, not a reset', async () => {
+    const h = new ServiceHarness(undefined, { bodyTimeoutMs: 300 });
+    expect((await h.create()).status).toBe(201);
+    const server = createServer(h.handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    /** Send `head` and `body`, then wait (for the server's answer and its closing the connection: no timer here). */
+    const exchange = (head: string, body: Buffer): Promise<{ status: number; json<T>(): T; text: string }> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat([Buffer.from(head), body])));
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+        socket.on('close', () => {
+          const text = Buffer.concat(chunks).toString();
+          const json = text.slice(text.indexOf('\r\n\r\n') + 4);
+          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), json: <T>() => JSON.parse(json) as T, text });
+        });
+      });
+    try {
+      const put = (extra: string): string =>
+        `PUT /v1/repos/${REPO}/metadata/1.ci.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CI}\r\nContent-Type: application/json\r\n${extra}\r\n`;
+      // Declares 1,000 bytes, sends 10, then nothing: answered when the deadline passes.
+      const stalled = await exchange(put('Content-Length: 1000\r\n'), Buffer.alloc(10, 0x20));
+      expectError(stalled, 408, 'BODY_TIMEOUT');
+      expect(stalled.text).toMatch(/\r\nconnection: close\r\n/i);
+      // Chunked, past the 1 MiB limit of this harness: a 413 with a JSON body, then the connection closes.
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const frames = Buffer.concat(Array.from({ length: 20 }, () => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])));
+      const large = await exchange(put('Transfer-Encoding: chunked\r\n'), frames);
+      expectError(large, 413, 'BODY_TOO_LARGE');
+      expect(await h.timestampVersion()).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   afterAll(() => {

@@ -36,7 +36,7 @@ export class ServiceHarness {
   readonly app: ReturnType<typeof createApp>;
   readonly handler: ReturnType<ReturnType<typeof createApp>['callback']>;
 
-  constructor(store: Store = new MemoryStore()) {
+  constructor(store: Store = new MemoryStore(), opts: { bodyTimeoutMs?: number } = {}) {
     this.store = store;
     this.metadata = new MetadataStore({ store });
     this.coord = new InProcessCoordinator({ now: () => this.now });
@@ -60,7 +60,7 @@ export class ServiceHarness {
         'test',
       ),
     );
-    this.app = createApp({ service: this.service, auth, logger, metrics: createMetrics(() => this.service.expiries()), ready: async () => undefined, maxBodyBytes: 1024 * 1024 });
+    this.app = createApp({ service: this.service, auth, logger, metrics: createMetrics(() => this.service.expiries()), ready: async () => undefined, maxBodyBytes: 1024 * 1024, ...opts });
     this.handler = this.app.callback();
   }
 

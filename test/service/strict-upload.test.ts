@@ -47,6 +47,14 @@ describe('bytes every parser reads the same way', () => {
     expect(detail['role']).toBe('ci');
   });
 
+  it('refuses a duplicate name deep inside a validly signed file (names there are checked once the signature verified)', async () => {
+    const h = await ready();
+    const json = JSON.parse(new TextDecoder().decode(await h.ciBytes(2, { v2: image(2) })));
+    const body = await signedText(h, json, (t) => t.replace('"custom":{', '"custom":{"mediaType":"text/plain",'));
+    const detail = await expectRefused(h, '2.ci.json', body, 400, 'DUPLICATE_KEY');
+    expect(detail['role']).toBe('ci');
+  });
+
   it('refuses non-integer numbers where the specification has integers: a version 2.0, a length 3.97e2', async () => {
     const h = await ready();
     const json = JSON.parse(new TextDecoder().decode(await h.ciBytes(2, { v2: { ...image(2), size: 397 } })));
