@@ -26,7 +26,7 @@ import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
 import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
-import { scanStrictJson, StrictJsonError, type Scanned } from './strict-json.ts';
+import { scanStrictJson, scanStrictJsonAsync, StrictJsonError, type Scanned, type StrictJsonOptions } from './strict-json.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 export interface KindMap {
@@ -193,28 +193,26 @@ export interface ParseHooks {
   beforeModels?: (p: { signatures: readonly SignatureEntry[]; signedBytes: () => Buffer; version: number }) => void;
 }
 
-export function parseMetadata<K extends RoleType>(
-  kind: K,
-  bytes: Uint8Array,
-  maxBytes: number,
-  label: string = kind,
-  limits: ParseLimits = DEFAULT_PARSE_LIMITS,
-  hooks: ParseHooks = {},
-): Parsed<K> {
-  const detail = { role: label };
+function checkSize(label: string, bytes: Uint8Array, maxBytes: number): void {
   if (bytes.byteLength > maxBytes) {
     throw new EngineError('TOO_LARGE', `${label} metadata is ${bytes.byteLength} bytes, above the limit of ${maxBytes}`, {
-      detail: { ...detail, size: bytes.byteLength, limit: maxBytes },
+      detail: { role: label, size: bytes.byteLength, limit: maxBytes },
     });
   }
-  let scanned: Scanned;
-  try {
-    // Names are checked here in the envelope and in `signed` (the fields read below come from
-    // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
-    scanned = scanStrictJson(bytes, { label: `${label} metadata`, capture: CAPTURE, namesDepth: 2, maxMembers: ENVELOPE_MEMBERS });
-  } catch (cause) {
-    throw strictRefusal(cause, label, detail);
-  }
+}
+
+/** Scan options of the first, cheap pass: names checked only in the envelope and in `signed`. */
+function envelopeScan(label: string): StrictJsonOptions {
+  return { label: `${label} metadata`, capture: CAPTURE, namesDepth: 2, maxMembers: ENVELOPE_MEMBERS };
+}
+
+/**
+ * Everything parseMetadata checks before it parses the whole document, from what the scan found:
+ * the shape, `_type`, `spec_version`, `version`, `expires`, every count, and the signatures
+ * (parsed from their span alone), then `hooks.beforeParse`.
+ */
+function readEnvelope(kind: RoleType, scanned: Scanned, label: string, limits: ParseLimits, hooks: ParseHooks): { signatures: SignatureEntry[]; version: number } {
+  const detail = { role: label };
   const { text, spans, sizes } = scanned;
   /** A small captured value, parsed; a large one (never a valid string or number here) as `{}`. */
   const small = (path: string): unknown => {
@@ -268,6 +266,53 @@ export function parseMetadata<K extends RoleType>(
     signatures.push({ keyid: s['keyid'], sig: s['sig'] });
   }
   hooks.beforeParse?.({ signatures, version });
+  return { signatures, version };
+}
+
+/**
+ * The checks parseMetadata makes before it parses the whole document, with the scan in slices
+ * that yield to the event loop: a service runs it first on a large upload, so that one it refuses
+ * (too many entries, a malformed field, signatures by keys the delegator does not list) never
+ * holds other requests up. What passes is parsed synchronously by parseMetadata as usual.
+ */
+export async function precheckMetadata(
+  kind: RoleType,
+  bytes: Uint8Array,
+  maxBytes: number,
+  label: string = kind,
+  limits: ParseLimits = DEFAULT_PARSE_LIMITS,
+  hooks: Pick<ParseHooks, 'beforeParse'> = {},
+): Promise<void> {
+  checkSize(label, bytes, maxBytes);
+  let scanned: Scanned;
+  try {
+    scanned = await scanStrictJsonAsync(bytes, envelopeScan(label));
+  } catch (cause) {
+    throw strictRefusal(cause, label, { role: label });
+  }
+  readEnvelope(kind, scanned, label, limits, hooks);
+}
+
+export function parseMetadata<K extends RoleType>(
+  kind: K,
+  bytes: Uint8Array,
+  maxBytes: number,
+  label: string = kind,
+  limits: ParseLimits = DEFAULT_PARSE_LIMITS,
+  hooks: ParseHooks = {},
+): Parsed<K> {
+  const detail = { role: label };
+  checkSize(label, bytes, maxBytes);
+  let scanned: Scanned;
+  try {
+    // Names are checked here in the envelope and in `signed` (the fields read below come from
+    // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
+    scanned = scanStrictJson(bytes, envelopeScan(label));
+  } catch (cause) {
+    throw strictRefusal(cause, label, detail);
+  }
+  const { text } = scanned;
+  const { signatures, version } = readEnvelope(kind, scanned, label, limits, hooks);
   const json = JSON.parse(text) as Record<string, unknown>;
   const signed = json['signed'] as Record<string, unknown>;
   checkRoleLists(kind, label, signed, limits);

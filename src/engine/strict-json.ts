@@ -282,14 +282,29 @@ class Scanner {
   }
 
   /** The whole text: iterative, the depth bound enforced before a container is entered. */
-  run(): Scanned {
+  /** Whether the next token is a value (else a separator or a closing bracket). */
+  expectValue = true;
+  started = false;
+
+  /**
+   * Scan on until the position passes `stopAt` (then undefined: call again to go on) or the text
+   * ends (then what it found). The state between calls is the scanner's own.
+   */
+  run(stopAt: number = Number.POSITIVE_INFINITY): Scanned | undefined {
     const text = this.text;
     const n = this.n;
     const open = this.open;
     const capture = this.capture;
-    this.skipWs();
-    let expectValue = true;
+    if (!this.started) {
+      this.started = true;
+      this.skipWs();
+    }
+    let expectValue = this.expectValue;
     for (;;) {
+      if (this.i > stopAt) {
+        this.expectValue = expectValue;
+        return undefined;
+      }
       if (expectValue) {
         if (this.i >= n) this.fail('BAD_JSON', 'unexpected end of input');
         const start = this.i;
@@ -358,7 +373,7 @@ class Scanner {
 
 /** Validate `text` per the rules above; see `Scanned` for what `capture` adds. */
 function scan(text: string, options: StrictJsonOptions): Scanned {
-  return new Scanner(text, options).run();
+  return new Scanner(text, options).run() as Scanned;
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -375,6 +390,34 @@ export function scanStrictJson(input: Uint8Array | string, options: StrictJsonOp
     }
   }
   return scan(text, options);
+}
+
+/** Characters scanned between two yields to the event loop by `scanStrictJsonAsync`. */
+const SLICE_CHARS = 128 * 1024;
+
+/**
+ * `scanStrictJson` in slices, yielding to the event loop between them (decoding included), so
+ * that scanning a large body never holds other requests up for more than a slice: for a service
+ * that refuses what it can before the synchronous parse.
+ */
+export async function scanStrictJsonAsync(input: Uint8Array, options: StrictJsonOptions = {}): Promise<Scanned> {
+  const streaming = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  let text = '';
+  try {
+    for (let at = 0; at < input.byteLength; at += SLICE_CHARS) {
+      text += streaming.decode(input.subarray(at, at + SLICE_CHARS), { stream: true });
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    text += streaming.decode();
+  } catch (cause) {
+    throw new StrictJsonError('BAD_JSON', `${options.label ?? 'document'}: not valid UTF-8`, { detail: { reason: 'BAD_JSON' }, cause });
+  }
+  const scanner = new Scanner(text, options);
+  for (let stopAt = SLICE_CHARS; ; stopAt += SLICE_CHARS) {
+    const done = scanner.run(stopAt);
+    if (done) return done;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /** Strictly decode, check, and parse. */

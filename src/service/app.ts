@@ -10,7 +10,7 @@ import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { StrictJsonError, parseStrictJson, scanStrictJson, type Scanned } from '../engine/strict-json.ts';
+import { StrictJsonError, parseStrictJson, scanStrictJsonAsync, type Scanned } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
@@ -127,7 +127,7 @@ async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonl
   let scanned: Scanned;
   try {
     // Names are checked in the envelope here; the engine's strict read of each member checks its own.
-    scanned = scanStrictJson(body, { label: 'request body', capture: new Set(members), namesDepth: 1, maxMembers: [16, Number.POSITIVE_INFINITY] });
+    scanned = await scanStrictJsonAsync(body, { label: 'request body', capture: new Set(members), namesDepth: 1, maxMembers: [16, Number.POSITIVE_INFINITY] });
   } catch (cause) {
     if (cause instanceof StrictJsonError && cause.code !== 'BAD_JSON') throw cause;
     throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
@@ -199,6 +199,8 @@ export function createApp(deps: AppDeps): Koa {
     } catch (error) {
       const status = httpStatusOf(error);
       ctx.status = status;
+      // Refused before its body was read (a 401 on an upload): close rather than read the rest.
+      if (!ctx.req.complete) ctx.set('Connection', 'close');
       if (error instanceof TufociError && status < 500) {
         ctx.body = { error: error.toJSON() };
         if (error.code === 'BUSY') ctx.set('Retry-After', String((error.detail['retryAfterSeconds'] as number | undefined) ?? 1));

@@ -49,7 +49,7 @@ import { signedFromJSON, signedToJSON } from '../engine/models.ts';
 import { currentVersion } from '../engine/state.ts';
 import { delegationChain, delegationOf, delegationsOf, resolveTarget } from '../engine/state.ts';
 import { asJson } from '../engine/signatures.ts';
-import { parseExpires } from '../engine/parse.ts';
+import { limitsFromPolicy, parseExpires, precheckMetadata } from '../engine/parse.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataFile, type MetadataStore } from '../storage/index.ts';
@@ -170,6 +170,8 @@ export interface RepositoryStatus {
 }
 
 const MINUTE = 60_000;
+/** Uploads from this size on are prechecked in slices (#precheck); smaller ones cost under a slice anyway. */
+const PRECHECK_BYTES = 64 * 1024;
 
 /** Grant tokens start with this, so the API tells them from configured bearer tokens. */
 export const GRANT_PREFIX = 'tufoci_grant_';
@@ -779,8 +781,22 @@ export class RepositoryService {
   }
 
   /** Create a repository from owner-signed 1.root.json and 1.targets.json. */
+  /**
+   * A large upload's cheap checks (strict scan, shape, fields, counts) in slices that yield to
+   * other requests (precheckMetadata), before it waits for the lock and is parsed synchronously.
+   * Only checks that do not depend on the repository's state: those come with the lock.
+   */
+  async #precheck(role: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci'): Promise<void> {
+    if (bytes.byteLength < PRECHECK_BYTES) return;
+    const policy = this.#d.policy;
+    const rp = role === 'root' ? policy.roles.root : role === 'targets' ? policy.roles.targets : policy.roles[roleClass];
+    await precheckMetadata(role === 'root' ? 'root' : 'targets', bytes, rp.maxBytes, role, limitsFromPolicy(policy));
+  }
+
   async create(repository: string, rootBytes: Uint8Array, targetsBytes: Uint8Array): Promise<UploadResult> {
     this.#d.metadata.metadataRepository(repository); // validates the name before anything else
+    await this.#precheck('root', rootBytes, 'delegated');
+    await this.#precheck('targets', targetsBytes, 'delegated');
     return this.#withLock(repository, async (lock) => {
       const existing = await this.#freshHead(repository);
       if (existing) {
@@ -830,6 +846,7 @@ export class RepositoryService {
       });
     }
     const { role, version } = name as { role: string; version: number };
+    await this.#precheck(role, bytes, roleClass);
     // Before queueing for the lock: a version the cached head already holds with other bytes is
     // taken. Versions only move up, so even a cached head behind the store proves it; the
     // writers that lost a race learn it at once instead of waiting for the lock.

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StrictJsonError, checkStrictJson, parseStrictJson, scanStrictJson } from '../../src/engine/strict-json.ts';
+import { StrictJsonError, checkStrictJson, parseStrictJson, scanStrictJson, scanStrictJsonAsync } from '../../src/engine/strict-json.ts';
 
 function codeOf(text: string, maxDepth?: number): string {
   try {
@@ -123,6 +123,20 @@ describe('strict JSON reader', () => {
     expect(at(`[${wide(3)}]`)).toBe('OK'); // depth counts arrays too: this object is one level down
     expect(at(`[${wide(4)}]`)).toBe('TOO_MANY_MEMBERS');
     expect(at(`[${Array.from({ length: 50 }, () => '0').join(',')}]`)).toBe('OK'); // elements are not members
+  });
+
+  it('scans in slices, yielding between them, with the same result as in one go', async () => {
+    const big = JSON.stringify({ signed: { targets: Object.fromEntries(Array.from({ length: 20_000 }, (_, k) => [`v${k}`, { length: k, hashes: { sha256: 'ab' } }])) }, signatures: [] });
+    const capture = new Set(['signed/targets', 'signatures']);
+    const whole = scanStrictJson(big, { capture });
+    const sliced = await scanStrictJsonAsync(new TextEncoder().encode(big), { capture });
+    expect(sliced.spans).toEqual(whole.spans);
+    expect(sliced.sizes).toEqual(whole.sizes);
+    expect(sliced.text).toBe(big);
+    for (const [bad, code] of [[big.slice(0, -1), 'BAD_JSON'], [big.replace('"length":7,', '"length":7.0,'), 'NOT_INTEGER'], [big.replace('"length":9,', '"length":9,"length":9,'), 'DUPLICATE_KEY']] as const) {
+      await expect(scanStrictJsonAsync(new TextEncoder().encode(bad))).rejects.toMatchObject({ code });
+    }
+    await expect(scanStrictJsonAsync(new Uint8Array([0x22, 0xff, 0x22]))).rejects.toMatchObject({ code: 'BAD_JSON' });
   });
 
   it('refuses numbers that are not safe integers', () => {

@@ -313,6 +313,9 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
       const frames = Buffer.concat(Array.from({ length: 20 }, () => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])));
       const large = await exchange(put('Transfer-Encoding: chunked\r\n'), frames);
       expectError(large, 413, 'BODY_TOO_LARGE');
+      // Refused before its body was read (no token): answered, and closed instead of reading the rest.
+      const anonymous = await exchange(put('Content-Length: 100000\r\n').replace(`Authorization: Bearer ${CI}\r\n`, ''), Buffer.alloc(10, 0x20));
+      expectError(anonymous, 401, 'UNAUTHENTICATED');
       expect(await h.timestampVersion()).toBe(1);
     } finally {
       await new Promise((resolve) => server.close(resolve));
