@@ -70,10 +70,13 @@
  *   BENCH_HEALTH_SECONDS=10     (b) under load               BENCH_IDLE_SECONDS=3  (b) idle reference
  *   BENCH_HOSTILE_LOOPS=2       (b) concurrent hostile loops BENCH_PROBE_INTERVAL_MS=5
  *   BENCH_PARTS=a,b             which parts to run
+ *   BENCH_SHAPES=id,…           only these shapes (ids as printed), in both parts
+ *   BENCH_CHILD_NODE_ARGS       node flags of the (b) child, space-separated (--trace-gc, --cpu-prof)
+ *   BENCH_CHILD_LOG=path        keep the (b) child's output there
  */
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -100,6 +103,8 @@ const IDLE_SECONDS = envInt('BENCH_IDLE_SECONDS', 3);
 const LOOPS = envInt('BENCH_HOSTILE_LOOPS', 2);
 const PROBE_INTERVAL_MS = envInt('BENCH_PROBE_INTERVAL_MS', 5, { allowZero: true });
 const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'a,b').split(',').map((s) => s.trim()));
+const CHILD_NODE_ARGS = (process.env['BENCH_CHILD_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+const ONLY = process.env['BENCH_SHAPES'] ? new Set(process.env['BENCH_SHAPES'].split(',').map((s) => s.trim())) : undefined;
 
 const CPU_GOAL_MS = 100;
 const HEALTH_GOAL_MS = 10;
@@ -309,6 +314,11 @@ async function buildShapes(keys: Keys, policy: Policy, maxBody: number, now: num
   add({ id: 'over-limit-chunked', what: `${maxBody + 1} B, chunked`, method: 'PUT', path: meta('99.targets.json'), body: over, kind: 'chunked' });
   add({ id: 'cl-lie-stall', what: 'Content-Length 1 MiB, 64 KiB sent, stall', method: 'PUT', path: meta('99.targets.json'), body: deleg10k.subarray(0, 64 * 1024), kind: 'stall' });
   add({ id: 'cl-lie-short', what: 'Content-Length 100, 2 MiB sent', method: 'PUT', path: meta('99.targets.json'), body: deleg10k.subarray(0, 2 * 1024 * 1024), kind: 'short' });
+  if (ONLY) {
+    const unknown = [...ONLY].filter((id) => !shapes.some((s) => s.id === id));
+    if (unknown.length > 0) throw new Error(`BENCH_SHAPES names unknown shapes: ${unknown.join(', ')}`);
+    return shapes.filter((s) => ONLY.has(s.id));
+  }
   return shapes;
 }
 
@@ -648,16 +658,42 @@ function processCpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * The service's own event-loop delay since the last scrape, ms: prom-client's monitorEventLoopDelay
+ * histogram (reset by each scrape), which records the intervals of a 10 ms timer; the period is
+ * subtracted, so an idle loop reads about 0.
+ */
+interface Lag {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+const LAG_PERIOD_MS = 10;
+
+async function scrapeLag(url: string): Promise<Lag> {
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  const read = (name: string): number => {
+    const m = new RegExp(`^tufoci_process_nodejs_eventloop_lag_${name}_seconds (\\S+)$`, 'm').exec(text);
+    if (!m) throw new Error(`GET /metrics has no event-loop ${name}`);
+    return Math.max(0, Number(m[1]) * 1000 - LAG_PERIOD_MS);
+  };
+  return { p50: read('p50'), p99: read('p99'), max: read('max') };
+}
+
 interface PartB {
   idle: Probes;
   loaded: Probes;
+  idleLag: Lag;
+  loadedLag: Lag;
   hostile: Outcome[];
   seconds: number;
   childCpuSeconds: number;
 }
 
 async function partB(dir: string, keys: Keys, onChild: (c: Tufoci | undefined) => void): Promise<PartB> {
-  const child = await startTufoci({ dataDir: join(dir, 'child'), env: { TUFOCI_TOKENS: TOKENS, TUFOCI_LOG_LEVEL: 'warn' } });
+  const child = await startTufoci({ dataDir: join(dir, 'child'), env: { TUFOCI_TOKENS: TOKENS, TUFOCI_LOG_LEVEL: 'warn' }, nodeArgs: CHILD_NODE_ARGS });
   onChild(child);
   const agents: Agent[] = [];
   try {
@@ -668,9 +704,11 @@ async function partB(dir: string, keys: Keys, onChild: (c: Tufoci | undefined) =
     const base = new URL(child.url);
 
     console.error(`  idle /healthz for ${IDLE_SECONDS} s…`);
+    await scrapeLag(child.url); // resets the service's event-loop histogram
     const idleProber = startProber(child.url);
     await new Promise((res) => setTimeout(res, IDLE_SECONDS * 1000)); // the measurement window
     const idle = await idleProber.stop();
+    const idleLag = await scrapeLag(child.url);
 
     console.error(`  /healthz for ${HEALTH_SECONDS} s with ${LOOPS} hostile loop(s)…`);
     const hostile: Outcome[] = [];
@@ -690,12 +728,15 @@ async function partB(dir: string, keys: Keys, onChild: (c: Tufoci | undefined) =
       }),
     );
     const loaded = await prober.stop();
+    const loadedLag = await scrapeLag(child.url);
     const seconds = (performance.now() - t0) / 1000;
-    return { idle, loaded, hostile, seconds, childCpuSeconds: processCpuSeconds(child.pid) - cpu0 };
+    return { idle, loaded, idleLag, loadedLag, hostile, seconds, childCpuSeconds: processCpuSeconds(child.pid) - cpu0 };
   } finally {
     for (const a of agents) a.destroy();
     await child.stop();
     onChild(undefined);
+    const keep = process.env['BENCH_CHILD_LOG'];
+    if (keep) await copyFile(join(child.dataDir, 'tufoci.log'), keep);
   }
 }
 
@@ -794,6 +835,8 @@ async function main(): Promise<void> {
     console.log(
       `    hostile requests in ${b.seconds.toFixed(1)} s: ${b.hostile.length} (${[...byOutcome.entries()].map(([k, n]) => `${k} ×${n}`).join(', ')}); service CPU ${b.childCpuSeconds.toFixed(2)} s`,
     );
+    const lag = (l: Lag): string => `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms`;
+    console.log(`    the service's own event-loop delay (monitorEventLoopDelay, beyond its 10 ms period): idle ${lag(b.idleLag)}; under load ${lag(b.loadedLag)}`);
     console.log(`(b) /healthz p99 under hostile uploads ${p99.toFixed(2)} ms (goal ≤ ${HEALTH_GOAL_MS} ms: ${p99 <= HEALTH_GOAL_MS && b.loaded.timeouts === 0 ? 'PASS' : 'FAIL'})`);
   }
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -29,6 +29,7 @@
  * `parseStrictJson` then lets V8's JSON.parse build the value from the same
  * text, which it reads identically because the text is now unambiguous.
  */
+import { isAscii, isUtf8 } from 'node:buffer';
 import { TufociError } from '../errors.ts';
 
 export type StrictJsonCode = 'BAD_JSON' | 'DUPLICATE_KEY' | 'NOT_INTEGER' | 'LONE_SURROGATE' | 'TOO_DEEP' | 'TOO_MANY_MEMBERS';
@@ -376,43 +377,35 @@ function scan(text: string, options: StrictJsonOptions): Scanned {
   return new Scanner(text, options).run() as Scanned;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/**
+ * Strictly decoded UTF-8, a BOM kept (the scan refuses it as an unexpected character). Validation
+ * and decoding are native and run at memory speed (simdutf): an ASCII body, which all metadata
+ * tufoci writes is, becomes a one-byte string by a copy. One flat string, never a rope of chunks:
+ * a rope costs a second copy when it is first indexed, and a streaming TextDecoder is several
+ * times slower than both steps together.
+ */
+function decodeStrict(input: Uint8Array, label: string): string {
+  const buf = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  if (isAscii(buf)) return buf.toString('latin1');
+  if (!isUtf8(buf)) throw new StrictJsonError('BAD_JSON', `${label}: not valid UTF-8`, { detail: { reason: 'BAD_JSON' } });
+  return buf.toString('utf8');
+}
 
 /** Strictly decode UTF-8 (no BOM, no invalid sequences) and scan; builds no value. */
 export function scanStrictJson(input: Uint8Array | string, options: StrictJsonOptions = {}): Scanned {
-  let text: string;
-  if (typeof input === 'string') text = input;
-  else {
-    try {
-      text = decoder.decode(input);
-    } catch (cause) {
-      throw new StrictJsonError('BAD_JSON', `${options.label ?? 'document'}: not valid UTF-8`, { detail: { reason: 'BAD_JSON' }, cause });
-    }
-  }
-  return scan(text, options);
+  return scan(typeof input === 'string' ? input : decodeStrict(input, options.label ?? 'document'), options);
 }
 
 /** Characters scanned between two yields to the event loop by `scanStrictJsonAsync`. */
-const SLICE_CHARS = 128 * 1024;
+const SLICE_CHARS = 64 * 1024;
 
 /**
- * `scanStrictJson` in slices, yielding to the event loop between them (decoding included), so
- * that scanning a large body never holds other requests up for more than a slice: for a service
- * that refuses what it can before the synchronous parse.
+ * `scanStrictJson` in slices, yielding to the event loop between them, so that scanning a large
+ * body never holds other requests up for more than a slice: for a service that refuses what it
+ * can before the synchronous parse. (The decoding is one native step of about 0.1 ms per MiB.)
  */
 export async function scanStrictJsonAsync(input: Uint8Array, options: StrictJsonOptions = {}): Promise<Scanned> {
-  const streaming = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-  let text = '';
-  try {
-    for (let at = 0; at < input.byteLength; at += SLICE_CHARS) {
-      text += streaming.decode(input.subarray(at, at + SLICE_CHARS), { stream: true });
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    text += streaming.decode();
-  } catch (cause) {
-    throw new StrictJsonError('BAD_JSON', `${options.label ?? 'document'}: not valid UTF-8`, { detail: { reason: 'BAD_JSON' }, cause });
-  }
-  const scanner = new Scanner(text, options);
+  const scanner = new Scanner(decodeStrict(input, options.label ?? 'document'), options);
   for (let stopAt = SLICE_CHARS; ; stopAt += SLICE_CHARS) {
     const done = scanner.run(stopAt);
     if (done) return done;

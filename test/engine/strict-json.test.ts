@@ -166,4 +166,24 @@ describe('strict JSON reader', () => {
     expect(() => parseStrictJson(new Uint8Array([0x22, 0xff, 0x22]))).toThrow(StrictJsonError);
     expect(() => parseStrictJson(new Uint8Array([0xef, 0xbb, 0xbf, 0x7b, 0x7d]))).toThrow(StrictJsonError);
   });
+
+  it('decodes UTF-8 as a fatal decoder does: overlong forms and encoded surrogates refused, the rest read exactly', async () => {
+    const bad = [
+      [0x22, 0xc0, 0xaf, 0x22], // overlong "/"
+      [0x22, 0xed, 0xa0, 0x80, 0x22], // U+D800 encoded
+      [0x22, 0xf4, 0x90, 0x80, 0x80, 0x22], // above U+10FFFF
+      [0x22, 0xe2, 0x82, 0x22], // truncated sequence
+    ];
+    for (const b of bad) {
+      expect(() => parseStrictJson(new Uint8Array(b))).toThrow(StrictJsonError);
+      await expect(scanStrictJsonAsync(new Uint8Array(b))).rejects.toMatchObject({ code: 'BAD_JSON' });
+    }
+    const text = '{"name":"caf\u00e9 é 😀 ß","n":1}';
+    const bytes = new TextEncoder().encode(text);
+    expect(parseStrictJson(bytes)).toEqual(JSON.parse(text));
+    expect((await scanStrictJsonAsync(bytes)).text).toBe(text);
+    // Large enough for several slices, non-ASCII throughout.
+    const big = JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => `élément ${i} ✓`) });
+    expect((await scanStrictJsonAsync(new TextEncoder().encode(big))).text).toBe(big);
+  });
 });
