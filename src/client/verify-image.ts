@@ -22,7 +22,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TargetFile } from '@tufjs/models';
+import type { TargetFile as TargetInfo } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
 import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
@@ -33,6 +33,7 @@ import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 import { metadataVetter, vetRoot } from './vet.ts';
+import { CoreUpdater } from './core/updater.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
 export class VerifyError extends TufociError<VerifyErrorCode> {}
@@ -70,6 +71,21 @@ export interface VerifyImageOptions {
    * and is refused otherwise (or if that root has expired); the next run walks on from there.
    */
   maxRootRotations?: number;
+  /**
+   * The TUF client: `tufoci` (default), the client core of src/client/core (linear in every size,
+   * keeps its verified state as data), or `tuf-js`, the unmodified tuf-js Updater, the reference.
+   * Both read and write the same saved state. tuf-js's own size limits apply to it: @tufjs/models
+   * is quadratic in the entries of one role, so it is slow beyond a few thousand targets per role.
+   */
+  tufClient?: TufClientName;
+}
+
+export type TufClientName = 'tufoci' | 'tuf-js';
+
+/** What the TUF step found: the target, and the versions the client trusts after it. */
+interface TufResult {
+  target: TargetInfo | undefined;
+  versions: { root: number; timestamp: number; snapshot: number };
 }
 
 export interface VerifiedImage {
@@ -96,7 +112,8 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     const pin = checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
-    const target = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
+    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
+    const target = tuf.target;
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
     }
@@ -130,7 +147,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       mediaType,
       size: target.length,
       signers,
-      tuf: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') },
+      tuf: tuf.versions,
       ...(registryTag ? { registryTag } : {}),
     };
   } catch (error) {
@@ -184,8 +201,8 @@ function versionOf(dir: string, role: string): number {
  */
 const ROOT_WALK_FILE = '.tufoci-root-walk';
 
-/** TUF step: refresh the unmodified tuf-js Updater and look the tag up. */
-async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetFile | undefined> {
+/** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
+async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResult> {
   const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
   const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}/v1/repos/${opts.repository}/metadata` : metadataBaseUrl(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
@@ -209,28 +226,48 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetF
       return undefined;
     }
   };
-  const attempt = async (shortcuts: boolean): Promise<TargetFile | undefined> => {
-    const options = { trustedTimestamp, coveredTimestamp, shortcuts, vet: metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository)) };
+  const attempt = async (shortcuts: boolean): Promise<TufResult> => {
+    const core = (opts.tufClient ?? 'tufoci') === 'tufoci';
+    // The core reads every file strictly and checks each root's scope itself; tuf-js needs the vetter.
+    const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(core ? {} : { vet: metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository)) }) };
     const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher(options) : new RegistryFetcher({ metadata, ...options });
-    const updater = new Updater({
-      metadataDir: dir,
-      metadataBaseUrl: metadataUrl,
-      fetcher,
-      ...(opts.maxRootRotations !== undefined ? { config: { maxRootRotations: opts.maxRootRotations } } : {}),
-    });
-    let target: TargetFile | undefined;
+    let result: TufResult;
+    let roots: readonly Uint8Array[];
     try {
-      await updater.refresh();
-      target = await updater.getTargetInfo(opts.tag);
+      if (core) {
+        const updater = new CoreUpdater({
+          dir,
+          metadataBaseUrl: metadataUrl,
+          fetcher,
+          repository: opts.repository,
+          ...(opts.maxRootRotations !== undefined ? { maxRootRotations: opts.maxRootRotations } : {}),
+        });
+        await updater.refresh();
+        const target = await updater.getTargetInfo(opts.tag);
+        const set = updater.trusted;
+        result = { target, versions: { root: set.root.version, timestamp: set.timestamp?.version ?? 0, snapshot: set.snapshot?.version ?? 0 } };
+        roots = updater.rootsVerified;
+      } else {
+        const updater = new Updater({
+          metadataDir: dir,
+          metadataBaseUrl: metadataUrl,
+          fetcher,
+          ...(opts.maxRootRotations !== undefined ? { config: { maxRootRotations: opts.maxRootRotations } } : {}),
+        });
+        await updater.refresh();
+        const target = await updater.getTargetInfo(opts.tag);
+        result = { target, versions: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') } };
+        roots = fetcher.rootsFetched;
+      }
     } catch (cause) {
       // A refresh that skipped a root probe on a hint and then failed is repeated the
       // standard way (every probe sent): a hint can never be why a client is stuck.
       if (shortcuts && fetcher.shortcutsTaken > 0) return attempt(false);
       throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
     }
-    // The refresh succeeded, so tuf-js verified every root it was handed: they descend from the pin.
+    // The refresh succeeded, so the client verified every root it was handed: they descend from the pin.
     try {
-      recordVerifiedRoots(dir, fetcher.rootsFetched);
+      recordVerifiedRoots(dir, roots);
     } catch {
       // without the record, re-pinning to these roots is refused (safe) until the next run records them
     }
@@ -238,14 +275,14 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TargetF
     const trusted = trustedTimestamp();
     try {
       if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
-        writeFileSync(join(dir, ROOT_WALK_FILE), JSON.stringify({ timestamp: sha256Hex(trusted), root: versionOf(dir, 'root') }), { mode: 0o600 });
+        writeFileSync(join(dir, ROOT_WALK_FILE), JSON.stringify({ timestamp: sha256Hex(trusted), root: result.versions.root }), { mode: 0o600 });
       } else {
         rmSync(join(dir, ROOT_WALK_FILE), { force: true });
       }
     } catch {
       // only an optimisation: without the record the next run probes for roots
     }
-    return target;
+    return result;
   };
   return attempt(true);
 }

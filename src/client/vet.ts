@@ -68,14 +68,26 @@ export function vetRoot(label: string, bytes: Uint8Array, repository: string): b
  * that `scoped` says names a scope (or not).
  */
 export function metadataVetter(repository: string, scoped: boolean): (fileName: string, bytes: Uint8Array) => void {
-  let requireScope = scoped;
+  const scopes = rootScopeChain(repository, scoped);
   return (fileName, bytes) => {
     const signed = vetBytes(fileName, bytes);
     if (parseMetadataFileName(fileName)?.role !== 'root') return;
-    const has = vetRootScope(fileName, signed, repository);
+    scopes(fileName, signed);
+  };
+}
+
+/**
+ * The scope rule along one root walk of `repository`, starting from a trusted root that `scoped`
+ * says names a scope: each next root's scope (if named) must cover the repository, and once a
+ * root names one, every later root must too. Call it with each root's `signed` object, in order.
+ */
+export function rootScopeChain(repository: string, scoped: boolean): (label: string, signed: Record<string, unknown> | undefined) => void {
+  let requireScope = scoped;
+  return (label, signed) => {
+    const has = vetRootScope(label, signed, repository);
     if (!has && requireScope) {
-      throw new VetError('SCOPE_MISMATCH', `${fileName} names no scope, but the root trusted before it is bound to ${repository}: refused (a scope is never dropped)`, {
-        detail: { file: fileName, repository },
+      throw new VetError('SCOPE_MISMATCH', `${label} names no scope, but the root trusted before it is bound to ${repository}: refused (a scope is never dropped)`, {
+        detail: { file: label, repository },
       });
     }
     requireScope ||= has;

@@ -293,6 +293,60 @@ export async function precheckMetadata(
   readEnvelope(kind, scanned, label, limits, hooks);
 }
 
+/** A metadata file read strictly, without models: what a client core verifies and then reads. */
+export interface Envelope {
+  /** The whole document. */
+  json: Record<string, unknown>;
+  /** `json.signed`. */
+  signed: Record<string, unknown>;
+  signatures: readonly SignatureEntry[];
+  version: number;
+  /** `signed.expires` in ms since the epoch (a real calendar instant). */
+  expires: number;
+  /** The canonical bytes of `signed`: what its signatures are over (computed on first use). */
+  signedBytes: () => Buffer;
+}
+
+/**
+ * One strict pass over `bytes` with every member name checked at every depth (so nothing read
+ * afterwards can be ambiguous), then the envelope, counts and small fields as parseMetadata checks
+ * them, then `JSON.parse`. Linear in the bytes; builds no model objects. For a client, which
+ * refuses or trusts a whole file at once (the service's two-pass order exists so that junk-signed
+ * uploads never pay for deep names; a client pays for what a server sends it anyway).
+ */
+export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS): Envelope {
+  const detail = { role: label };
+  checkSize(label, bytes, maxBytes);
+  let scanned: Scanned;
+  try {
+    scanned = scanStrictJson(bytes, { label: `${label} metadata`, capture: CAPTURE, maxMembers: ENVELOPE_MEMBERS });
+  } catch (cause) {
+    throw strictRefusal(cause, label, detail);
+  }
+  const { signatures, version } = readEnvelope(kind, scanned, label, limits, {});
+  const json = JSON.parse(scanned.text) as Record<string, unknown>;
+  const signed = json['signed'] as Record<string, unknown>;
+  checkRoleLists(kind, label, signed, limits);
+  let signedBytes: Buffer | undefined;
+  return {
+    json,
+    signed,
+    signatures,
+    version,
+    expires: parseExpires(signed['expires'] as string),
+    signedBytes: () => {
+      if (signedBytes === undefined) {
+        try {
+          signedBytes = canonicalSignedBytes(signed);
+        } catch (cause) {
+          throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
+        }
+      }
+      return signedBytes;
+    },
+  };
+}
+
 export function parseMetadata<K extends RoleType>(
   kind: K,
   bytes: Uint8Array,

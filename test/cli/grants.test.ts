@@ -15,7 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { RegistryStore } from '../../src/storage/index.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
-import { verifyImage, VerifyError } from '../../src/client/verify-image.ts';
+import { VerifyError } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { buildTargets, isoExpiry, signMetadata } from '../../src/engine/index.ts';
 import { InMemorySigner } from '../../src/keys/index.ts';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';

@@ -15,7 +15,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient } from '../../src/client/service-client.ts';
-import { verifyImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
+import { type VerifyImageOptions } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { pushSignature, signDescriptor } from '../../src/client/signatures.ts';
 import { buildTargets, isoExpiry, parseMetadata, signMetadata } from '../../src/engine/index.ts';
 import { InMemorySigner, computeKeyId, generateKeyFiles, legacyKeyId, loadSignerFile, type FileSigner, type Signer } from '../../src/keys/index.ts';

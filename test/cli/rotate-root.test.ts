@@ -13,7 +13,9 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient } from '../../src/client/service-client.ts';
-import { verifyImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
+import { type VerifyImageOptions } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { buildRoot, buildTargets, isoExpiry, parseMetadata, signMetadata, verifyThreshold } from '../../src/engine/index.ts';
 import { generateKeyFiles, loadSignerFile, type FileSigner, type Signer } from '../../src/keys/index.ts';
 import { UsageError } from '../../src/cli/common.ts';

@@ -4,7 +4,8 @@
  * refused, by the scope every root names and by the snapshot's hashes.
  */
 import { describe, expect, it } from 'vitest';
-import { verifyImage } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { ADMIN, CI, ServiceHarness } from '../service/harness.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
 

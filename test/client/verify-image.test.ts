@@ -7,7 +7,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyImage, VerifyError } from '../../src/client/verify-image.ts';
+import { VerifyError } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { pushSignature, signDescriptor, SignatureError } from '../../src/client/signatures.ts';
 import { MetadataStore, RegistryStore, OCI_MANIFEST_MEDIA_TYPE } from '../../src/storage/index.ts';
 import { produceTimestamp } from '../../src/engine/index.ts';

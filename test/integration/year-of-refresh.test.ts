@@ -34,7 +34,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisCoordinator } from '../../src/coord/index.ts';
-import { verifyImage } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../../src/engine/index.ts';
 import { parseExpires } from '../../src/engine/parse.ts';
 import { InMemorySigner } from '../../src/keys/index.ts';
