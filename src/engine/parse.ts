@@ -26,7 +26,8 @@ import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
 import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
-import { scanStrictJson, scanStrictJsonAsync, StrictJsonError, type Scanned, type StrictJsonOptions } from './strict-json.ts';
+import { isUtf8 } from 'node:buffer';
+import { checkDistinctNames, scanStrictJson, scanStrictJsonAsync, spanText, StrictJsonError, StrictJsonStream, type Scanned, type StrictJsonOptions } from './strict-json.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 export interface KindMap {
@@ -115,9 +116,18 @@ function bound(label: string, field: string, count: number, limit: number): void
   }
 }
 
-/** A refusal of the strict reader as the engine's error of the same name (BAD_JSON: MALFORMED). */
+/** A refusal of the strict reader as the engine's error of the same name (BAD_JSON: MALFORMED; a list over its bound: POLICY_VIOLATION). */
 function strictRefusal(cause: unknown, label: string, detail: Record<string, unknown>): unknown {
   if (!(cause instanceof StrictJsonError)) return cause;
+  const path = cause.detail['path'];
+  if (cause.code === 'TOO_MANY_MEMBERS' && typeof path === 'string') {
+    const field = path.replace(/^signed\//, '').replace(/\//g, '.');
+    const limit = cause.detail['limit'];
+    return new EngineError('POLICY_VIOLATION', `${label}: ${field} lists more than ${String(limit)} entries, above the limit`, {
+      detail: { ...detail, field, limit },
+      cause,
+    });
+  }
   const code = cause.code === 'BAD_JSON' ? 'MALFORMED' : cause.code;
   return new EngineError(code, cause.code === 'BAD_JSON' ? `${label} metadata is not valid UTF-8 JSON (${cause.message})` : cause.message, {
     detail: { ...detail, ...cause.detail },
@@ -128,7 +138,7 @@ function strictRefusal(cause: unknown, label: string, detail: Record<string, unk
 /**
  * Members of the envelope (`signed`, `signatures` and unrecognized fields) and of `signed` (eight
  * fields in the specification, and unrecognized ones): generous bounds, checked during the scan,
- * so a wide object there costs nothing. Below them only the counts of `checkSizes` apply.
+ * so a wide object there costs nothing. Below them only the bounds of `sizeBounds` apply.
  */
 const ENVELOPE_MEMBERS: readonly number[] = [16, 64, Number.POSITIVE_INFINITY];
 
@@ -147,18 +157,19 @@ const CAPTURE: ReadonlySet<string> = new Set([
   'signed/delegations/roles',
 ]);
 
-/** Counts the scan took (objects and arrays at captured paths): before anything is parsed or iterated. */
-function checkSizes(kind: RoleType, label: string, sizes: ReadonlyMap<string, number>, limits: ParseLimits): void {
+/** The bound on each captured list, by kind: the scan stops at the first entry beyond one. */
+function sizeBounds(kind: RoleType, limits: ParseLimits): Map<string, number> {
   // A role can be signed by at most its keys; root by the old and the new root keys.
-  bound(label, 'signatures', sizes.get('signatures') ?? 0, 2 * limits.maxKeysPerRole);
+  const bounds = new Map<string, number>([['signatures', 2 * limits.maxKeysPerRole]]);
   if (kind === 'root') {
-    bound(label, 'roles', sizes.get('signed/roles') ?? 0, 8);
-    bound(label, 'keys', sizes.get('signed/keys') ?? 0, 4 * limits.maxKeysPerRole);
+    bounds.set('signed/roles', 8);
+    bounds.set('signed/keys', 4 * limits.maxKeysPerRole);
   } else if (kind === 'targets') {
-    bound(label, 'targets', sizes.get('signed/targets') ?? 0, limits.maxTargets);
-    bound(label, 'delegations.roles', sizes.get('signed/delegations/roles') ?? 0, limits.maxDelegations);
-    bound(label, 'delegations.keys', sizes.get('signed/delegations/keys') ?? 0, limits.maxDelegations * limits.maxKeysPerRole);
+    bounds.set('signed/targets', limits.maxTargets);
+    bounds.set('signed/delegations/roles', limits.maxDelegations);
+    bounds.set('signed/delegations/keys', limits.maxDelegations * limits.maxKeysPerRole);
   }
+  return bounds;
 }
 
 /** Counts inside the (already bounded) role lists: key ids and path patterns per role. */
@@ -202,8 +213,8 @@ function checkSize(label: string, bytes: Uint8Array, maxBytes: number): void {
 }
 
 /** Scan options of the first, cheap pass: names checked only in the envelope and in `signed`. */
-function envelopeScan(label: string): StrictJsonOptions {
-  return { label: `${label} metadata`, capture: CAPTURE, namesDepth: 2, maxMembers: ENVELOPE_MEMBERS };
+function envelopeScan(kind: RoleType, label: string, limits: ParseLimits): StrictJsonOptions {
+  return { label: `${label} metadata`, capture: CAPTURE, namesDepth: 2, maxMembers: ENVELOPE_MEMBERS, maxSizes: sizeBounds(kind, limits) };
 }
 
 /**
@@ -211,18 +222,18 @@ function envelopeScan(label: string): StrictJsonOptions {
  * the shape, `_type`, `spec_version`, `version`, `expires`, every count, and the signatures
  * (parsed from their span alone), then `hooks.beforeParse`.
  */
-function readEnvelope(kind: RoleType, scanned: Scanned, label: string, limits: ParseLimits, hooks: ParseHooks): { signatures: SignatureEntry[]; version: number } {
+function readEnvelope(kind: RoleType, scanned: Pick<Scanned, 'bytes' | 'spans'>, label: string, hooks: ParseHooks): { signatures: SignatureEntry[]; version: number } {
   const detail = { role: label };
-  const { text, spans, sizes } = scanned;
+  const { bytes, spans } = scanned;
   /** A small captured value, parsed; a large one (never a valid string or number here) as `{}`. */
   const small = (path: string): unknown => {
     const span = spans.get(path);
     if (!span) return undefined;
-    return span.end - span.start <= 256 ? JSON.parse(text.slice(span.start, span.end)) : {};
+    return span.end - span.start <= 256 ? JSON.parse(spanText(scanned, path) as string) : {};
   };
   const opens = (path: string, c: string): boolean => {
     const span = spans.get(path);
-    return span !== undefined && text[span.start] === c;
+    return span !== undefined && bytes[span.start] === c.charCodeAt(0);
   };
   if (!opens('signed', '{') || !opens('signatures', '[')) {
     throw new EngineError('MALFORMED', `${label} metadata must be an object with "signed" and "signatures"`, { detail });
@@ -249,11 +260,9 @@ function readEnvelope(kind: RoleType, scanned: Scanned, label: string, limits: P
       detail: { ...detail, expires: typeof expires === 'string' ? expires.slice(0, 40) : null },
     });
   }
-  checkSizes(kind, label, sizes, limits);
-  const sigSpan = spans.get('signatures') as { start: number; end: number };
   const signatures: SignatureEntry[] = [];
   const seen = new Set<string>();
-  for (const s of JSON.parse(text.slice(sigSpan.start, sigSpan.end)) as unknown[]) {
+  for (const s of JSON.parse(spanText(scanned, 'signatures') as string) as unknown[]) {
     if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string' || !KEYID.test(s['keyid']) || !SIG.test(s['sig'])) {
       throw new EngineError('MALFORMED', `${label}: each signature needs a 64-hex keyid and a hex sig`, { detail });
     }
@@ -286,11 +295,63 @@ export async function precheckMetadata(
   checkSize(label, bytes, maxBytes);
   let scanned: Scanned;
   try {
-    scanned = await scanStrictJsonAsync(bytes, envelopeScan(label));
+    scanned = await scanStrictJsonAsync(bytes, envelopeScan(kind, label, limits));
   } catch (cause) {
     throw strictRefusal(cause, label, { role: label });
   }
-  readEnvelope(kind, scanned, label, limits, hooks);
+  readEnvelope(kind, scanned, label, hooks);
+}
+
+/**
+ * precheckMetadata for an upload as it arrives: each `push` scans the next piece of the body at
+ * once (StrictJsonStream), so an upload that must be refused (too large, too deep, malformed, a
+ * list over its bound) is refused at the first piece that shows it, and the rest need never be
+ * read; `finish` then checks the complete bytes (UTF-8, shape, fields). The same checks as
+ * precheckMetadata, in the same order; nothing here depends on the repository's state.
+ */
+export class MetadataPrecheck {
+  readonly #kind: RoleType;
+  readonly #maxBytes: number;
+  readonly #label: string;
+  readonly #stream: StrictJsonStream;
+  #received = 0;
+
+  constructor(kind: RoleType, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS) {
+    this.#kind = kind;
+    this.#maxBytes = maxBytes;
+    this.#label = label;
+    this.#stream = new StrictJsonStream(envelopeScan(kind, label, limits));
+  }
+
+  /** The next piece of the body; throws the refusal (EngineError) as soon as one is certain. */
+  push(piece: Uint8Array): void {
+    this.#received += piece.byteLength;
+    if (this.#received > this.#maxBytes) {
+      throw new EngineError('TOO_LARGE', `${this.#label} metadata is above the limit of ${this.#maxBytes} bytes`, {
+        detail: { role: this.#label, limit: this.#maxBytes },
+      });
+    }
+    try {
+      this.#stream.push(piece);
+    } catch (cause) {
+      throw strictRefusal(cause, this.#label, { role: this.#label });
+    }
+  }
+
+  /** The complete body (the pieces pushed, in order). */
+  finish(bytes: Uint8Array): void {
+    const label = this.#label;
+    checkSize(label, bytes, this.#maxBytes);
+    let found;
+    try {
+      found = this.#stream.end();
+    } catch (cause) {
+      throw strictRefusal(cause, label, { role: label });
+    }
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (!isUtf8(buf)) throw new EngineError('MALFORMED', `${label} metadata is not valid UTF-8 JSON`, { detail: { role: label } });
+    readEnvelope(this.#kind, { bytes: buf, spans: found.spans }, label, {});
+  }
 }
 
 /** A metadata file read strictly, without models: what a client core verifies and then reads. */
@@ -308,23 +369,27 @@ export interface Envelope {
 }
 
 /**
- * One strict pass over `bytes` with every member name checked at every depth (so nothing read
- * afterwards can be ambiguous), then the envelope, counts and small fields as parseMetadata checks
- * them, then `JSON.parse`. Linear in the bytes; builds no model objects. For a client, which
- * refuses or trusts a whole file at once (the service's two-pass order exists so that junk-signed
- * uploads never pay for deep names; a client pays for what a server sends it anyway).
+ * One strict pass over `bytes` (names checked in the envelope and in `signed`), the envelope,
+ * counts and small fields as parseMetadata checks them, then `JSON.parse` and every other name
+ * (checkDistinctNames), so nothing read afterwards can be ambiguous. Linear in the bytes; builds
+ * no model objects. For a client, which refuses or trusts a whole file at once.
  */
 export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS): Envelope {
   const detail = { role: label };
   checkSize(label, bytes, maxBytes);
   let scanned: Scanned;
   try {
-    scanned = scanStrictJson(bytes, { label: `${label} metadata`, capture: CAPTURE, maxMembers: ENVELOPE_MEMBERS });
+    scanned = scanStrictJson(bytes, envelopeScan(kind, label, limits));
   } catch (cause) {
     throw strictRefusal(cause, label, detail);
   }
-  const { signatures, version } = readEnvelope(kind, scanned, label, limits, {});
+  const { signatures, version } = readEnvelope(kind, scanned, label, {});
   const json = JSON.parse(scanned.text) as Record<string, unknown>;
+  try {
+    checkDistinctNames(scanned, json, { label: `${label} metadata` }); // every name, before anything is read
+  } catch (cause) {
+    throw strictRefusal(cause, label, detail);
+  }
   const signed = json['signed'] as Record<string, unknown>;
   checkRoleLists(kind, label, signed, limits);
   let signedBytes: Buffer | undefined;
@@ -361,12 +426,12 @@ export function parseMetadata<K extends RoleType>(
   try {
     // Names are checked here in the envelope and in `signed` (the fields read below come from
     // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
-    scanned = scanStrictJson(bytes, envelopeScan(label));
+    scanned = scanStrictJson(bytes, envelopeScan(kind, label, limits));
   } catch (cause) {
     throw strictRefusal(cause, label, detail);
   }
   const { text } = scanned;
-  const { signatures, version } = readEnvelope(kind, scanned, label, limits, hooks);
+  const { signatures, version } = readEnvelope(kind, scanned, label, hooks);
   const json = JSON.parse(text) as Record<string, unknown>;
   const signed = json['signed'] as Record<string, unknown>;
   checkRoleLists(kind, label, signed, limits);
@@ -385,7 +450,7 @@ export function parseMetadata<K extends RoleType>(
   };
   hooks.beforeModels?.({ signatures, signedBytes: canonical, version });
   try {
-    scanStrictJson(text, { label: `${label} metadata` }); // every name, before anything is trusted
+    checkDistinctNames(scanned, json, { label: `${label} metadata` }); // every name, before anything is trusted
   } catch (cause) {
     throw strictRefusal(cause, label, detail);
   }

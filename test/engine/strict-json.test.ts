@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StrictJsonError, checkStrictJson, parseStrictJson, scanStrictJson, scanStrictJsonAsync } from '../../src/engine/strict-json.ts';
+import { StrictJsonError, StrictJsonStream, checkStrictJson, parseStrictJson, scanStrictJson, scanStrictJsonAsync } from '../../src/engine/strict-json.ts';
 
 function codeOf(text: string, maxDepth?: number): string {
   try {
@@ -185,5 +185,114 @@ describe('strict JSON reader', () => {
     // Large enough for several slices, non-ASCII throughout.
     const big = JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => `élément ${i} ✓`) });
     expect((await scanStrictJsonAsync(new TextEncoder().encode(big))).text).toBe(big);
+  });
+});
+
+describe('strict JSON reader, as a stream', () => {
+  /** The verdict of one whole scan: the code it refused with, or what it captured. */
+  function whole(bytes: Uint8Array, options: Parameters<typeof scanStrictJson>[1]): string {
+    try {
+      const s = scanStrictJson(bytes, options);
+      return JSON.stringify({ spans: [...s.spans], sizes: [...s.sizes], members: s.members });
+    } catch (e) {
+      if (e instanceof StrictJsonError) return e.code;
+      throw e;
+    }
+  }
+  /** The same, pushed in pieces cut at `cuts`. */
+  function streamed(bytes: Uint8Array, options: Parameters<typeof scanStrictJson>[1], cuts: number[]): string {
+    const stream = new StrictJsonStream(options);
+    try {
+      let at = 0;
+      for (const cut of [...cuts.map((c) => c % (bytes.length + 1)).sort((a, b) => a - b), bytes.length]) {
+        stream.push(bytes.subarray(at, cut));
+        at = cut;
+      }
+      const s = stream.end();
+      return JSON.stringify({ spans: [...s.spans], sizes: [...s.sizes], members: s.members });
+    } catch (e) {
+      if (e instanceof StrictJsonError) return e.code;
+      throw e;
+    }
+  }
+  const capture = new Set(['signatures', 'signed', 'signed/version', 'signed/targets', 'signed/delegations/roles', 'a', 'a/b']);
+  const options = { capture, namesDepth: 2, maxMembers: [16, 64, Number.POSITIVE_INFINITY], maxSizes: new Map([['signed/targets', 6]]) };
+
+  it('finds what a whole scan finds, and refuses what it refuses with the same code, however the bytes are cut', () => {
+    const doc = fc.oneof(
+      integerJson.map((v) => JSON.stringify(v)),
+      fc.record({ signed: fc.record({ version: fc.nat(), targets: fc.dictionary(fc.string({ maxLength: 4 }), integerJson, { maxKeys: 9 }) }), signatures: fc.array(integerJson, { maxLength: 3 }) }).map((v) => JSON.stringify(v, null, 1)),
+    );
+    // Mutations that make documents wrong in the ways the reader names.
+    const mutate = fc.oneof(
+      fc.constant((t: string) => t),
+      fc.nat().map((k) => (t: string) => t.slice(0, k % (t.length + 1))),
+      fc.nat().map((k) => (t: string) => `${t.slice(0, k % (t.length + 1))}1.5${t.slice(k % (t.length + 1))}`),
+      fc.constant((t: string) => t.replace('"version":', '"version":1,"version":')),
+      fc.constant((t: string) => `${t} x`),
+      fc.constant((t: string) => t.replace(/"/, '"\\ud800')),
+      fc.constant((t: string) => `${'['.repeat(40)}${t}${']'.repeat(40)}`),
+    );
+    fc.assert(
+      fc.property(doc, mutate, fc.array(fc.nat(), { maxLength: 12 }), (text, edit, cuts) => {
+        const bytes = new TextEncoder().encode(edit(text));
+        expect(streamed(bytes, options, cuts)).toBe(whole(bytes, options));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('refuses at the first byte that shows it must: pieces after a refusal are never needed', () => {
+    const stream = new StrictJsonStream({ maxDepth: 32 });
+    expect(() => stream.push(new TextEncoder().encode('['.repeat(33)))).toThrow(expect.objectContaining({ code: 'TOO_DEEP' }));
+    const counted = new StrictJsonStream({ capture: new Set(['signed/targets']), maxSizes: new Map([['signed/targets', 2]]) });
+    counted.push(new TextEncoder().encode('{"signed":{"targets":{"a":1,"b":2'));
+    expect(() => counted.push(new TextEncoder().encode(',"c":3'))).toThrow(expect.objectContaining({ code: 'TOO_MANY_MEMBERS', detail: expect.objectContaining({ path: 'signed/targets', limit: 2 }) }));
+  });
+
+  it('keeps a token spread over many pieces in linear time, and one byte at a time reads as one piece', () => {
+    const long = `{"signed":{"version":7},"x":"${'a'.repeat(300_000)}","signatures":[]}`;
+    const bytes = new TextEncoder().encode(long);
+    const stream = new StrictJsonStream({ capture });
+    for (let at = 0; at < bytes.length; at += 1000) stream.push(bytes.subarray(at, at + 1000));
+    const s = stream.end();
+    expect(s.spans.get('signed/version')).toEqual(scanStrictJson(bytes, { capture }).spans.get('signed/version'));
+    const small = new TextEncoder().encode('{"signed":{"version":12,"targets":{"v1":{"length":3}}},"signatures":[{"k":"\\u00e9"}]}');
+    const bytewise = new StrictJsonStream({ capture });
+    for (let at = 0; at < small.length; at++) bytewise.push(small.subarray(at, at + 1));
+    const b = bytewise.end();
+    const w = scanStrictJson(small, { capture });
+    expect([...b.spans]).toEqual([...w.spans]);
+    expect([...b.sizes]).toEqual([...w.sizes]);
+  });
+});
+
+describe('strict JSON reader, names checked on the parsed value', () => {
+  it('refuses a repeated name in an object at any depth, __proto__ included, and parses the rest as JSON.parse does', () => {
+    fc.assert(
+      fc.property(integerJson, fc.nat(), fc.constantFrom('a', '__proto__', '0', 'constructor'), fc.boolean(), (v, pick, name, repeat) => {
+        // Put an object holding `name` (twice, if `repeat`) in place of the pick-th value of the tree.
+        const inner = repeat ? `{"${name}":1,"x":[],"${name}":{"y":2}}` : `{"${name}":1,"x":[]}`;
+        let index = 0;
+        let placedIt = false;
+        const write = (x: unknown): string => {
+          if (!placedIt && index++ === pick % 16) {
+            placedIt = true;
+            return inner;
+          }
+          if (Array.isArray(x)) return `[${x.map(write).join(',')}]`;
+          if (typeof x === 'object' && x !== null) return `{${Object.entries(x).map(([k, e]) => `${JSON.stringify(k)}:${write(e)}`).join(',')}}`;
+          return JSON.stringify(x);
+        };
+        const text = write({ v, w: [v] });
+        const placed = placedIt ? text : `[${text},${inner}]`;
+        if (repeat) {
+          expect(() => parseStrictJson(placed, { maxDepth: 64 })).toThrow(expect.objectContaining({ code: 'DUPLICATE_KEY' }));
+        } else {
+          expect(parseStrictJson(placed, { maxDepth: 64 })).toStrictEqual(JSON.parse(placed));
+        }
+      }),
+      { numRuns: 1000 },
+    );
   });
 });

@@ -92,7 +92,8 @@ describe('cost bounded before anything expensive runs', () => {
       signed: { _type: 'targets', spec_version: '1.0.31', version: 2, expires: h.expires(30), targets: {}, delegations: { keys, roles } },
     });
     const detail = await expectRefused(h, '2.targets.json', body, 422, 'POLICY_VIOLATION', ADMIN);
-    expect(detail).toMatchObject({ field: 'delegations.roles', count: 2_500, limit: 256 });
+    // The scan stops at the 257th role: the refusal names the bound, not a count it never finished.
+    expect(detail).toMatchObject({ field: 'delegations.roles', limit: 256 });
   });
 
   it('a junk-signed role is refused for its signature before its targets are built', async () => {
