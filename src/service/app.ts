@@ -4,13 +4,14 @@
  * error becomes `{"error": {"code", "message", "detail"}}` in one middleware
  * using the table in errors.ts.
  */
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { StrictJsonError, parseStrictJson, scanStrictJsonAsync, type Scanned } from '../engine/strict-json.ts';
+import { StrictJsonError, StrictJsonStream, parseStrictJson, type StreamScanned } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
@@ -39,15 +40,19 @@ function bodyTimeoutOf(ctx: Koa.Context): number {
   return (ctx.state as { bodyTimeoutMs?: number }).bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
 }
 
+/** Bytes of a body `onPiece` checks between two yields to the event loop (about half a millisecond of scanning). */
+const PIECE_SLICE_BYTES = 128 * 1024;
+
 /** How long a request body may take to arrive, from the first byte read (default of `bodyTimeoutMs`). */
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 /**
  * The request body, at most `limit` bytes, within `timeoutMs`. A body declared or found larger,
- * or one that does not arrive in time, is refused at once with `Connection: close`: the rest is
- * never read (node:http closes the connection after the answer instead of draining it).
+ * one that does not arrive in time, or one `onPiece` refuses (it sees each piece as it is read, and
+ * throws to refuse), is refused at once with `Connection: close`: the rest is never read (node:http
+ * closes the connection after the answer instead of draining it).
  */
-async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number): Promise<Uint8Array> {
+async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number, onPiece?: (piece: Buffer) => void): Promise<Uint8Array> {
   const refuse = (error: ServiceError): never => {
     ctx.set('Connection', 'close');
     throw error;
@@ -56,6 +61,7 @@ async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number): Pro
   if (declared > limit) refuse(new ServiceError('BODY_TOO_LARGE', `request body of ${declared} bytes is above the limit of ${limit}`, { detail: { limit } }));
   const chunks: Buffer[] = [];
   let size = 0;
+  let sinceYield = 0;
   const req = ctx.req;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -71,9 +77,20 @@ async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number): Pro
       size += chunk.byteLength;
       if (size > limit) refuse(new ServiceError('BODY_TOO_LARGE', `request body is above the limit of ${limit} bytes`, { detail: { limit } }));
       chunks.push(chunk);
+      if (onPiece) {
+        onPiece(chunk);
+        // libuv reads up to 32 pieces of a busy socket in one go and the stream hands them over in
+        // one turn of the loop: yield after each slice of checked bytes, so that no body holds
+        // other requests up for more than one (the stream applies backpressure meanwhile).
+        sinceYield += chunk.byteLength;
+        if (sinceYield >= PIECE_SLICE_BYTES) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      }
     }
   } catch (error) {
-    if (error instanceof ServiceError) {
+    if (error instanceof TufociError) {
       req.pause(); // read no more of it
       refuse(error);
     }
@@ -90,8 +107,6 @@ function jsonOnly(ctx: Koa.Context): void {
     throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', `send application/json, not ${type.slice(0, 60)}`, { detail: { contentType: type.slice(0, 100) } });
   }
 }
-
-const encoder = new TextEncoder();
 
 /** Request bodies are small objects: a few fields, each at most this many members below. */
 const BODY_MEMBERS: readonly number[] = [16, 64];
@@ -123,20 +138,30 @@ async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object'
  */
 async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonly string[], shape: string): Promise<Uint8Array[]> {
   jsonOnly(ctx);
-  const body = await readBody(ctx, limit, bodyTimeoutOf(ctx));
-  let scanned: Scanned;
+  // Scanned as it is read (names checked in the envelope; the engine's strict read of each member
+  // checks its own): a body that must be refused is refused at the first piece that shows it.
+  const stream = new StrictJsonStream({ label: 'request body', capture: new Set(members), namesDepth: 1, maxMembers: [16, Number.POSITIVE_INFINITY] });
+  const refusal = (cause: unknown): unknown =>
+    cause instanceof StrictJsonError && cause.code === 'BAD_JSON' ? new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} }) : cause;
+  let body: Uint8Array;
+  let spans: StreamScanned['spans'];
   try {
-    // Names are checked in the envelope here; the engine's strict read of each member checks its own.
-    scanned = await scanStrictJsonAsync(body, { label: 'request body', capture: new Set(members), namesDepth: 1, maxMembers: [16, Number.POSITIVE_INFINITY] });
+    body = await readBody(ctx, limit, bodyTimeoutOf(ctx), (piece) => {
+      try {
+        stream.push(piece);
+      } catch (cause) {
+        throw refusal(cause);
+      }
+    });
+    spans = stream.end().spans;
   } catch (cause) {
-    if (cause instanceof StrictJsonError && cause.code !== 'BAD_JSON') throw cause;
-    throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { cause, detail: {} });
+    throw refusal(cause);
   }
-  const { text, spans } = scanned;
+  if (!isUtf8(body)) throw new ServiceError('BAD_REQUEST', `body must be ${shape} in UTF-8`, { detail: {} });
   return members.map((name) => {
     const span = spans.get(name);
-    if (!span || text[span.start] !== '{') throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: { member: name } });
-    return encoder.encode(text.slice(span.start, span.end));
+    if (!span || body[span.start] !== 0x7b) throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: { member: name } });
+    return body.slice(span.start, span.end); // a copy of the exact bytes sent
   });
 }
 
@@ -326,9 +351,20 @@ export function createApp(deps: AppDeps): Koa {
     // Bounded by the role's own size limit: a file above it is refused before it is read.
     const name = parseMetadataFileName(fileName);
     const roleLimit = name?.role === 'root' ? policy.roles.root.maxBytes : name?.role === 'targets' ? policy.roles.targets.maxBytes : Math.max(policy.roles.delegated.maxBytes, policy.roles.ci.maxBytes);
-    const body = await readBody(ctx, Math.min(maxBody, roleLimit), bodyTimeoutOf(ctx));
+    // A large upload is prechecked piece by piece as it is read: a hostile one is refused at the
+    // first piece that shows it must be, and the rest of it is never read.
+    const declared = ctx.get('content-length') ? Number(ctx.get('content-length')) : undefined;
+    const precheck = service.uploadPrecheck(fileName, roleClass, declared);
+    let body: Uint8Array;
     try {
-      const result = await service.upload(repo, fileName, body, roleClass, job);
+      body = await readBody(ctx, Math.min(maxBody, roleLimit), bodyTimeoutOf(ctx), precheck && ((piece) => precheck.push(piece)));
+      precheck?.finish(body);
+    } catch (error) {
+      metrics.uploads.inc({ kind: 'role', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
+      throw error;
+    }
+    try {
+      const result = await service.upload(repo, fileName, body, roleClass, job, precheck !== undefined);
       metrics.uploads.inc({ kind: 'role', outcome: 'ok' });
       ctx.status = result.unchanged ? 200 : 201;
       ctx.body = result;

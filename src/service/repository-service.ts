@@ -49,7 +49,7 @@ import { signedFromJSON, signedToJSON } from '../engine/models.ts';
 import { currentVersion } from '../engine/state.ts';
 import { delegationChain, delegationOf, delegationsOf, resolveTarget } from '../engine/state.ts';
 import { asJson } from '../engine/signatures.ts';
-import { limitsFromPolicy, parseExpires, precheckMetadata } from '../engine/parse.ts';
+import { MetadataPrecheck, limitsFromPolicy, parseExpires, precheckMetadata } from '../engine/parse.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataFile, type MetadataStore } from '../storage/index.ts';
@@ -780,7 +780,13 @@ export class RepositoryService {
     };
   }
 
-  /** Create a repository from owner-signed 1.root.json and 1.targets.json. */
+  /** The role an upload of `role` belongs to in the policy, and its parse kind. */
+  #uploadRole(role: string, roleClass: 'delegated' | 'ci'): { kind: 'root' | 'targets'; maxBytes: number } {
+    const policy = this.#d.policy;
+    const rp = role === 'root' ? policy.roles.root : role === 'targets' ? policy.roles.targets : policy.roles[roleClass];
+    return { kind: role === 'root' ? 'root' : 'targets', maxBytes: rp.maxBytes };
+  }
+
   /**
    * A large upload's cheap checks (strict scan, shape, fields, counts) in slices that yield to
    * other requests (precheckMetadata), before it waits for the lock and is parsed synchronously.
@@ -788,11 +794,26 @@ export class RepositoryService {
    */
   async #precheck(role: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci'): Promise<void> {
     if (bytes.byteLength < PRECHECK_BYTES) return;
-    const policy = this.#d.policy;
-    const rp = role === 'root' ? policy.roles.root : role === 'targets' ? policy.roles.targets : policy.roles[roleClass];
-    await precheckMetadata(role === 'root' ? 'root' : 'targets', bytes, rp.maxBytes, role, limitsFromPolicy(policy));
+    const { kind, maxBytes } = this.#uploadRole(role, roleClass);
+    await precheckMetadata(kind, bytes, maxBytes, role, limitsFromPolicy(this.#d.policy));
   }
 
+  /**
+   * The same checks for an upload of `fileName` while its body arrives (MetadataPrecheck: each
+   * piece scanned as it is read, the upload refused at the first piece that shows it must be),
+   * for a body of `declaredBytes` (undefined: not declared). Undefined when there is nothing to
+   * precheck: a small body (it costs under a slice anyway) or a name upload() refuses itself.
+   * Pass the body to upload() with `prechecked` once `finish` returned.
+   */
+  uploadPrecheck(fileName: string, roleClass: 'delegated' | 'ci', declaredBytes: number | undefined): MetadataPrecheck | undefined {
+    if (declaredBytes !== undefined && declaredBytes < PRECHECK_BYTES) return undefined;
+    const name = parseMetadataFileName(fileName);
+    if (!name || name.version === undefined || name.role === 'snapshot' || name.role === 'timestamp') return undefined;
+    const { kind, maxBytes } = this.#uploadRole(name.role, roleClass);
+    return new MetadataPrecheck(kind, maxBytes, name.role, limitsFromPolicy(this.#d.policy));
+  }
+
+  /** Create a repository from owner-signed 1.root.json and 1.targets.json. */
   async create(repository: string, rootBytes: Uint8Array, targetsBytes: Uint8Array): Promise<UploadResult> {
     this.#d.metadata.metadataRepository(repository); // validates the name before anything else
     await this.#precheck('root', rootBytes, 'delegated');
@@ -837,7 +858,7 @@ export class RepositoryService {
    * Upload a new version of a role: `fileName` is `<version>.<role>.json`; `root`
    * rotates the root, anything else is top-level targets or a delegated role.
    */
-  async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant): Promise<UploadResult> {
+  async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant, prechecked = false): Promise<UploadResult> {
     this.#d.metadata.metadataRepository(repository); // validates the name before it reaches the queue and the lock
     const name = parseMetadataFileName(fileName);
     if (!name || name.version === undefined || name.role === 'snapshot' || name.role === 'timestamp') {
@@ -846,7 +867,7 @@ export class RepositoryService {
       });
     }
     const { role, version } = name as { role: string; version: number };
-    await this.#precheck(role, bytes, roleClass);
+    if (!prechecked) await this.#precheck(role, bytes, roleClass);
     // Before queueing for the lock: a version the cached head already holds with other bytes is
     // taken. Versions only move up, so even a cached head behind the store proves it; the
     // writers that lost a race learn it at once instead of waiting for the lock.

@@ -322,6 +322,40 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     }
   });
 
+  it('a hostile upload is refused at the first piece of its body that shows it must be: the rest is never awaited', async () => {
+    // A long body deadline: an answer that waited for the rest of the body would come 20 s later, as a 408.
+    const h = new ServiceHarness(undefined, { bodyTimeoutMs: 20_000 });
+    expect((await h.create()).status).toBe(201);
+    const server = createServer(h.handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    /** Declare a body of `declared` bytes, send only `sent`, and wait for the answer and the close. */
+    const partial = (declared: number, sent: string): Promise<{ status: number; json<T>(): T; text: string }> =>
+      new Promise((resolve, reject) => {
+        const head = `PUT /v1/repos/${REPO}/metadata/2.targets.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n`;
+        const socket = connect(port, '127.0.0.1', () => socket.write(head + sent));
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('error', reject);
+        socket.on('close', () => {
+          const text = Buffer.concat(chunks).toString();
+          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), json: <T>() => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as T, text });
+        });
+      });
+    try {
+      const deep = await partial(1_000_000, `{"signed":${'['.repeat(200)}`);
+      expectError(deep, 400, 'TOO_DEEP');
+      expect(deep.text).toMatch(/\r\nconnection: close\r\n/i);
+      const roles = Array.from({ length: 300 }, (_, k) => `{"name":"r${k}","keyids":[],"threshold":1,"terminating":false,"paths":["r${k}"]}`).join(',');
+      const wide = await partial(900_000, `{"signatures":[],"signed":{"_type":"targets","delegations":{"keys":{},"roles":[${roles}`);
+      expectError(wide, 422, 'POLICY_VIOLATION');
+      expect(wide.json<{ error: { detail: unknown } }>().error.detail).toMatchObject({ field: 'delegations.roles', limit: 256 });
+      expect(await h.timestampVersion()).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   afterAll(() => {
     // Every service-level code of the table has a test above.
     const serviceCodes = Object.keys(HTTP_STATUS['ServiceError'] ?? {});
