@@ -38,4 +38,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # `tufoci serve` stops on SIGTERM after finishing in-flight writes (docker stop sends SIGTERM).
 STOPSIGNAL SIGTERM
-CMD ["node", "src/cli/main.ts", "serve", "--listen", "0.0.0.0:8080", "--data", "/var/lib/tufoci"]
+CMD ["node", "--initial-old-space-size=256", "src/cli/main.ts", "serve", "--listen", "0.0.0.0:8080", "--data", "/var/lib/tufoci"]
