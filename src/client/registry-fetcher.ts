@@ -29,17 +29,20 @@
  * it is also the caller's `coveredTimestamp` (a complete root walk started
  * after it was read), the probe for the next root is answered 404 without a
  * request. A warm client then makes one registry request for TUF metadata:
- * the timestamp's manifest.
+ * the timestamp's manifest. The manifest also carries the timestamp itself
+ * (`data`, for a new one) and the root version its writer had
+ * (`io.tufoci.root-version`): a cold client pinned to the current root then
+ * makes no root probe either.
  */
 import { DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
-import { isArtifactProblem, parseMetadataArtifact } from '../storage/artifact.ts';
+import { ANNOTATION_ROOT_VERSION, isArtifactProblem, parseMetadataArtifact } from '../storage/artifact.ts';
 import { waitingFor } from '../storage/deadline.ts';
 import { sha256Digest } from '../storage/digest.ts';
 import { MAX_ARTIFACT_MANIFEST_BYTES, type MetadataStore } from '../storage/metadata-store.ts';
 import { StorageError, isStorageError } from '../storage/storage-error.ts';
 import { isRepositoryName, clip } from '../storage/names.ts';
 import { OCI_MANIFEST_MEDIA_TYPE } from '../storage/store.ts';
-import { notFound, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
+import { notFound, parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
 
 export const METADATA_URL_SCHEME = 'oci+tuf:';
 
@@ -149,14 +152,18 @@ export class RegistryFetcher extends TimestampFirstFetcher {
         throw fail(artifact.kind === 'bad-media-type' ? 'BAD_MEDIA_TYPE' : 'PROTOCOL', `${target.fileName} in ${metaRepo} is not a tufoci metadata artifact: ${artifact.reason}`, metaRepo);
       }
       if (artifact.layerSize > maxLength) throw fail('TOO_LARGE', `${target.fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxLength}`, metaRepo);
+      // The root version its writer had (a hint: it can only skip a root probe or cause one).
+      const rootVersion = parseVersionHint(artifact.annotations[ANNOTATION_ROOT_VERSION]);
+      const hint = rootVersion !== undefined ? { rootVersion } : {};
       if (trusted && trusted.byteLength === artifact.layerSize && sha256Digest(trusted) === artifact.layerDigest) {
-        return { bytes: trusted };
+        return { bytes: trusted, ...hint };
       }
+      if (artifact.data) return { bytes: artifact.data, ...hint };
       const bytes = await store.getBlob(metaRepo, artifact.layerDigest, maxLength);
       if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
         throw fail('DIGEST_MISMATCH', `${target.fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo);
       }
-      return { bytes };
+      return { bytes, ...hint };
     } catch (error) {
       throw this.#mapError(error, target, maxLength);
     }

@@ -743,7 +743,7 @@ export class RepositoryService {
     if (!(await lock.isCurrent({ minRemainingMs: 1_000 }))) {
       throw new CoordError('LOCK_LOST', `the write lock on ${repository} expired before the timestamp could move; retry`, { detail: { repository } });
     }
-    await this.#d.metadata.writeMetadata(repository, 'timestamp.json', ts.bytes);
+    await this.#d.metadata.writeMetadata(repository, 'timestamp.json', ts.bytes, { rootVersion: online.state.root.md.signed.version });
     const head = this.#remember(repository, RepositoryService.#headOf(online.state));
     await this.#announce(repository, head, state);
     return head;

@@ -16,7 +16,8 @@
  *   files, then snapshots — or together, as one index.json rewrite on a
  *   layout), and timestamp.json in a batch of its own once that one is done.
  * - Reads return exactly the layer bytes, bounded by the caller, after the
- *   manifest was checked to be the artifact of the file name asked for.
+ *   manifest was checked to be the artifact of the file name asked for; from
+ *   the descriptor's `data` when it carries them (one request), else the blob.
  * - The last timestamp.json written or read per repository is remembered
  *   with its manifest digest (bounded). Reading timestamp.json again asks the
  *   backend for the manifest only if its digest changed (`If-None-Match`);
@@ -149,11 +150,12 @@ export class MetadataStore {
     return { ...parsed, manifestDigest: manifest.digest };
   }
 
-  async writeMetadata(repository: string, fileName: string, bytes: Uint8Array): Promise<WriteResult> {
+  /** Write one file; `rootVersion` (timestamp.json only) is the root version current now, a hint for readers (artifact.ts). */
+  async writeMetadata(repository: string, fileName: string, bytes: Uint8Array, options: { rootVersion?: number } = {}): Promise<WriteResult> {
     const metaRepo = this.metadataRepository(repository);
     const name = assertMetadataFileName(this.store.backend, metaRepo, fileName);
     return this.#mutex.run(metaRepo, async () => {
-      const prepared = await this.#prepare(metaRepo, name, bytes, false);
+      const prepared = await this.#prepare(metaRepo, name, bytes, false, options.rootVersion);
       return 'written' in prepared ? prepared : ((await this.#store(metaRepo, [prepared]))[0] as WriteResult);
     });
   }
@@ -163,8 +165,8 @@ export class MetadataStore {
    * versioned file (unless `replaceable`) that already holds the same bytes is
    * left alone; one holding other bytes is a CONFLICT.
    */
-  async #prepare(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable: boolean): Promise<PendingWrite | WriteResult> {
-    const artifact = buildMetadataArtifact(name, bytes);
+  async #prepare(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable: boolean, rootVersion?: number): Promise<PendingWrite | WriteResult> {
+    const artifact = buildMetadataArtifact(name, bytes, rootVersion !== undefined ? { rootVersion } : {});
     if (name.version !== undefined && !replaceable) {
       let existing: (ParsedMetadataArtifact & { manifestDigest: string }) | undefined;
       try {
@@ -229,7 +231,7 @@ export class MetadataStore {
    * chain references (a crashed commit left it; no client was ever directed to
    * it). Everything else stays immutable.
    */
-  async publish(repository: string, files: readonly MetadataFile[], options: { replaceable?: ReadonlySet<string> } = {}): Promise<WriteResult[]> {
+  async publish(repository: string, files: readonly MetadataFile[], options: { replaceable?: ReadonlySet<string>; rootVersion?: number } = {}): Promise<WriteResult[]> {
     const metaRepo = this.metadataRepository(repository);
     const named = files.map((file) => ({ file, name: assertMetadataFileName(this.store.backend, metaRepo, file.fileName) }));
     const seen = new Set<string>();
@@ -247,7 +249,7 @@ export class MetadataStore {
       // Two batches: everything but the timestamp, then (only once that is stored) the timestamp.
       for (const stage of [ordered.filter((e) => publishRank(e.name) < 2), ordered.filter((e) => publishRank(e.name) === 2)]) {
         const prepared: Array<PendingWrite | WriteResult> = [];
-        for (const { file, name } of stage) prepared.push(await this.#prepare(metaRepo, name, file.bytes, options.replaceable?.has(name.fileName) ?? false));
+        for (const { file, name } of stage) prepared.push(await this.#prepare(metaRepo, name, file.bytes, options.replaceable?.has(name.fileName) ?? false, options.rootVersion));
         const written = await this.#store(metaRepo, prepared.filter((p): p is PendingWrite => !('written' in p)));
         for (const p of prepared) results.push('written' in p ? p : (written.shift() as WriteResult));
       }
@@ -283,6 +285,11 @@ export class MetadataStore {
       throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: artifact.layerSize, maxBytes });
     }
     let bytes: Uint8Array;
+    if (artifact.data) {
+      // Carried in the manifest, already checked against the layer's digest and size.
+      if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, artifact.data);
+      return artifact.data;
+    }
     try {
       bytes = await this.store.getBlob(metaRepo, artifact.layerDigest, maxBytes);
     } catch (error) {

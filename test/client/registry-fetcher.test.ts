@@ -10,6 +10,7 @@ import { MemoryStore } from '../../src/storage/memory-store.ts';
 import { MetadataStore } from '../../src/storage/metadata-store.ts';
 import { RegistryStore } from '../../src/storage/registry-store.ts';
 import { StorageError } from '../../src/storage/storage-error.ts';
+import { OCI_MANIFEST_MEDIA_TYPE } from '../../src/storage/store.ts';
 import { freeLoopbackPort } from '../support/registry-server.ts';
 import { buildTufRepo, removeClientDirs, updaterFor, type TufRepo } from '../support/tuf-repo.ts';
 
@@ -87,7 +88,11 @@ describe('tuf-js Updater over RegistryFetcher', () => {
     tampered[tampered.length - 3] = tampered[tampered.length - 3] === 0x30 ? 0x31 : 0x30;
     const digest = (await metadata.writeMetadata(REPO, '1.snapshot.json', snapshot)).layerDigest;
     store.corruptBlobForTesting(`${REPO}/tuf`, digest, tampered);
-    await expect(updaterFor(repo, metadataBaseUrl(REPO), fetcher).refresh()).rejects.toThrow(/does not hash to its digest/);
+    // The file rides in its manifest too (OCI 1.1 data): tamper that copy, so both are wrong.
+    const manifest = await store.getManifest(`${REPO}/tuf`, '1.snapshot.json', 65536);
+    const edited = Buffer.from(manifest.bytes).toString().replace(Buffer.from(snapshot).toString('base64'), tampered.toString('base64'));
+    await store.putManifest(`${REPO}/tuf`, '1.snapshot.json', new TextEncoder().encode(edited), OCI_MANIFEST_MEDIA_TYPE);
+    await expect(updaterFor(repo, metadataBaseUrl(REPO), fetcher).refresh()).rejects.toThrow(/layer data does not match the layer digest/);
   });
 
   it('does not turn an unreachable registry into "no newer root"', async () => {

@@ -82,7 +82,10 @@ describe('a repository\'s trust is bound to its scope', () => {
     delete json.signed['x-tufoci-scope'];
     const { canonicalSignedBytes } = await import('../../src/engine/canonical.ts');
     json.signatures = [await h.owner.root.sign(canonicalSignedBytes(json.signed))];
-    await h.metadata.publish(B, [{ fileName: '2.root.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }]);
+    // Served with the timestamp re-tagged to say root 2 is current, so that the client asks for it
+    // (a hint saying root 1 would only make it skip the file, as a 404 would).
+    const timestamp = await file(h, B, 'timestamp.json');
+    await h.metadata.publish(B, [{ fileName: '2.root.json', bytes: new TextEncoder().encode(JSON.stringify(json)) }, { fileName: 'timestamp.json', bytes: timestamp }], { rootVersion: 2 });
     await expect(verifyImage({ store: h.store, repository: B, tag: 'v1', trustedRoot: pinB })).rejects.toThrow(/2\.root\.json names no scope/);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildMetadataArtifact, isArtifactProblem, parseMetadataArtifact } from '../../src/storage/artifact.ts';
+import { ANNOTATION_ROOT_VERSION, EMBED_MAX_BYTES, buildMetadataArtifact, isArtifactProblem, parseMetadataArtifact } from '../../src/storage/artifact.ts';
 import { sha256Digest } from '../../src/storage/digest.ts';
 import { metadataFileName, parseMetadataFileName } from '../../src/storage/metadata-name.ts';
 
@@ -14,11 +14,39 @@ describe('metadata artifact (docs/FORMAT.md)', () => {
         '"artifactType":"application/vnd.tufoci.metadata.v1+json",' +
         '"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},' +
         `"layers":[{"mediaType":"application/vnd.tuf.metadata+json","digest":"${layer}","size":${bytes.byteLength},` +
-        '"annotations":{"org.opencontainers.image.title":"timestamp.json","tuf.io/filename":"timestamp.json"}}],' +
+        '"annotations":{"org.opencontainers.image.title":"timestamp.json","tuf.io/filename":"timestamp.json"},' +
+        `"data":"${Buffer.from(bytes).toString('base64')}"}],` +
         '"annotations":{"tuf.io/filename":"timestamp.json","io.tufoci.role":"timestamp","io.tufoci.version":"42"}}',
     );
     expect(artifact.manifestDigest).toBe(sha256Digest(artifact.manifest));
     expect(artifact).toMatchObject({ layerDigest: layer, layerSize: bytes.byteLength });
+  });
+
+  it('carries a small file in its layer descriptor, a large one only as a blob; the timestamp names the root version it was written under', () => {
+    const layerOf = (b: Uint8Array, name = { fileName: '3.ci.json', role: 'ci', version: 3 } as Parameters<typeof buildMetadataArtifact>[0], rootVersion?: number) =>
+      JSON.parse(Buffer.from(buildMetadataArtifact(name, b, rootVersion !== undefined ? { rootVersion } : {}).manifest).toString()) as { layers: Array<{ data?: string }>; annotations: Record<string, string> };
+    const large = new Uint8Array(EMBED_MAX_BYTES + 1).fill(0x20);
+    expect(layerOf(new Uint8Array(EMBED_MAX_BYTES).fill(0x20)).layers[0]?.data).toBeDefined();
+    expect(layerOf(large).layers[0]?.data).toBeUndefined();
+    const parsed = parseMetadataArtifact(buildMetadataArtifact({ fileName: '3.ci.json', role: 'ci', version: 3 }, bytes).manifest, '3.ci.json');
+    expect(!isArtifactProblem(parsed) && Buffer.from(parsed.data ?? []).equals(Buffer.from(bytes))).toBe(true);
+    expect(layerOf(bytes, { fileName: 'timestamp.json', role: 'timestamp' }, 4).annotations[ANNOTATION_ROOT_VERSION]).toBe('4');
+    expect(layerOf(bytes, { fileName: '4.root.json', role: 'root', version: 4 }, 4).annotations[ANNOTATION_ROOT_VERSION]).toBeUndefined();
+  });
+
+  it('refuses embedded data that is not canonical base64 of exactly the layer', () => {
+    const { manifest } = buildMetadataArtifact({ fileName: '3.ci.json', role: 'ci', version: 3 }, bytes);
+    const b64 = Buffer.from(bytes).toString('base64');
+    const withData = (data: string) => new TextEncoder().encode(Buffer.from(manifest).toString().replace(`"data":"${b64}"`, `"data":${JSON.stringify(data)}`));
+    const other = Buffer.from(bytes);
+    other[0] = 0x20;
+    for (const [data, reason] of [
+      [other.toString('base64'), 'does not match the layer digest'],
+      [`${b64.slice(0, -4)}\n${b64.slice(-4)}`, 'length'],
+      [b64.replace(/=+$/, '').padEnd(b64.length, '.'), 'canonical'],
+    ] as const) {
+      expect(parseMetadataArtifact(withData(data), '3.ci.json')).toMatchObject({ kind: 'malformed', reason: expect.stringContaining(reason) });
+    }
   });
 
   it('is a pure function of file name and bytes, and differs per file name', () => {

@@ -10,6 +10,7 @@ import {
   ANNOTATION_FILENAME,
   ANNOTATION_ROLE,
   ANNOTATION_VERSION,
+  EMBED_MAX_BYTES,
   METADATA_ARTIFACT_TYPE,
   OCI_EMPTY_MEDIA_TYPE,
   TUF_METADATA_LAYER_MEDIA_TYPE,
@@ -433,6 +434,7 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
               digest: sha256Digest(bytes),
               size: bytes.byteLength,
               annotations: { 'org.opencontainers.image.title': '1.root.json', [ANNOTATION_FILENAME]: '1.root.json' },
+              data: Buffer.from(bytes).toString('base64'), // a small file rides in its descriptor
             },
           ],
           annotations: { [ANNOTATION_FILENAME]: '1.root.json', [ANNOTATION_ROLE]: 'root', [ANNOTATION_VERSION]: '1' },
@@ -550,10 +552,31 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
 
       it('detects a tampered metadata layer (DIGEST_MISMATCH naming the file)', async () => {
         const repo = freshRepo('img');
-        const bytes = metadataBytes('ci', 2, 'original');
+        // Larger than what rides in the descriptor: read from the blob.
+        const big = (salt: string): Uint8Array => metadataBytes('ci', 2, `${salt}${'x'.repeat(EMBED_MAX_BYTES)}`.slice(0, EMBED_MAX_BYTES + 10));
+        const bytes = big('original');
         const { layerDigest } = await metadata.writeMetadata(repo, '2.ci.json', bytes);
-        await subject.corrupt(`${repo}/tuf`, layerDigest, metadataBytes('ci', 2, 'tampered'));
-        await expectStorageError(metadata.readMetadata(repo, '2.ci.json', 4096), 'DIGEST_MISMATCH', { backend, repository: `${repo}/tuf`, reference: '2.ci.json' });
+        await subject.corrupt(`${repo}/tuf`, layerDigest, big('tampered'));
+        await expectStorageError(metadata.readMetadata(repo, '2.ci.json', 1 << 20), 'DIGEST_MISMATCH', { backend, repository: `${repo}/tuf`, reference: '2.ci.json' });
+      });
+
+      it('reads a small file from its descriptor, and refuses a descriptor whose data is not exactly the layer', async () => {
+        const repo = freshRepo('img');
+        const metaRepo = `${repo}/tuf`;
+        const bytes = metadataBytes('ci', 3, 'small');
+        const { layerDigest } = await metadata.writeMetadata(repo, '3.ci.json', bytes);
+        // The blob no longer matters to a reader of the descriptor: corrupting it changes nothing.
+        await subject.corrupt(metaRepo, layerDigest, metadataBytes('ci', 3, 'tampr'));
+        expect(Buffer.from(await metadata.readMetadata(repo, '3.ci.json', 4096)).equals(Buffer.from(bytes))).toBe(true);
+        // A manifest whose data differs from what its digest names is refused, not read either way.
+        const other = metadataBytes('ci', 4, 'other');
+        const manifest = JSON.parse(Buffer.from(buildMetadataArtifact({ fileName: '4.ci.json', role: 'ci', version: 4 }, other).manifest).toString()) as { layers: Array<{ data: string }> };
+        (manifest.layers[0] as { data: string }).data = Buffer.from(metadataBytes('ci', 4, 'forgd')).toString('base64');
+        await store.putBlob(metaRepo, other);
+        await store.putBlob(metaRepo, EMPTY_JSON_BYTES);
+        await store.putManifest(metaRepo, '4.ci.json', text(JSON.stringify(manifest)), OCI_MANIFEST_MEDIA_TYPE);
+        const error = await expectStorageError(metadata.readMetadata(repo, '4.ci.json', 4096), 'PROTOCOL', { backend, repository: metaRepo, reference: '4.ci.json' });
+        expect(error.message).toContain('layer data does not match the layer digest');
       });
 
       it('refuses an artifact tagged under another file name than the one it carries', async () => {
