@@ -29,6 +29,7 @@ import { TufociError } from '../errors.ts';
 import { computeKeyId, legacyKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256Digest, isStorageError, type Store } from '../storage/index.ts';
+import { embeddedData } from '../storage/artifact.ts';
 
 export const SIGNATURE_ARTIFACT_TYPE = 'application/vnd.tufoci.signature.v1+json';
 export const DSSE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';
@@ -123,34 +124,37 @@ export async function pushSignature(store: Store, repository: string, subject: D
   const envBytes = new TextEncoder().encode(JSON.stringify(envelope));
   await store.putBlob(repository, EMPTY_JSON_BYTES);
   const layer = await store.putBlob(repository, envBytes);
+  // The envelope rides in its layer descriptor (OCI 1.1 `data`), the manifest in its descriptor in
+  // the referrers index: a reader needs the index alone. Blob and manifest are stored as well.
   const manifest = new TextEncoder().encode(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST_MEDIA_TYPE,
       artifactType: SIGNATURE_ARTIFACT_TYPE,
       config: { mediaType: OCI_EMPTY_MEDIA_TYPE, digest: EMPTY_JSON_DIGEST, size: 2 },
-      layers: [{ mediaType: DSSE_MEDIA_TYPE, digest: layer.digest, size: layer.size }],
+      layers: [{ mediaType: DSSE_MEDIA_TYPE, digest: layer.digest, size: layer.size, data: Buffer.from(envBytes).toString('base64') }],
       subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
     }),
   );
   const digest = sha256Digest(manifest);
   await store.putManifest(repository, digest, manifest, OCI_MANIFEST_MEDIA_TYPE);
   const desc: Descriptor & { artifactType: string } = { mediaType: OCI_MANIFEST_MEDIA_TYPE, digest, size: manifest.byteLength, artifactType: SIGNATURE_ARTIFACT_TYPE };
+  const listed: Descriptor & { artifactType: string; data: string } = { ...desc, data: Buffer.from(manifest).toString('base64') };
   // Referrers tag schema: read-modify-write the index at sha256-<hex>.
   const tag = referrersTag(subject.digest);
   const manifests = await listReferrerDescriptors(store, repository, subject.digest);
-  if (!manifests.some((m) => m.digest === digest)) manifests.push(desc);
+  if (!manifests.some((m) => m.digest === digest)) manifests.push(listed);
   const index = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests }));
   await store.putManifest(repository, tag, index, OCI_INDEX_MEDIA_TYPE);
   return desc;
 }
 
-async function listReferrerDescriptors(store: Store, repository: string, digest: string): Promise<Array<Descriptor & { artifactType?: string }>> {
+async function listReferrerDescriptors(store: Store, repository: string, digest: string): Promise<Array<Descriptor & { artifactType?: string; data?: unknown }>> {
   try {
     const m = await store.getManifest(repository, referrersTag(digest), MAX_INDEX_BYTES);
     const index: unknown = JSON.parse(new TextDecoder().decode(m.bytes));
     const list = isRecord(index) && Array.isArray(index['manifests']) ? index['manifests'] : [];
-    return list.filter((d): d is Descriptor & { artifactType?: string } => isRecord(d) && typeof d['digest'] === 'string' && typeof d['size'] === 'number' && typeof d['mediaType'] === 'string');
+    return list.filter((d): d is Descriptor & { artifactType?: string; data?: unknown } => isRecord(d) && typeof d['digest'] === 'string' && typeof d['size'] === 'number' && typeof d['mediaType'] === 'string');
   } catch (e) {
     if (isStorageError(e, 'NOT_FOUND')) return [];
     throw e;
@@ -164,7 +168,27 @@ export interface SignatureReferrers {
   /** Where the list came from: the OCI 1.1 referrers API or the `sha256-<hex>` tag. */
   source: 'referrers-api' | 'tag-schema';
   /** Descriptors of (candidate) signature artifacts, at most 64, not yet verified. */
-  referrers: Array<Descriptor & { artifactType?: string }>;
+  referrers: Array<Descriptor & { artifactType?: string; data?: unknown }>;
+}
+
+/** The signature artifacts the `sha256-<hex>` tag lists for `digest` (none when there is no such tag). */
+async function fromTagSchema(store: Store, repository: string, digest: string): Promise<SignatureReferrers> {
+  const indexed = await listReferrerDescriptors(store, repository, digest);
+  // Descriptors whose artifactType a copy tool dropped are candidates; the manifest's own artifactType decides.
+  return { source: 'tag-schema', referrers: indexed.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE || d.artifactType === undefined).slice(0, MAX_SIGNATURES) };
+}
+
+/** The signature artifacts the OCI 1.1 referrers API lists, or undefined when the store has no such API. */
+async function fromReferrersApi(store: Store, repository: string, digest: string): Promise<SignatureReferrers | undefined> {
+  if (!store.listReferrers || NO_REFERRERS_API.has(store)) return undefined;
+  try {
+    const list = await store.listReferrers(repository, digest, { artifactType: SIGNATURE_ARTIFACT_TYPE, maxBytes: MAX_INDEX_BYTES, maxCount: 1000 });
+    return { source: 'referrers-api', referrers: list.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE).slice(0, MAX_SIGNATURES) };
+  } catch (e) {
+    if (!isStorageError(e, 'UNSUPPORTED')) throw e;
+    NO_REFERRERS_API.add(store);
+    return undefined;
+  }
 }
 
 /**
@@ -173,50 +197,69 @@ export interface SignatureReferrers {
  * schema. Bounded: 4 MiB per response, 64 signatures.
  */
 export async function listSignatures(store: Store, repository: string, digest: string): Promise<SignatureReferrers> {
-  let found: SignatureReferrers | undefined;
-  if (store.listReferrers && !NO_REFERRERS_API.has(store)) {
-    try {
-      const list = await store.listReferrers(repository, digest, { artifactType: SIGNATURE_ARTIFACT_TYPE, maxBytes: MAX_INDEX_BYTES, maxCount: 1000 });
-      found = { source: 'referrers-api', referrers: list };
-    } catch (e) {
-      if (!isStorageError(e, 'UNSUPPORTED')) throw e;
-      NO_REFERRERS_API.add(store);
-    }
+  return (await fromReferrersApi(store, repository, digest)) ?? fromTagSchema(store, repository, digest);
+}
+
+/** The bytes a descriptor carries (`data`) when they are exactly what its digest and size name. */
+function carried(d: { digest: string; size: number; data?: unknown }): Uint8Array | undefined {
+  if (d.data === undefined) return undefined;
+  const bytes = embeddedData(d.data, d.digest, d.size);
+  return typeof bytes === 'string' ? undefined : bytes;
+}
+
+/** The key ids of trusted keys that signed `subject` in the signature artifact `ref` (none if it is not one). */
+async function signersIn(store: Store, repository: string, subject: Descriptor, ref: Descriptor & { data?: unknown }, policy: SignaturePolicy): Promise<string[]> {
+  try {
+    const bytes = ref.size <= MAX_ENVELOPE_BYTES ? (carried(ref) ?? (await store.getManifest(repository, ref.digest, MAX_ENVELOPE_BYTES)).bytes) : undefined;
+    if (!bytes) return [];
+    const man: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    const layer = isRecord(man) && Array.isArray(man['layers']) ? man['layers'][0] : undefined;
+    const subj = isRecord(man) ? man['subject'] : undefined;
+    if (!isRecord(man) || man['artifactType'] !== SIGNATURE_ARTIFACT_TYPE) return [];
+    if (!isRecord(layer) || typeof layer['digest'] !== 'string' || typeof layer['size'] !== 'number' || !isRecord(subj) || subj['digest'] !== subject.digest) return [];
+    const env = carried({ digest: layer['digest'], size: layer['size'], data: layer['data'] }) ?? (await store.getBlob(repository, layer['digest'], MAX_ENVELOPE_BYTES));
+    return verifyEnvelope(env, subject, policy.keys);
+  } catch (e) {
+    if (e instanceof SignatureError || isStorageError(e) || e instanceof SyntaxError) return []; // one bad referrer does not hide good ones
+    throw e;
   }
-  if (found) return { source: found.source, referrers: found.referrers.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE).slice(0, MAX_SIGNATURES) };
-  const indexed = await listReferrerDescriptors(store, repository, digest);
-  // Descriptors whose artifactType a copy tool dropped are candidates; the manifest's own artifactType decides.
-  return { source: 'tag-schema', referrers: indexed.filter((d) => d.artifactType === SIGNATURE_ARTIFACT_TYPE || d.artifactType === undefined).slice(0, MAX_SIGNATURES) };
 }
 
 /**
  * Verify the plain signatures of `subject` in `repository` against a policy.
  * Returns the key ids (one per distinct key) whose valid signature counted.
+ *
+ * The `sha256-<hex>` tag is read first: tufoci writes every signature there, with the signature
+ * manifest and its envelope carried in the index (OCI 1.1 `data`), so one request usually
+ * settles it. Only when its signatures do not reach the threshold is the referrers API asked
+ * as well (signatures other tools pushed to a registry that has one). Each listed descriptor is
+ * a hint: the manifest (carried, or fetched by digest) must be a signature artifact naming the
+ * subject, and its envelope must verify.
  */
 export async function verifySignatures(store: Store, repository: string, subject: Descriptor, policy: SignaturePolicy): Promise<string[]> {
   const threshold = policy.threshold ?? 1;
   const signers = new Set<string>();
-  const { referrers } = await listSignatures(store, repository, subject.digest);
-  for (const ref of referrers) {
-    try {
-      const m = await store.getManifest(repository, ref.digest, MAX_ENVELOPE_BYTES);
-      const man: unknown = JSON.parse(new TextDecoder().decode(m.bytes));
-      const layer = isRecord(man) && Array.isArray(man['layers']) ? man['layers'][0] : undefined;
-      const subj = isRecord(man) ? man['subject'] : undefined;
-      if (!isRecord(man) || man['artifactType'] !== SIGNATURE_ARTIFACT_TYPE) continue;
-      if (!isRecord(layer) || typeof layer['digest'] !== 'string' || !isRecord(subj) || subj['digest'] !== subject.digest) continue;
-      const env = await store.getBlob(repository, layer['digest'], MAX_ENVELOPE_BYTES);
-      for (const k of verifyEnvelope(env, subject, policy.keys)) signers.add(k);
-    } catch (e) {
-      if (e instanceof SignatureError || isStorageError(e)) continue; // one bad referrer does not hide good ones
-      throw e;
-    }
-  }
-  // Count identities once even across envelopes.
-  const identities = new Set([...signers].map((id) => {
+  const identityOf = (id: string): string => {
     const k = policy.keys.find((key) => computeKeyId(key) === id || legacyKeyId(key) === id);
     return k ? parsePublicKey(id, k).identity : id;
-  }));
+  };
+  const identities = new Set<string>();
+  const seen = new Set<string>();
+  const collect = async (list: SignatureReferrers['referrers']): Promise<void> => {
+    for (const ref of list) {
+      if (seen.has(ref.digest)) continue;
+      seen.add(ref.digest);
+      for (const k of await signersIn(store, repository, subject, ref, policy)) {
+        signers.add(k);
+        identities.add(identityOf(k)); // each key counted once, even across envelopes
+      }
+    }
+  };
+  await collect((await fromTagSchema(store, repository, subject.digest)).referrers);
+  if (identities.size < threshold) {
+    const api = await fromReferrersApi(store, repository, subject.digest);
+    if (api) await collect(api.referrers);
+  }
   if (identities.size < threshold) {
     throw new SignatureError('NOT_SIGNED', `${subject.digest} is signed by ${identities.size} of the ${threshold} trusted key(s) required`, {
       detail: { digest: subject.digest, signed: [...signers], threshold },

@@ -163,7 +163,7 @@ describe('fallback to the tag schema', () => {
     expect(await verifySignatures(store, REPO, image, { keys: [ci.public] })).toEqual([ci.keyid]);
   });
 
-  it('a registry answering 404 is asked once per store, then the tag schema is used directly', async () => {
+  it('verifying reads the sha256-<hex> tag first: one request, the signature manifest and envelope carried in the index; the API is not asked', async () => {
     const fake = await startFakeRegistry();
     try {
       const store = new RegistryStore({ url: fake.url, retries: 0 });
@@ -171,7 +171,26 @@ describe('fallback to the tag schema', () => {
       await pushSignature(store, REPO, image, await signDescriptor(image, [ci]));
       fake.requests.length = 0;
       expect(await verifySignatures(store, REPO, image, { keys: [ci.public] })).toEqual([ci.keyid]);
-      expect(await verifySignatures(store, REPO, image, { keys: [ci.public] })).toEqual([ci.keyid]);
+      expect(fake.requests.map((r) => `${r.method} ${r.url}`)).toEqual([`GET /v2/${REPO}/manifests/${referrersTag(image.digest)}`]);
+      // Two signers: the index lists both, still one request.
+      await pushSignature(store, REPO, image, await signDescriptor(image, [other]));
+      fake.requests.length = 0;
+      expect(await verifySignatures(store, REPO, image, { keys: [ci.public, other.public], threshold: 2 })).toHaveLength(2);
+      expect(fake.requests).toHaveLength(1);
+    } finally {
+      await fake.stop();
+    }
+  });
+
+  it('listing asks a registry answering 404 to the referrers API once per store, then uses the tag schema directly', async () => {
+    const fake = await startFakeRegistry();
+    try {
+      const store = new RegistryStore({ url: fake.url, retries: 0 });
+      const image = await pushImage(store, REPO, 'v1', 'fake listing');
+      await pushSignature(store, REPO, image, await signDescriptor(image, [ci]));
+      fake.requests.length = 0;
+      expect((await listSignatures(store, REPO, image.digest)).source).toBe('tag-schema');
+      expect((await listSignatures(store, REPO, image.digest)).source).toBe('tag-schema');
       expect(fake.requests.filter((r) => r.url.includes('/referrers/'))).toHaveLength(1);
     } finally {
       await fake.stop();
