@@ -6,12 +6,19 @@
  *    anchored in a pinned root; the trusted state is kept in `stateDir` so a
  *    rollback is caught across runs (or in a temporary directory: ephemeral).
  *    The target for `tag` gives the manifest digest, size and media type.
- * 2. The manifest is fetched *by that digest* from the registry (the store
- *    re-hashes it) and its size checked against the target.
+ * 2. The manifest of that digest, its size and media type checked against the
+ *    target: the registry's tag, read while TUF runs, serves it when it names
+ *    that digest (the store re-hashes what it reads); otherwise it is fetched
+ *    by digest.
  * 3. Plain signatures on that digest (referrers) are verified against the
  *    signature policy, when one is given.
  * The registry's own tag is only compared, never trusted: if it points
  * elsewhere (an old, validly signed digest), the result says so.
+ * Steps 2 and 3 establish facts that cannot change (a digest names one
+ * manifest for ever; a signature verified against a policy stays verified
+ * against it): `stateDir` keeps them (image-facts.ts), so a warm verify whose
+ * timestamp is unchanged makes two requests, the conditional timestamp and
+ * the registry's tag, sent together.
  *
  * `timeoutMs` is one deadline for all of it: every request and retry of every
  * step shares it (src/storage/deadline.ts), the request in flight is aborted
@@ -25,7 +32,8 @@ import { join } from 'node:path';
 import type { TargetFile as TargetInfo } from '@tufjs/models';
 import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
-import { MetadataStore, isStorageError, type Store } from '../storage/index.ts';
+import { MetadataStore, isStorageError, type Manifest, type Store } from '../storage/index.ts';
+import { ImageFacts } from './image-facts.ts';
 import { Deadline, formatDuration, waitingFor } from '../storage/deadline.ts';
 import { checkPinnedState, describeRoot, recordVerifiedRoots, sha256Hex, type PinCheck } from './pin-state.ts';
 import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
@@ -112,6 +120,14 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     const pin = checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
+    // The registry's own tag is read while TUF runs: only compared, never trusted, and when it
+    // names the digest TUF names it is that manifest too (its bytes hash to the digest).
+    const tagRead: Promise<{ manifest: Manifest } | { error: unknown }> = step(`the registry's tag ${opts.repository}:${opts.tag}`, () =>
+      opts.store.getManifest(opts.repository, opts.tag, 4 * 1024 * 1024),
+    ).then(
+      (manifest) => ({ manifest }),
+      (error: unknown) => ({ error }),
+    );
     const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
     const target = tuf.target;
     if (!target) {
@@ -121,25 +137,35 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     const mediaType = target.custom['mediaType'];
     if (!sha || typeof mediaType !== 'string') throw new VerifyError('MANIFEST_MISMATCH', `the TUF target ${opts.tag} carries no sha256 or media type`, { detail: {} });
     const digest = `sha256:${sha}`;
-    let manifest;
-    try {
-      manifest = await step(`the manifest ${opts.repository}@${digest}`, () => opts.store.getManifest(opts.repository, digest, target.length));
-    } catch (cause) {
-      throw new VerifyError('MANIFEST_UNAVAILABLE', `the registry does not serve ${opts.repository}@${digest} as TUF names it (${cause instanceof Error ? cause.message : String(cause)})`, { detail: { digest }, cause });
-    }
-    if (manifest.digest !== digest || manifest.bytes.byteLength !== target.length || manifest.mediaType !== mediaType) {
-      throw new VerifyError('MANIFEST_MISMATCH', `${opts.repository}@${digest} does not match its TUF target (size ${manifest.bytes.byteLength} vs ${target.length}, ${manifest.mediaType} vs ${mediaType})`, { detail: { digest } });
-    }
     const descriptor = { mediaType, digest, size: target.length };
-    const policy = opts.signatures;
-    const signers = policy ? await step(`the signatures of ${digest}`, () => verifySignatures(opts.store, opts.repository, descriptor, policy)) : [];
-    let registryTag: VerifiedImage['registryTag'];
-    try {
-      const tagged = await step(`the registry's tag ${opts.repository}:${opts.tag}`, () => opts.store.getManifest(opts.repository, opts.tag, 4 * 1024 * 1024));
-      registryTag = { digest: tagged.digest, agrees: tagged.digest === digest };
-    } catch (e) {
-      if (!isStorageError(e) || deadline?.expired) throw e;
+    const facts = ImageFacts.load(dir);
+    const tagged = await tagRead;
+    if ('error' in tagged && (!isStorageError(tagged.error) || deadline?.expired)) throw tagged.error;
+    const registryTag: VerifiedImage['registryTag'] = 'manifest' in tagged ? { digest: tagged.manifest.digest, agrees: tagged.manifest.digest === digest } : undefined;
+    // The manifest TUF names: the one the tag served when it is that digest, a fact this client
+    // checked before (content addressing: it cannot have changed), or fetched by its digest.
+    if (!facts.hasManifest(descriptor)) {
+      let manifest = 'manifest' in tagged && tagged.manifest.digest === digest ? tagged.manifest : undefined;
+      if (!manifest) {
+        try {
+          manifest = await step(`the manifest ${opts.repository}@${digest}`, () => opts.store.getManifest(opts.repository, digest, target.length));
+        } catch (cause) {
+          throw new VerifyError('MANIFEST_UNAVAILABLE', `the registry does not serve ${opts.repository}@${digest} as TUF names it (${cause instanceof Error ? cause.message : String(cause)})`, { detail: { digest }, cause });
+        }
+      }
+      if (manifest.digest !== digest || manifest.bytes.byteLength !== target.length || manifest.mediaType !== mediaType) {
+        throw new VerifyError('MANIFEST_MISMATCH', `${opts.repository}@${digest} does not match its TUF target (size ${manifest.bytes.byteLength} vs ${target.length}, ${manifest.mediaType} vs ${mediaType})`, { detail: { digest } });
+      }
+      facts.addManifest(descriptor);
     }
+    const policy = opts.signatures;
+    let signers: string[] = [];
+    if (policy) {
+      const known = facts.signers(digest, policy);
+      signers = known ?? (await step(`the signatures of ${digest}`, () => verifySignatures(opts.store, opts.repository, descriptor, policy)));
+      if (!known) facts.addSigners(digest, policy, signers);
+    }
+    facts.save();
     return {
       repository: opts.repository,
       tag: opts.tag,
@@ -200,6 +226,15 @@ function versionOf(dir: string, role: string): number {
  * name, so it can never collide with a role file tuf-js persists.
  */
 const ROOT_WALK_FILE = '.tufoci-root-walk';
+
+/** A small state file's text, or undefined. */
+function readSmall(file: string): string | undefined {
+  try {
+    return statSync(file).size <= 1024 ? readFileSync(file, 'utf8') : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
 async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResult> {
@@ -275,7 +310,8 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResu
     const trusted = trustedTimestamp();
     try {
       if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
-        writeFileSync(join(dir, ROOT_WALK_FILE), JSON.stringify({ timestamp: sha256Hex(trusted), root: result.versions.root }), { mode: 0o600 });
+        const record = JSON.stringify({ timestamp: sha256Hex(trusted), root: result.versions.root });
+        if (readSmall(join(dir, ROOT_WALK_FILE)) !== record) writeFileSync(join(dir, ROOT_WALK_FILE), record, { mode: 0o600 });
       } else {
         rmSync(join(dir, ROOT_WALK_FILE), { force: true });
       }

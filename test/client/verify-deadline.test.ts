@@ -68,8 +68,9 @@ describe('verifyImage with a deadline', () => {
     expect(e.message).toContain(`timestamp.json of ${REPO}`);
     expect(e.message).toContain(`GET ${hostile.url}/v2/${REPO}/tuf/manifests/timestamp.json: no response headers yet`);
     expect(e.detail).toMatchObject({ timeoutMs: 1500 });
-    await hostile.clientClosed(1); // the in-flight request was aborted, not left to its own 30 s timeout
-    expect(hostile.requests.slice(seen).map((r) => r.path)).toEqual([`/v2/${REPO}/tuf/manifests/timestamp.json`]);
+    await hostile.clientClosed(2); // the requests in flight were aborted, not left to their own 30 s timeouts
+    // The timestamp and the registry's own tag, read together.
+    expect(hostile.requests.slice(seen).map((r) => r.path).sort()).toEqual([`/v2/${REPO}/manifests/v1`, `/v2/${REPO}/tuf/manifests/timestamp.json`]);
   });
 
   it('a registry that drip-feeds a body one byte at a time: fails at the deadline while reading it', { timeout: SAFETY_NET_MS }, async () => {
@@ -97,20 +98,28 @@ describe('verifyImage with a deadline', () => {
     }
   });
 
-  // TUF answers quickly from a warm state; then the step named hangs.
+  // TUF answers; then the step named hangs. The manifest and signature steps run only while
+  // their facts are not yet known (a fresh state directory); the registry's tag is read every time.
   it.each([
-    ['the image manifest', `/v2/${REPO}/manifests/sha256:`, () => `the manifest ${REPO}@${v1.digest}`],
-    ['the signatures', `/v2/${REPO}/manifests/sha256-`, () => `the signatures of ${v1.digest}`],
-    ["the registry's own tag", `/v2/${REPO}/manifests/v1`, () => `the registry's tag ${REPO}:v1`],
-  ])('%s never answers: the timeout names that step', { timeout: SAFETY_NET_MS }, async (_what, prefix, names) => {
+    ['the image manifest', `/v2/${REPO}/manifests/sha256:`, () => `the manifest ${REPO}@${v1.digest}`, true],
+    ['the signatures', `/v2/${REPO}/manifests/sha256-`, () => `the signatures of ${v1.digest}`, false],
+    ["the registry's own tag", `/v2/${REPO}/manifests/v1`, () => `the registry's tag ${REPO}:v1`, false],
+  ])('%s never answers: the timeout names that step', { timeout: SAFETY_NET_MS }, async (what, prefix, names, tagMoved) => {
     const stateDir = mkdtempSync(join(tmpdir(), 'tufoci-deadline-'));
     choose = () => 'forward';
-    expect((await verify({ stateDir, signatures: { keys: [repo.ciKey.public] } })).digest).toBe(v1.digest);
-    choose = (req) => (req.path.startsWith(prefix) ? 'hang' : 'forward');
-    const e = await timedOut(verify({ stateDir, signatures: { keys: [repo.ciKey.public] }, timeoutMs: 2000 }));
-    expect(e.message).toContain('did not finish within 2 s');
-    expect(e.message).toContain(names());
-    expect(e.message).toContain('no response headers yet');
+    if (what === "the registry's own tag") expect((await verify({ stateDir, signatures: { keys: [repo.ciKey.public] } })).digest).toBe(v1.digest);
+    // The manifest is fetched by digest only when the registry's tag does not serve it: move the tag.
+    const store = new RegistryStore({ url: registry.url });
+    if (tagMoved) await pushImage(store, REPO, 'v1', 'another build');
+    try {
+      choose = (req) => (req.path.startsWith(prefix) ? 'hang' : 'forward');
+      const e = await timedOut(verify({ stateDir, signatures: { keys: [repo.ciKey.public] }, timeoutMs: 2000 }));
+      expect(e.message).toContain('did not finish within 2 s');
+      expect(e.message).toContain(names());
+      expect(e.message).toContain('no response headers yet');
+    } finally {
+      if (tagMoved) expect((await pushImage(store, REPO, 'v1', 'v1')).digest).toBe(v1.digest); // the tag back where TUF says
+    }
   });
 
   it('a verify that finishes in time is unaffected', async () => {
