@@ -26,7 +26,7 @@ import { canonicalSignedBytes } from './canonical.ts';
 import { EngineError } from './errors.ts';
 import type { SignatureEntry } from './signatures.ts';
 import { metadataFromParts, signedFromJSON, signedToJSON } from './models.ts';
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import { checkDistinctNames, scanStrictJson, scanStrictJsonAsync, spanText, StrictJsonError, StrictJsonStream, type Scanned, type StrictJsonOptions } from './strict-json.ts';
 
 export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
@@ -402,13 +402,42 @@ export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: 
     signedBytes: () => {
       if (signedBytes === undefined) {
         try {
-          signedBytes = canonicalSignedBytes(signed);
+          signedBytes = signedBytesOf(scanned, signed);
         } catch (cause) {
           throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
         }
       }
       return signedBytes;
     },
+  };
+}
+
+/**
+ * The canonical bytes of `signed` (what its signatures are over): the bytes as sent when the scan
+ * found them in canonical form already (tufoci and python-tuf write them so), else encoded.
+ */
+function signedBytesOf(scanned: Scanned, signed: Record<string, unknown>): Buffer {
+  const span = scanned.spans.get('signed');
+  if (span && scanned.canonicalSpan(span)) return scanned.bytes.subarray(span.start, span.end);
+  return canonicalSignedBytes(signed);
+}
+
+/**
+ * An envelope from bytes the caller itself read strictly and verified before (a client's saved
+ * state, recognised by its hash): JSON.parse only. Never for bytes from the network.
+ */
+export function readEnvelopeVerified(bytes: Uint8Array): Envelope {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const json = JSON.parse(isAscii(buf) ? buf.toString('latin1') : buf.toString('utf8')) as Record<string, unknown>;
+  const signed = json['signed'] as Record<string, unknown>;
+  let signedBytes: Buffer | undefined;
+  return {
+    json,
+    signed,
+    signatures: json['signatures'] as SignatureEntry[],
+    version: signed['version'] as number,
+    expires: parseExpires(signed['expires'] as string),
+    signedBytes: () => (signedBytes ??= canonicalSignedBytes(signed)),
   };
 }
 
@@ -441,7 +470,7 @@ export function parseMetadata<K extends RoleType>(
   const canonical = (): Buffer => {
     if (signedBytes === undefined) {
       try {
-        signedBytes = canonicalSignedBytes(signed);
+        signedBytes = signedBytesOf(scanned, signed);
       } catch (cause) {
         throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
       }

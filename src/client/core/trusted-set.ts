@@ -14,8 +14,9 @@
  *   expiry rules, and only then replaces what the set holds.
  * - Files loaded from the client's own saved state may enter as `verified`:
  *   the caller vouches that these exact bytes were verified together under
- *   the root trusted now (updater.ts keeps that record). Their versions and
- *   expiries are still checked like any other.
+ *   the root trusted now (updater.ts keeps that record). They are parsed
+ *   without the strict scan and their signatures are not checked again; their
+ *   versions, expiries and pins are checked like any other.
  * - Order is enforced: root, then timestamp, then snapshot, then targets
  *   roles, each only while the one before it is final (not expired, and the
  *   snapshot the version the timestamp names).
@@ -35,7 +36,7 @@ import { createHash } from 'node:crypto';
 import { MetaFile, Root, TargetFile, Timestamp } from '@tufjs/models';
 // Not re-exported by the package index; the classes tuf-js's Delegations uses, so the path rules are its own.
 import { DelegatedRole, SuccinctRoles } from '@tufjs/models/dist/role.js';
-import { DEFAULT_PARSE_LIMITS, readEnvelopeStrict, type Envelope, type ParseLimits } from '../../engine/parse.ts';
+import { DEFAULT_PARSE_LIMITS, readEnvelopeStrict, readEnvelopeVerified, type Envelope, type ParseLimits, type RoleType } from '../../engine/parse.ts';
 import { describeVerification, verifyThreshold, type KeyMap } from '../../engine/signatures.ts';
 import { TufociError } from '../../errors.ts';
 import type { TufKeyJson } from '../../keys/tuf-key.ts';
@@ -164,13 +165,15 @@ export class TrustedSet {
 
   /**
    * Start from a root the caller trusts (the pin, or its saved root). It must be signed by a
-   * threshold of its own root keys, as python-tuf and tuf-js require of the initial root.
+   * threshold of its own root keys, as python-tuf and tuf-js require of the initial root, unless
+   * the caller vouches that it verified these bytes before (`verified`).
    */
-  constructor(rootBytes: Uint8Array, referenceTime: number, limits: CoreLimits = DEFAULT_CORE_LIMITS) {
+  constructor(rootBytes: Uint8Array, referenceTime: number, limits: CoreLimits = DEFAULT_CORE_LIMITS, { verified = false }: { verified?: boolean } = {}) {
     this.#referenceTime = referenceTime;
     this.#limits = limits;
-    const root = this.#readRoot('root', rootBytes);
-    this.#verify('root', root.envelope, root.model.roles['root'], root.keys);
+    const root = this.#readRoot('root', rootBytes, verified);
+    // `verified`: these exact bytes were verified by this client before (the caller's record).
+    if (!verified) this.#verify('root', root.envelope, root.model.roles['root'], root.keys);
     this.#root = root.verified;
   }
 
@@ -187,8 +190,20 @@ export class TrustedSet {
     return this.#targets.get(role);
   }
 
-  #readRoot(label: string, bytes: Uint8Array): { envelope: Envelope; model: Root; keys: KeyMap; verified: VerifiedRoot } {
-    const envelope = readEnvelopeStrict('root', bytes, this.#limits.rootMaxBytes, label, this.#limits);
+  /** The envelope of `bytes`: read strictly, or (bytes this client verified before) parsed only. */
+  #envelope(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string, verified: boolean): Envelope {
+    if (verified) {
+      try {
+        return readEnvelopeVerified(bytes);
+      } catch (cause) {
+        throw malformed(`${label}: saved copy does not parse`, cause);
+      }
+    }
+    return readEnvelopeStrict(kind, bytes, maxBytes, label, this.#limits);
+  }
+
+  #readRoot(label: string, bytes: Uint8Array, verified = false): { envelope: Envelope; model: Root; keys: KeyMap; verified: VerifiedRoot } {
+    const envelope = this.#envelope('root', bytes, this.#limits.rootMaxBytes, label, verified);
     let model: Root;
     try {
       model = Root.fromJSON(envelope.signed as never);
@@ -243,7 +258,7 @@ export class TrustedSet {
   updateTimestamp(bytes: Uint8Array, verified = false): VerifiedTimestamp {
     if (this.#snapshot) throw new CoreError('ORDER', 'cannot update timestamp after snapshot', { detail: {} });
     if (this.#expired(this.#root.expires)) throw new CoreError('EXPIRED', 'Final root.json is expired', { detail: { role: 'root' } });
-    const envelope = readEnvelopeStrict('timestamp', bytes, this.#limits.timestampMaxBytes, 'timestamp', this.#limits);
+    const envelope = this.#envelope('timestamp', bytes, this.#limits.timestampMaxBytes, 'timestamp', verified);
     let model: Timestamp;
     try {
       model = Timestamp.fromJSON(envelope.signed as never);
@@ -290,11 +305,40 @@ export class TrustedSet {
    * `verified`), listing every file the trusted snapshot lists at a version never older. Stored,
    * then refused if expired or not the version the timestamp names.
    */
-  updateSnapshot(bytes: Uint8Array, { local = false, verified = false }: { local?: boolean; verified?: boolean } = {}): VerifiedSnapshot {
+  updateSnapshot(
+    bytes: Uint8Array,
+    { local = false, verified = false, known }: { local?: boolean; verified?: boolean; known?: { version: number; expires: number } } = {},
+  ): VerifiedSnapshot {
     const ts = this.#checkFinalTimestamp();
     if (this.#targets.size > 0) throw new CoreError('ORDER', 'cannot update snapshot after targets', { detail: {} });
     if (!local) checkLengthAndHashes('snapshot', ts.snapshotMeta, bytes);
-    const envelope = readEnvelopeStrict('snapshot', bytes, this.#limits.snapshotMaxBytes, 'snapshot', this.#limits);
+    if (verified && known && !this.#snapshot) {
+      // Bytes this client verified before, with the version and expiry it recorded then: parsed
+      // only if a lookup needs an entry that the record does not answer.
+      let meta: JSONObject | undefined;
+      const label = 'snapshot';
+      this.#snapshot = {
+        bytes,
+        version: known.version,
+        expires: known.expires,
+        get meta(): JSONObject {
+          if (meta === undefined) {
+            let parsed: unknown;
+            try {
+              parsed = readEnvelopeVerified(bytes).signed['meta'];
+            } catch (cause) {
+              throw malformed(`${label}: saved copy does not parse`, cause);
+            }
+            if (!isObject(parsed)) throw malformed(`${label}: meta must be an object`);
+            meta = parsed;
+          }
+          return meta;
+        },
+      };
+      this.#checkFinalSnapshot();
+      return this.#snapshot;
+    }
+    const envelope = this.#envelope('snapshot', bytes, this.#limits.snapshotMaxBytes, 'snapshot', verified);
     const meta = envelope.signed['meta'];
     if (!isObject(meta)) throw malformed('snapshot: meta must be an object');
     if (!verified) this.#verify('snapshot', envelope, this.#root.model.roles['snapshot'], this.#root.model.keys as unknown as KeyMap);
@@ -339,10 +383,11 @@ export class TrustedSet {
    * tuf-js checks them), signed by a threshold of the keys its delegator names for it (unless
    * `verified`), at exactly the version the snapshot names, not expired.
    */
-  updateTargets(bytes: Uint8Array, role: string, delegator: string, verified = false): VerifiedTargets {
+  updateTargets(bytes: Uint8Array, role: string, delegator: string, verified = false, known?: { version: number; expires: number }): VerifiedTargets {
+    if (verified && known) return this.#knownTargets(bytes, role, known);
     const meta = this.metaFor(role);
     checkLengthAndHashes(role, meta, bytes);
-    const envelope = readEnvelopeStrict('targets', bytes, Math.max(this.#limits.targetsMaxBytes, meta.length ?? 0), role, this.#limits);
+    const envelope = this.#envelope('targets', bytes, Math.max(this.#limits.targetsMaxBytes, meta.length ?? 0), role, verified);
     const targets = envelope.signed['targets'];
     if (!isObject(targets)) throw malformed(`${role}: targets must be an object`);
     const delegationsJson = envelope.signed['delegations'];
@@ -365,6 +410,43 @@ export class TrustedSet {
     }
     if (this.#expired(envelope.expires)) throw new CoreError('EXPIRED', `${role}.json is expired`, { detail: { role } });
     const result: VerifiedTargets = { name: role, bytes, version: envelope.version, expires: envelope.expires, targets, delegationsJson };
+    this.#targets.set(role, result);
+    return result;
+  }
+
+  /**
+   * A targets role this client verified under the trusted snapshot before, with the version and
+   * expiry it recorded then (the snapshot's pin and the signatures were checked at that time):
+   * refused once expired; parsed only when a lookup reads it.
+   */
+  #knownTargets(bytes: Uint8Array, role: string, known: { version: number; expires: number }): VerifiedTargets {
+    this.#checkFinalSnapshot();
+    if (this.#expired(known.expires)) throw new CoreError('EXPIRED', `${role}.json is expired`, { detail: { role } });
+    let signed: JSONObject | undefined;
+    const read = (): JSONObject => {
+      if (signed === undefined) {
+        try {
+          signed = readEnvelopeVerified(bytes).signed;
+        } catch (cause) {
+          throw malformed(`${role}: saved copy does not parse`, cause);
+        }
+        if (!isObject(signed['targets'])) throw malformed(`${role}: targets must be an object`);
+        if (signed['delegations'] !== undefined && !isObject(signed['delegations'])) throw malformed(`${role}: delegations must be an object`);
+      }
+      return signed;
+    };
+    const result: VerifiedTargets = {
+      name: role,
+      bytes,
+      version: known.version,
+      expires: known.expires,
+      get targets(): JSONObject {
+        return read()['targets'] as JSONObject;
+      },
+      get delegationsJson(): JSONObject | undefined {
+        return read()['delegations'] as JSONObject | undefined;
+      },
+    };
     this.#targets.set(role, result);
     return result;
   }
@@ -412,6 +494,15 @@ export class TrustedSet {
     if (d.roles) for (const r of d.roles) if (r.isDelegatedPath(target)) out.push({ role: r.name, terminating: r.terminating });
     if (d.succinct) out.push({ role: d.succinct.getRoleForTarget(target), terminating: true });
     return out;
+  }
+
+  /** A target entry this client read from a trusted role before (its own record), validated again as a TargetFile. */
+  targetInfo(path: string, entry: unknown): TargetInfo {
+    try {
+      return TargetFile.fromJSON(path, entry as never);
+    } catch (cause) {
+      throw malformed(`recorded target ${path.slice(0, 80)} is malformed`, cause);
+    }
   }
 
   /** The target `path` in a trusted role, validated as a TargetFile; undefined if it lists none. */

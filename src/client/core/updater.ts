@@ -57,13 +57,32 @@ export interface CoreUpdaterOptions {
   limits?: CoreLimits;
 }
 
-/** `.tufoci-verified`: what this core verified together (sha256 of each file's bytes). */
+/** A file verified under the record's snapshot: its sha256, and the version and expiry read then. */
+interface FileRecord {
+  sha: string;
+  version: number;
+  expires: number;
+}
+
+/** A lookup answered under the record's snapshot: the target entry, and every role the lookup read, in order. */
+interface AnswerRecord {
+  target: Record<string, unknown>;
+  via: string[];
+}
+
+/** `.tufoci-verified`: what this core verified together under one root. */
 interface VerifiedRecord {
+  /** sha256 of the root the rest was verified under. */
   root: string;
   timestamp?: string;
-  snapshot?: string;
-  roles: Record<string, string>;
+  snapshot?: FileRecord;
+  /** Targets roles verified under that snapshot. */
+  roles: Record<string, FileRecord>;
+  /** Recent lookups (at most MAX_ANSWERS) under that snapshot, by target path. */
+  answers: Record<string, AnswerRecord>;
 }
+
+const MAX_ANSWERS = 256;
 
 export const VERIFIED_RECORD_FILE = '.tufoci-verified';
 const MAX_RECORD_BYTES = 4 * 1024 * 1024;
@@ -85,7 +104,13 @@ export class CoreUpdater {
   /** Whether the trusted snapshot is the one the saved record names (its roles' hashes then apply). */
   #sameSnapshot = false;
   /** Roles verified under the trusted snapshot, this run or (same snapshot) before. */
-  #roles: Record<string, string> = {};
+  #roles: Record<string, FileRecord> = {};
+  /** Lookups answered under the trusted snapshot, this run or (same snapshot) before. */
+  #answers: Record<string, AnswerRecord> = {};
+  /** sha256 of the trusted snapshot's bytes. */
+  #snapshotSha: string | undefined;
+  /** The record as it is on disk (read or last written), to write it only when it changed. */
+  #recordText: string | undefined;
   /** Every `<N>.root.json` this run verified, in order. */
   readonly rootsVerified: Uint8Array[] = [];
   /** Metadata files read from the network and from the saved state, for callers that count. */
@@ -139,12 +164,22 @@ export class CoreUpdater {
     const bytes = this.#readSaved(VERIFIED_RECORD_FILE, MAX_RECORD_BYTES);
     if (!bytes) return undefined;
     try {
-      const r = JSON.parse(Buffer.from(bytes).toString('utf8')) as Partial<VerifiedRecord>;
+      const text = Buffer.from(bytes).toString('utf8');
+      this.#recordText = text;
+      const r = JSON.parse(text) as Partial<Record<keyof VerifiedRecord, unknown>>;
       const hex = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
-      if (r.root !== rootSha || typeof r.roles !== 'object' || r.roles === null) return undefined;
-      const roles: Record<string, string> = {};
-      for (const [k, v] of Object.entries(r.roles)) if (hex(v)) roles[k] = v;
-      return { root: r.root, ...(hex(r.timestamp) ? { timestamp: r.timestamp } : {}), ...(hex(r.snapshot) ? { snapshot: r.snapshot } : {}), roles };
+      const obj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+      const file = (v: unknown): v is FileRecord => obj(v) && hex(v['sha']) && Number.isSafeInteger(v['version']) && typeof v['expires'] === 'number';
+      if (r.root !== rootSha || !obj(r.roles)) return undefined;
+      const roles: Record<string, FileRecord> = {};
+      for (const [k, v] of Object.entries(r.roles)) if (file(v)) roles[k] = v;
+      const answers: Record<string, AnswerRecord> = {};
+      if (obj(r.answers)) {
+        for (const [k, v] of Object.entries(r.answers)) {
+          if (obj(v) && obj(v['target']) && Array.isArray(v['via']) && v['via'].every((x) => typeof x === 'string')) answers[k] = v as unknown as AnswerRecord;
+        }
+      }
+      return { root: r.root, ...(hex(r.timestamp) ? { timestamp: r.timestamp } : {}), ...(file(r.snapshot) ? { snapshot: r.snapshot } : {}), roles, answers };
     } catch {
       return undefined;
     }
@@ -152,14 +187,19 @@ export class CoreUpdater {
 
   #saveRecord(): void {
     const set = this.trusted;
+    const snapshot = set.snapshot;
     const record: VerifiedRecord = {
       root: sha256Hex(set.root.bytes),
       ...(set.timestamp ? { timestamp: sha256Hex(set.timestamp.bytes) } : {}),
-      ...(set.snapshot ? { snapshot: sha256Hex(set.snapshot.bytes) } : {}),
+      ...(snapshot ? { snapshot: { sha: this.#snapshotSha ?? sha256Hex(snapshot.bytes), version: snapshot.version, expires: snapshot.expires } } : {}),
       roles: this.#roles,
+      answers: this.#answers,
     };
+    const text = JSON.stringify(record);
+    if (text === this.#recordText) return; // unchanged: a warm run writes nothing
     try {
-      this.#write(VERIFIED_RECORD_FILE, JSON.stringify(record));
+      this.#write(VERIFIED_RECORD_FILE, text);
+      this.#recordText = text;
     } catch {
       // only a saving: without the record the next run verifies the saved files again
     }
@@ -170,10 +210,12 @@ export class CoreUpdater {
     const { dir, limits } = this.#o;
     const rootBytes = this.#readSaved('root.json', limits.rootMaxBytes);
     if (!rootBytes) throw new CoreError('MISSING', `no trusted root in ${dir}`, { detail: { dir } });
-    const set = new TrustedSet(rootBytes, this.#o.referenceTime, limits);
-    this.#set = set;
     this.#saved = this.#readRecord(sha256Hex(rootBytes));
+    // A record for this root means this core verified it (and wrote the record after).
+    const set = new TrustedSet(rootBytes, this.#o.referenceTime, limits, { verified: this.#saved !== undefined });
+    this.#set = set;
     this.#roles = {};
+    this.#answers = {};
     this.#sameSnapshot = false;
 
     if (await this.#walkRoots(set)) this.#saved = undefined; // a new root: nothing saved was verified under it
@@ -237,12 +279,17 @@ export class CoreUpdater {
     const saved = this.#readSaved('snapshot.json', Math.max(this.#o.limits.snapshotMaxBytes, meta.length ?? 0));
     if (saved) {
       const sha = sha256Hex(saved);
-      const verified = this.#saved?.snapshot === sha;
+      const record = this.#saved?.snapshot;
+      const verified = record?.sha === sha;
       try {
-        set.updateSnapshot(saved, { local: true, verified });
+        set.updateSnapshot(saved, { local: true, verified, ...(verified ? { known: record } : {}) });
         if (verified) this.counts.signaturesSkipped++;
         this.#sameSnapshot = verified;
-        if (verified) this.#roles = { ...this.#saved?.roles };
+        this.#snapshotSha = sha;
+        if (verified) {
+          this.#roles = { ...this.#saved?.roles };
+          this.#answers = { ...this.#saved?.answers };
+        }
         return;
       } catch {
         // older than the timestamp names (kept as the rollback floor), expired, or unusable
@@ -250,6 +297,7 @@ export class CoreUpdater {
     }
     const bytes = await this.#fetch(set.root.consistentSnapshot ? `${meta.version}.snapshot.json` : 'snapshot.json', meta.length ?? this.#o.limits.snapshotMaxBytes);
     set.updateSnapshot(bytes);
+    this.#snapshotSha = sha256Hex(bytes);
     this.#write('snapshot.json', bytes);
   }
 
@@ -257,17 +305,23 @@ export class CoreUpdater {
   async #loadTargets(set: TrustedSet, role: string, delegator: string): Promise<VerifiedTargets> {
     const have = set.targets(role);
     if (have) return have;
+    const file = `${encodeURIComponent(role)}.json`;
+    const known = this.#sameSnapshot ? this.#roles[role] : undefined;
+    if (known) {
+      // Verified under this very snapshot before: its pin, version and signatures were checked then.
+      const saved = this.#readSaved(file, this.#o.limits.targetsMaxBytes);
+      if (saved && sha256Hex(saved) === known.sha) {
+        this.counts.signaturesSkipped++;
+        return set.updateTargets(saved, role, delegator, true, known);
+      }
+    }
     const meta = set.metaFor(role);
     const maxBytes = meta.length ?? this.#o.limits.targetsMaxBytes;
-    const file = `${encodeURIComponent(role)}.json`;
     const saved = this.#readSaved(file, maxBytes);
     if (saved) {
-      const sha = sha256Hex(saved);
-      const verified = this.#sameSnapshot && this.#roles[role] === sha;
       try {
-        const t = set.updateTargets(saved, role, delegator, verified);
-        if (verified) this.counts.signaturesSkipped++;
-        this.#roles[role] = sha;
+        const t = set.updateTargets(saved, role, delegator);
+        this.#roles[role] = { sha: sha256Hex(saved), version: t.version, expires: t.expires };
         return t;
       } catch {
         // not the version the snapshot names, or unusable: fetched below
@@ -276,8 +330,30 @@ export class CoreUpdater {
     const bytes = await this.#fetch(set.root.consistentSnapshot ? `${meta.version}.${encodeURIComponent(role)}.json` : file, maxBytes);
     const t = set.updateTargets(bytes, role, delegator);
     this.#write(file, bytes);
-    this.#roles[role] = sha256Hex(bytes);
+    this.#roles[role] = { sha: sha256Hex(bytes), version: t.version, expires: t.expires };
     return t;
+  }
+
+  /**
+   * A lookup answered under the trusted snapshot before: valid while every role it read is still
+   * the one verified then and not expired (the snapshot and timestamp were checked by refresh).
+   */
+  #answered(path: string): TargetInfo | undefined {
+    const answer = this.#sameSnapshot ? own(this.#answers, path) : undefined;
+    if (!answer) return undefined;
+    const now = this.#o.referenceTime;
+    for (const role of answer.via) {
+      const known = this.#roles[role];
+      if (!known || now >= known.expires) return undefined; // read it again (and be refused if expired)
+    }
+    return this.trusted.targetInfo(path, answer.target);
+  }
+
+  #remember(path: string, target: TargetInfo, via: string[]): void {
+    delete this.#answers[path];
+    this.#answers[path] = { target: target.toJSON() as Record<string, unknown>, via };
+    const paths = Object.keys(this.#answers);
+    for (const old of paths.slice(0, Math.max(0, paths.length - MAX_ANSWERS))) delete this.#answers[old];
   }
 
   /**
@@ -286,16 +362,22 @@ export class CoreUpdater {
    */
   async getTargetInfo(path: string): Promise<TargetInfo | undefined> {
     const set = this.trusted;
-    const toVisit: Array<{ role: string; parent: string }> = [{ role: 'targets', parent: 'root' }];
-    const visited = new Set<string>();
-    let found: TargetInfo | undefined;
     try {
+      const answered = this.#answered(path);
+      if (answered) return answered;
+      const toVisit: Array<{ role: string; parent: string }> = [{ role: 'targets', parent: 'root' }];
+      const visited = new Set<string>();
+      const via: string[] = [];
       while (visited.size <= this.#o.maxDelegations && toVisit.length > 0) {
         const { role, parent } = toVisit.pop() as { role: string; parent: string };
         if (visited.has(role)) continue;
         const targets = await this.#loadTargets(set, role, parent);
-        found = set.targetIn(targets, path);
-        if (found) return found;
+        via.push(role);
+        const found = set.targetIn(targets, path);
+        if (found) {
+          this.#remember(path, found, via);
+          return found;
+        }
         visited.add(role);
         const children: Array<{ role: string; parent: string }> = [];
         for (const d of set.rolesForTarget(targets, path)) {
@@ -312,4 +394,8 @@ export class CoreUpdater {
       this.#saveRecord();
     }
   }
+}
+
+function own<T>(map: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(map, key) ? map[key] : undefined;
 }
