@@ -11,7 +11,7 @@ import type { Signer } from '../keys/signer.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { SCOPE_FIELD } from './scope.ts';
 import { signingIds } from './legacy-keyids.ts';
-import { metadataToJSON, signedFromJSON, signedToJSON } from './models.ts';
+import { encodeMetadata, signedFromJSON, signedToJSON } from './models.ts';
 
 export const SPEC_VERSION = '1.0.31';
 
@@ -181,7 +181,8 @@ export async function signParts<T extends Root | Targets | Snapshot | Timestamp>
       signatures.push({ keyid: alias, sig: sig.sig });
     }
   }
-  return { md, bytes: new TextEncoder().encode(JSON.stringify(metadataToJSON(md, json))), signedBytes, signatures };
+  const written = Object.values(md.signatures).map((x) => ({ keyid: x.keyID, sig: x.sig }));
+  return { md, bytes: encodeMetadata(written, json, signedBytes, md.unrecognizedFields as Record<string, unknown>), signedBytes, signatures };
 }
 
 /** The hash bin (TAP 15) of `path` in a targets role that delegates with succinct_roles. */

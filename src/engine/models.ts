@@ -114,6 +114,31 @@ export function metadataToJSON(md: Metadata<AnySigned>, signedJson?: JSONObject)
   };
 }
 
+/**
+ * A metadata file's bytes from its signatures and `signed` with its canonical bytes: the whole
+ * document in canonical form (`signatures` sorts before `signed`), so that a reader verifies the
+ * signatures over the bytes as written, with no re-encoding (strict-json.ts `canonicalSpan`).
+ * Where canonical form is not JSON (control characters) or the envelope has other fields, the
+ * document is written as JSON.stringify writes it.
+ */
+export function encodeMetadata(signatures: ReadonlyArray<{ keyid: string; sig: string }>, signed: JSONObject, signedBytes: Uint8Array, unrecognized: JSONObject = {}): Uint8Array {
+  const sigs = JSON.stringify(signatures.map((s) => ({ keyid: s.keyid, sig: s.sig })));
+  // OLPC writes control characters raw (a PEM key's newlines), which JSON does not allow: such a
+  // `signed` is written escaped, as JSON.stringify does, and readers encode it again to verify.
+  let raw = false;
+  for (let i = 0; i < signedBytes.length; i++) {
+    if ((signedBytes[i] as number) < 0x20) {
+      raw = true;
+      break;
+    }
+  }
+  if (raw || Object.keys(unrecognized).length > 0) {
+    return new TextEncoder().encode(JSON.stringify({ signatures: JSON.parse(sigs) as unknown, signed, ...unrecognized }));
+  }
+  const head = Buffer.from(`{"signatures":${sigs},"signed":`);
+  return Buffer.concat([head, signedBytes, Buffer.from('}')]);
+}
+
 export function metadataFromParts<T extends AnySigned>(signed: T, signatures: ReadonlyArray<{ keyid: string; sig: string }>, unrecognized: JSONObject): Metadata<T> {
   const map: Record<string, Signature> = {};
   for (const s of signatures) map[s.keyid] = new Signature({ keyID: s.keyid, sig: s.sig });

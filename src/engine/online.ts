@@ -26,7 +26,7 @@ import { parseMetadata } from './parse.ts';
 import { verifyThreshold } from './signatures.ts';
 import { snapshotEntries, type RepoState } from './state.ts';
 import { checkConsistency } from './consistency.ts';
-import { metadataToJSON, signedToJSON } from './models.ts';
+import { encodeMetadata, signedToJSON } from './models.ts';
 
 export interface OnlineContext {
   now: number;
@@ -60,7 +60,8 @@ async function signWith<T extends Snapshot | Timestamp>(
   const rootRole = state.root.md.signed.roles[role];
   if (!rootRole) throw new EngineError('INCONSISTENT', `root has no ${role} role`, { detail: { role } });
   const authorized = new Set(rootRole.keyIDs);
-  const bytes = canonicalSignedBytes(signedToJSON(signed));
+  const json = signedToJSON(signed);
+  const bytes = canonicalSignedBytes(json);
   const md = new Metadata<T>(signed);
   for (const s of signers) {
     // Under the id(s) root lists the key under: a root written before the key id fix lists it
@@ -70,7 +71,7 @@ async function signWith<T extends Snapshot | Timestamp>(
     const sig = await s.sign(bytes);
     for (const keyid of ids) md.signatures[keyid] = new Signature({ keyID: keyid, sig: sig.sig });
   }
-  const out = new TextEncoder().encode(JSON.stringify(metadataToJSON(md)));
+  const out = encodeMetadata(Object.values(md.signatures).map((x) => ({ keyid: x.keyID, sig: x.sig })), json, bytes);
   const check = verifyThreshold(role, bytes, Object.values(md.signatures).map((s) => ({ keyid: s.keyID, sig: s.sig })), rootRole, state.root.md.signed.keys);
   if (!check.ok) {
     throw new EngineError('SIGNER_MISSING', `the online signers cannot sign ${role}: ${check.signed.length} of ${check.threshold} signatures`, {

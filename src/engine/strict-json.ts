@@ -83,6 +83,12 @@ export interface Scanned {
   sizes: Map<string, number>;
   /** Members of all objects in the document, as written (`distinctNames` compares it with a parsed value). */
   members: number;
+  /**
+   * Whether the bytes of a span (`spans`) are already in OLPC canonical form: no whitespace
+   * between tokens, no escapes but \" and \\, member names in order (plain ASCII). The canonical
+   * form of the value parsed from such a span is the span itself (given distinct names).
+   */
+  canonicalSpan(span: { start: number; end: number }): boolean;
 }
 
 /** The text of a captured value (undefined when the path is absent). */
@@ -121,6 +127,9 @@ const AFTER = 4;
 /** Thrown inside a turn that reached the end of the bytes pushed so far (more may come). */
 const NEED_MORE = Symbol('need more bytes');
 
+/** Departures from canonical form remembered per document (beyond them a span is assumed not canonical). */
+const MAX_DEPARTURES = 64;
+
 /**
  * One scan of one document's bytes. Bytes at or above 0x80 occur only inside strings, where they
  * are content; everything structural is ASCII and is read byte by byte (a whole document is
@@ -157,6 +166,17 @@ class Scanner {
   readonly sizes = new Map<string, number>();
   /** Members of all objects closed so far. */
   members = 0;
+  /**
+   * Where the bytes depart from OLPC canonical JSON (whitespace between tokens, an escape other
+   * than \" and \\, member names out of order or not plain ASCII): document offsets, the first
+   * MAX_DEPARTURES of them, so that a caller can tell whether a captured span is canonical as
+   * written (`canonicalSpan`). Tracked for whole documents only (a stream's earlier names are gone).
+   */
+  readonly departures: number[] = [];
+  departuresOverflow = false;
+  /** Where the previous member name of the object at each depth lies (positions in `b`), for the order check. */
+  readonly lastNameFrom: Float64Array;
+  readonly lastNameTo: Float64Array;
   // The open containers, by depth (0 is the outermost).
   readonly kind: Uint8Array;
   readonly count: Float64Array;
@@ -205,6 +225,38 @@ class Scanner {
     this.leads = new Uint8Array(d);
     this.path = new Array<string | undefined>(d).fill(undefined);
     this.names = new Array<string[] | Set<string> | undefined>(d).fill(undefined);
+    this.lastNameFrom = new Float64Array(d);
+    this.lastNameTo = new Float64Array(d);
+  }
+
+  /** A departure from canonical form at position `at` of `b`. */
+  depart(at: number): void {
+    if (this.departures.length < MAX_DEPARTURES) this.departures.push(this.base + at);
+    else this.departuresOverflow = true;
+  }
+
+  /**
+   * Whether the member name between `from` and `to` (positions in `b`, inside the quotes) sorts
+   * after the previous one of the object at `top` the way canonical JSON orders them: plain ASCII
+   * compared byte by byte (which is also UTF-16 order there).
+   */
+  nameInOrder(top: number, from: number, to: number, first: boolean): boolean {
+    const b = this.b;
+    for (let k = from; k < to; k++) if ((b[k] as number) >= 0x80) return false;
+    const pFrom = this.lastNameFrom[top] as number;
+    const pTo = this.lastNameTo[top] as number;
+    this.lastNameFrom[top] = from;
+    this.lastNameTo[top] = to;
+    if (first) return true;
+    const pLen = pTo - pFrom;
+    const len = to - from;
+    const common = Math.min(pLen, len);
+    for (let k = 0; k < common; k++) {
+      const x = b[from + k] as number;
+      const y = b[pFrom + k] as number;
+      if (x !== y) return x > y;
+    }
+    return len > pLen;
   }
 
   /** Scan `b` next, which starts at document offset `base`, from its byte `i`. */
@@ -268,6 +320,7 @@ class Scanner {
       escaped = true;
       if (i + 1 >= n) this.end(i, 'unterminated string');
       const e = b[i + 1] as number;
+      if (e !== 0x22 && e !== 0x5c && this.final) this.depart(i); // canonical JSON escapes only " and \
       if (e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
         i += 2;
         continue;
@@ -441,11 +494,13 @@ class Scanner {
       }
       for (;;) {
         // Whitespace first: it is never read again, whatever follows.
+        const ws = i;
         while (i < n) {
           const w = b[i] as number;
           if (w !== 0x20 && w !== 0x0a && w !== 0x0d && w !== 0x09) break;
           i++;
         }
+        if (i !== ws && this.final) this.depart(ws);
         at = i;
         if (i > stopAt) return false;
         if (i >= n) {
@@ -505,6 +560,7 @@ class Scanner {
           if (c !== 0x22) this.fail('BAD_JSON', 'expected a member name', i);
           const read = this.names[top] !== undefined || this.leads[top] === 1;
           const end = this.stringContentFrom(i, !read);
+          if (this.final && (this.escaped || !this.nameInOrder(top, i + 1, end - 1, this.count[top] === 1))) this.depart(i);
           if (read) this.recordName(top, i + 1, end - 1, this.escaped);
           else this.valuePath = undefined;
           state = COLON;
@@ -657,10 +713,11 @@ export class StrictJsonStream {
 
 function scannedOf(bytes: Buffer, scanner: Scanner): Scanned {
   let text: string | undefined;
-  const { spans, sizes, members } = scanner;
+  const { spans, sizes, members, departures, departuresOverflow } = scanner;
   return {
     bytes,
     members,
+    canonicalSpan: (span) => !departuresOverflow && !departures.some((at) => at >= span.start && at < span.end),
     get text(): string {
       // An ASCII body (all metadata tufoci writes is) becomes a one-byte string by a copy.
       text ??= isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
