@@ -107,7 +107,8 @@ export async function loadTokens(opts: { dataDir: string; file?: string; env?: s
   let generated: string | undefined;
   if (existsSync(path)) token = (await readFile(path, 'utf8')).trim();
   else {
-    token = randomBytes(32).toString('base64url');
+    // Hex: a token that began with '-' would read as an option on a command line (--token $(cat …)).
+    token = randomBytes(32).toString('hex');
     await writeFile(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
     generated = path;
   }
