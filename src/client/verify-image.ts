@@ -298,6 +298,15 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResu
       // A refresh that skipped a root probe on a hint and then failed is repeated the
       // standard way (every probe sent): a hint can never be why a client is stuck.
       if (shortcuts && fetcher.shortcutsTaken > 0) return attempt(false);
+      // A delegated role the trusted snapshot does not list (a hash bin nobody published into
+      // yet) holds no tag: no trusted metadata names this one.
+      const missing = /^Missing (\S+)\.json in snapshot$/.exec(cause instanceof Error ? cause.message : '');
+      if (missing && missing[1] !== 'targets') {
+        throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key (the role it would be in, ${missing[1]}, has no metadata yet)`, {
+          detail: { repository: opts.repository, tag: opts.tag, role: missing[1] },
+          cause,
+        });
+      }
       throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
     }
     // The refresh succeeded, so the client verified every root it was handed: they descend from the pin.

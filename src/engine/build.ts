@@ -81,6 +81,27 @@ export interface DelegationSpec {
   threshold: number;
   paths?: readonly string[];
   terminating?: boolean;
+  /**
+   * The hash bins the role's own keys spread its tags over (`x-tufoci-bins`, a power of two ≥ 2):
+   * the role then delegates to `<name>-<hex>` bins itself (TAP 15) and lists no tags of its own.
+   */
+  bins?: number;
+}
+
+/** The delegation entry field naming the hash bins a role spreads its tags over (binsFor). */
+export const BINS_FIELD = 'x-tufoci-bins';
+
+/**
+ * How many hash bins suit a role expected to hold `tags` tags: the power of two that makes the
+ * least a cold client downloads, the snapshot's entry per bin (~110 bytes) against the bin's
+ * entries (~150 bytes per tag); 1 (no bins) for up to 64 tags, and at most `max`.
+ */
+export function binsFor(tags: number, max: number): number {
+  if (!(tags > 64)) return 1;
+  const cost = (b: number): number => 110 * b + (150 * tags) / b;
+  let best = 2;
+  for (let b = 4; b <= max; b *= 2) if (cost(b) < cost(best)) best = b;
+  return Math.min(best, max);
 }
 
 export interface BinsSpec {
@@ -128,6 +149,7 @@ export function delegationsJson(spec: { delegations?: readonly DelegationSpec[];
       threshold: d.threshold,
       terminating: d.terminating ?? false,
       paths: [...(d.paths ?? ['*'])],
+      ...(d.bins !== undefined && d.bins > 1 ? { [BINS_FIELD]: d.bins } : {}),
     }));
   }
   return out;

@@ -14,6 +14,7 @@
 import type { Targets } from '@tufjs/models';
 import { signedToJSON } from './models.ts';
 import type { RepoState } from './state.ts';
+import { BINS_FIELD } from './build.ts';
 
 const JOB_ROLE = /^job-(\d{10})-([0-9a-f]{8})$/;
 
@@ -42,7 +43,23 @@ export function serviceHeldRoles(state: RepoState, serviceKeyIds: ReadonlySet<st
       out.push({ role: name, keyIDs: [...role.keyIDs], threshold: role.threshold });
     }
   }
+  // The hash bins a held role spreads its tags over (with the service's keys) are held too.
+  for (const [parent, rec] of state.targets) {
+    const succinct = rec.md.signed.delegations?.succinctRoles;
+    if (!succinct || !out.some((o) => o.role === parent)) continue;
+    if (succinct.keyIDs.length === 0 || !succinct.keyIDs.every((k) => serviceKeyIds.has(k))) continue;
+    for (const bin of succinct.getRoles()) out.push({ role: bin, keyIDs: [...succinct.keyIDs], threshold: succinct.threshold });
+  }
   return out;
+}
+
+/** The hash bins a service-held role asks to spread its tags over (`x-tufoci-bins` on its delegation), if any. */
+export function requestedBins(state: RepoState, role: string): number | undefined {
+  for (const rec of state.targets.values()) {
+    const bins = rec.md.signed.delegations?.roles?.[role]?.unrecognizedFields?.[BINS_FIELD];
+    if (typeof bins === 'number') return bins;
+  }
+  return undefined;
 }
 
 /** Job roles `role` delegates to, with the end of their grants. */

@@ -87,7 +87,7 @@ export interface ParseLimits {
   maxPathsPerDelegation: number;
 }
 
-export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxTargets: 100_000, maxDelegations: 256, maxKeysPerRole: 64, maxPathsPerDelegation: 1024 };
+export const DEFAULT_PARSE_LIMITS: ParseLimits = { maxTargets: 4096, maxDelegations: 256, maxKeysPerRole: 64, maxPathsPerDelegation: 1024 };
 
 export function limitsFromPolicy(policy: { limits: { maxTargetsPerRole: number; maxDelegationsPerRole: number; maxKeysPerRole: number } }): ParseLimits {
   return {
@@ -116,6 +116,11 @@ function bound(label: string, field: string, count: number, limit: number): void
   }
 }
 
+/** What fixes a role that lists more tags than a client can afford: hash bins (tufoci delegate add). */
+export function binsHint(role: string): string {
+  return `spread its tags over hash bins: tufoci delegate add <repo> ${role} --key <its key(s)> --expected-tags <how many> --targets-key <targets key> re-delegates ${role} with bins, and the next tufoci publish moves its tags into them`;
+}
+
 /** A refusal of the strict reader as the engine's error of the same name (BAD_JSON: MALFORMED; a list over its bound: POLICY_VIOLATION). */
 function strictRefusal(cause: unknown, label: string, detail: Record<string, unknown>): unknown {
   if (!(cause instanceof StrictJsonError)) return cause;
@@ -123,7 +128,8 @@ function strictRefusal(cause: unknown, label: string, detail: Record<string, unk
   if (cause.code === 'TOO_MANY_MEMBERS' && typeof path === 'string') {
     const field = path.replace(/^signed\//, '').replace(/\//g, '.');
     const limit = cause.detail['limit'];
-    return new EngineError('POLICY_VIOLATION', `${label}: ${field} lists more than ${String(limit)} entries, above the limit`, {
+    const fix = field === 'targets' ? `; ${binsHint(label)}` : '';
+    return new EngineError('POLICY_VIOLATION', `${label}: ${field} lists more than ${String(limit)} entries, above the limit${fix}`, {
       detail: { ...detail, field, limit },
       cause,
     });

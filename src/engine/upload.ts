@@ -29,7 +29,8 @@ import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
-import { expiresAt, limitsFromPolicy, parseMetadata, type Parsed } from './parse.ts';
+import { BINS_FIELD } from './build.ts';
+import { binsHint, expiresAt, limitsFromPolicy, parseMetadata, type Parsed } from './parse.ts';
 import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type SignatureEntry, type VerificationResult } from './signatures.ts';
 import { currentVersion, delegationChain, delegationsOf, withTargets, type DelegationEntry, type RepoState } from './state.ts';
 
@@ -289,7 +290,7 @@ function signaturesOf(md: Metadata<Targets>): Array<{ keyid: string; sig: string
 export function checkTargetEntries(role: string, targets: Targets, chain: ReturnType<typeof delegationChain>, policy: Policy): void {
   const entries = Object.entries(targets.targets);
   if (entries.length > policy.limits.maxTargetsPerRole) {
-    throw new EngineError('POLICY_VIOLATION', `${role} lists ${entries.length} targets, above the limit of ${policy.limits.maxTargetsPerRole}`, {
+    throw new EngineError('POLICY_VIOLATION', `${role} lists ${entries.length} targets, above the limit of ${policy.limits.maxTargetsPerRole}; ${binsHint(role)}`, {
       detail: { role, count: entries.length, limit: policy.limits.maxTargetsPerRole },
     });
   }
@@ -361,6 +362,10 @@ function checkDelegations(state: RepoState, role: string, targets: Targets, dept
       throw new EngineError('BAD_DELEGATION', `${role} → ${name}: exactly one of paths or path_hash_prefixes is required`, { detail: { role, delegated: name } });
     }
     checkRoleKeys(`${role} → ${name}`, r, d.keys, policy.roles.delegated, policy);
+    const bins = r.unrecognizedFields?.[BINS_FIELD];
+    if (bins !== undefined && (typeof bins !== 'number' || !Number.isSafeInteger(bins) || bins < 2 || bins > policy.bins.max || (bins & (bins - 1)) !== 0)) {
+      throw new EngineError('BAD_DELEGATION', `${role} → ${name}: ${BINS_FIELD} must be a power of two from 2 to ${policy.bins.max}`, { detail: { role, delegated: name } });
+    }
     claim(name);
   }
   const s = d.succinctRoles;

@@ -44,7 +44,7 @@ import {
 import { parseMetadataFileName } from '../engine/names.ts';
 import { buildTargets, isoExpiry, putDelegation, signParts, targetFile, type ImageTarget } from '../engine/build.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
-import { foldJobs, jobEndsAt, jobRoleName, jobsOf, serviceHeldRoles } from '../engine/jobs.ts';
+import { foldJobs, jobEndsAt, jobRoleName, jobsOf, requestedBins, serviceHeldRoles } from '../engine/jobs.ts';
 import { signedFromJSON, signedToJSON } from '../engine/models.ts';
 import { currentVersion } from '../engine/state.ts';
 import { delegationChain, delegationOf, delegationsOf, resolveTarget } from '../engine/state.ts';
@@ -610,6 +610,70 @@ export class RepositoryService {
   }
 
   /**
+   * Sign `tags` into service-held role `role`: into the role itself, or, when its delegation asks
+   * for hash bins (`x-tufoci-bins`), into the bins it delegates to. The first time, the role is
+   * given the bins delegation (the service's keys and the delegation's threshold) and the tags it
+   * listed move into their bins, all in the same commit (clients see one snapshot with both).
+   * Returns the signed files in the order they must be verified, with the state after each.
+   */
+  async #signTags(repository: string, state: RepoState, role: string, tags: ReadonlyMap<string, ImageTarget>): Promise<Array<{ state: RepoState; file: MetadataFile }>> {
+    const entries = (m: ReadonlyMap<string, ImageTarget> | Record<string, unknown>) => (m instanceof Map ? [...m].map(([t, x]) => [t, targetFile(t, x).toJSON()] as const) : Object.entries(m));
+    const bins = requestedBins(state, role);
+    if (bins === undefined) {
+      return [
+        await this.#signServiceRole(repository, state, role, (json) => {
+          const listed = json['targets'] as Record<string, unknown>;
+          for (const [tag, target] of entries(tags)) listed[tag] = target;
+        }),
+      ];
+    }
+    const out: Array<{ state: RepoState; file: MetadataFile }> = [];
+    const moved: Record<string, unknown> = {};
+    let current = state;
+    let succinct = current.targets.get(role)?.md.signed.delegations?.succinctRoles;
+    if (!succinct) {
+      if (jobsOf(current.targets.get(role)?.md.signed).length > 0) {
+        throw new ServiceError('BAD_REQUEST', `"${role}" has job roles delegated; it moves to hash bins once their grants have ended`, { detail: { repository, role } });
+      }
+      const held = serviceHeldRoles(current, this.#ciKeyIds(repository)).find((r) => r.role === role);
+      const listed = held?.keyIDs ?? [];
+      const keys = this.#d.keyring.signers(repository).ci.map((s) => s.public).filter((k) => signingIds(k, listed).some((id) => listed.includes(id)));
+      const built = buildTargets({ version: 1, expires: isoExpiry(0), bins: { namePrefix: role, bins, keys, threshold: held?.threshold ?? 1 } });
+      const signed = await this.#signServiceRole(repository, current, role, (json) => {
+        Object.assign(moved, json['targets']);
+        json['targets'] = {};
+        json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
+      });
+      out.push(signed);
+      current = signed.state;
+      succinct = current.targets.get(role)?.md.signed.delegations?.succinctRoles;
+      if (!succinct) throw new ServiceError('BAD_REQUEST', `"${role}" could not be given its hash bins`, { detail: { repository, role } });
+    }
+    const byBin = new Map<string, Array<readonly [string, unknown]>>();
+    for (const entry of [...entries(moved), ...entries(tags)]) {
+      const bin = succinct.getRoleForTarget(entry[0]);
+      const list = byBin.get(bin) ?? [];
+      list.push(entry);
+      byBin.set(bin, list);
+    }
+    for (const [bin, list] of byBin) {
+      const total = Object.keys(current.targets.get(bin)?.md.signed.targets ?? {}).length + list.length;
+      if (total > this.#d.policy.limits.maxTargetsPerRole) {
+        throw new EngineError('POLICY_VIOLATION', `${bin} would list ${total} targets, above the limit of ${this.#d.policy.limits.maxTargetsPerRole}`, {
+          detail: { role: bin, count: total, limit: this.#d.policy.limits.maxTargetsPerRole },
+        });
+      }
+      const signed = await this.#signServiceRole(repository, current, bin, (json) => {
+        const listed = json['targets'] as Record<string, unknown>;
+        for (const [tag, target] of list) listed[tag] = target;
+      });
+      out.push(signed);
+      current = signed.state;
+    }
+    return out;
+  }
+
+  /**
    * Issue a one-time grant: whoever presents the token (a CI job) may, until
    * the grant ends, publish `paths` under service-held role `role` with a key
    * of its own. Only a SHA-256 of the token is stored, in the coordinator.
@@ -628,6 +692,11 @@ export class RepositoryService {
     const head = await this.#head(repository);
     if (!serviceHeldRoles(head.state, this.#ciKeyIds(repository)).some((r) => r.role === role)) {
       throw new ServiceError('NOT_SERVICE_HELD', `${repository} does not delegate "${role}" to the service's CI key; the owner runs: tufoci delegate add ${repository} ${role} --online --paths 'v*' --targets-key …`, {
+        detail: { repository, role },
+      });
+    }
+    if (requestedBins(head.state, role) !== undefined) {
+      throw new ServiceError('BAD_REQUEST', `"${role}" of ${repository} spreads its tags over hash bins, which cannot delegate to job roles; grants need a role without bins: tufoci delegate add ${repository} ${role} --online --expected-tags 0 --targets-key …`, {
         detail: { repository, role },
       });
     }
@@ -1000,8 +1069,9 @@ export class RepositoryService {
       const pending = draft.tags.get(role);
       const fresh = names.filter((t) => !Object.hasOwn(listed, t) && !pending?.has(t)).length;
       const total = Object.keys(listed).length + (pending?.size ?? 0) + fresh;
-      if (total > policy.limits.maxTargetsPerRole) {
-        throw new EngineError('POLICY_VIOLATION', `${role} would list ${total} targets, above the limit of ${policy.limits.maxTargetsPerRole}`, {
+      // (A role with hash bins is bounded per bin, when the bins are signed.)
+      if (requestedBins(state, role) === undefined && total > policy.limits.maxTargetsPerRole) {
+        throw new EngineError('POLICY_VIOLATION', `${role} would list ${total} targets, above the limit of ${policy.limits.maxTargetsPerRole}; spread its tags over hash bins: tufoci delegate add ${repository} ${role} --online --paths <its paths> --expected-tags <how many> --targets-key <targets key> (the service then moves them)`, {
           detail: { role, count: total, limit: policy.limits.maxTargetsPerRole },
         });
       }
@@ -1097,15 +1167,14 @@ export class RepositoryService {
             settle(w, false, e);
           }
         }
-        // Each service-held role that gained tags is signed once, over everything else in the batch.
+        // Each service-held role that gained tags is signed once, over everything else in the batch
+        // (or, for a role that asks for hash bins, each bin that gained tags).
         for (const [role, tags] of draft.tags) {
           try {
-            const signed = await this.#signServiceRole(repository, draft.state, role, (json) => {
-              const listed = json['targets'] as Record<string, unknown>;
-              for (const [tag, target] of tags) listed[tag] = targetFile(tag, target).toJSON();
-            });
-            draft.state = signed.state;
-            draft.files.set(signed.file.fileName, signed.file.bytes);
+            for (const signed of await this.#signTags(repository, draft.state, role, tags)) {
+              draft.state = signed.state;
+              draft.files.set(signed.file.fileName, signed.file.bytes);
+            }
           } catch (e) {
             for (const a of applied) if (a.tagRole === role) settle(a.w, false, e);
           }

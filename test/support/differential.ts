@@ -44,13 +44,36 @@ function verdict(o: Outcome): string {
   return e instanceof VerifyError ? `refused ${e.code}` : `error ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
 }
 
+/**
+ * Where the two refuse for the same reason in different words, found by these tests and checked
+ * against the specification (docs/ARCHITECTURE.md, "Two clients, one verdict"):
+ * - a tag whose delegated role (an unpublished hash bin) the trusted snapshot does not list: the
+ *   specification has no file to read, so no trusted role names the tag. The core says
+ *   NOT_IN_TUF; tuf-js 6 reads `length` of the missing snapshot entry before it checks for it and
+ *   fails with a TypeError (a refusal too).
+ */
+function sameRefusal(core: Outcome, reference: Outcome): boolean {
+  if (core.ok || reference.ok) return false;
+  const c = core.error;
+  const r = reference.error;
+  return (
+    c instanceof VerifyError &&
+    c.code === 'NOT_IN_TUF' &&
+    typeof c.detail['role'] === 'string' &&
+    r instanceof VerifyError &&
+    r.code === 'TUF_REFUSED' &&
+    r.cause instanceof TypeError &&
+    /reading 'length'/.test(r.cause.message)
+  );
+}
+
 /** verifyImage through both clients; throws if they disagree, else behaves as the core did. */
 export async function verifyBothClients(opts: VerifyImageOptions): Promise<VerifiedImage> {
   const core = await settle(verifyWith({ ...opts, tufClient: 'tufoci' }));
   const reference = await settle(verifyWith({ ...opts, tufClient: 'tuf-js', ...(opts.stateDir !== undefined ? { stateDir: shadowOf(opts.stateDir) } : {}) }));
   const a = verdict(core);
   const b = verdict(reference);
-  if (a !== b) {
+  if (a !== b && !sameRefusal(core, reference)) {
     const why = (o: Outcome): string => (o.ok ? a : o.error instanceof Error ? o.error.message : String(o.error));
     throw new Error(`the client core and tuf-js disagree on ${opts.repository}:${opts.tag}\n  core:   ${a} (${why(core)})\n  tuf-js: ${b} (${why(reference)})`);
   }

@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
+  binsFor,
   buildRoot,
   buildTargets,
   isoExpiry,
@@ -103,19 +104,33 @@ async function currentTargets(client: ServiceClient, repo: string, signer: FileS
   return { current: parsed.md.signed, status, policy };
 }
 
+/** What `delegate add` plans hash bins for when not told (--expected-tags). */
+const DEFAULT_EXPECTED_TAGS = 1000;
+
 export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.pub [--key k2.pub] [--paths 'v*'] [--threshold N]
-                        [--bins N] [--terminating] [--expires 90d] --targets-key K
+                        [--expected-tags N] [--bins N] [--terminating] [--expires 90d] --targets-key K
        tufoci delegate add <repo> ci --online [--paths 'v*'] --targets-key K
        tufoci delegate remove <repo> <role> --targets-key K
        tufoci delegate revoke-key <repo> <role> --key old.pub --targets-key K
 
 Signs and uploads the next version of top-level targets with the delegation
-added, removed, or one of its keys revoked. With --bins N, <role> becomes the
-name prefix of N succinct hash bins (TAP 15) covering every tag. With --online
+added, removed, or one of its keys revoked. The role spreads its tags over
+succinct hash bins (TAP 15) of its own, \`<role>-<hex>\`, signed by the same keys,
+so that a client reads only the one bin a tag is in: --expected-tags (default
+${DEFAULT_EXPECTED_TAGS}; 0 with --online) picks how many (the count that makes a cold client
+download the least; up to 64 tags, none); tufoci publish (or, for --online, the
+service) creates them and moves tags the role already lists into them. A role
+with bins cannot delegate to job roles, so grants need --expected-tags 0. With --bins N, top-level targets itself delegates to N
+bins named <role>-<hex>, replacing every other delegation. With --online
 the role is delegated to the service's CI key instead of --key: CI jobs then
 publish under it with short-lived keys of their own (tufoci grant, publish
 --ephemeral; see docs/SECURITY.md for the trade-off).
 ${SERVER_HELP}`;
+
+function nonNegativeInt(text: string, flag: string): number {
+  if (!/^[0-9]{1,9}$/.test(text)) throw new UsageError(`${flag} must be a whole number, got ${text.slice(0, 20)}`);
+  return Number(text);
+}
 
 export async function delegate(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -127,6 +142,7 @@ export async function delegate(argv: string[]): Promise<void> {
       paths: { type: 'string', multiple: true },
       threshold: { type: 'string' },
       bins: { type: 'string' },
+      'expected-tags': { type: 'string' },
       terminating: { type: 'boolean' },
       online: { type: 'boolean' },
       expires: { type: 'string' },
@@ -161,8 +177,11 @@ export async function delegate(argv: string[]): Promise<void> {
         json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
       }));
     } else {
+      // A role the service holds gets bins only when asked: its grants delegate job roles, which hash bins cannot.
+      const expected = values['expected-tags'] === undefined ? (values.online ? 0 : DEFAULT_EXPECTED_TAGS) : nonNegativeInt(values['expected-tags'], '--expected-tags');
+      const bins = binsFor(expected, policy.bins.max);
       next = nextTargets(current, expires, withRelisting((json) =>
-        putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: values.paths ?? ['*'], terminating: values.terminating ?? false }),
+        putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: values.paths ?? ['*'], terminating: values.terminating ?? false, bins }),
       ));
     }
   } else if (action === 'remove') {

@@ -4,7 +4,9 @@
  * uploaded; retried on conflicts by re-reading the head).
  */
 import { parseArgs } from 'node:util';
-import { buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
+import type { Targets } from '@tufjs/models';
+import { BINS_FIELD, buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
+import type { TufKeyJson } from '../../keys/index.ts';
 import { InMemorySigner, loadSignerFile } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { pushSignature, signDescriptor } from '../../client/signatures.ts';
@@ -44,8 +46,10 @@ export const PUBLISH_HELP = `usage: tufoci publish <registry>/<repo>:<tag> --rol
        tufoci publish <registry>/<repo>:<tag> --service-signed [--role release] [--key sig.key] [options]
 
 Resolves the tag's manifest digest in the registry, pushes a plain signature,
-adds the tag to the delegated role (its hash bin when the role uses bins),
-signs the role's next version with --key and uploads it. On a conflict
+adds the tag to the delegated role (its hash bin when the role uses bins; the
+first publish after \`tufoci delegate add\` sets the bins up and moves the tags
+the role already lists into them), signs the role's next version with --key and
+uploads it. On a conflict
 (another publisher got there first) it re-reads the role and tries again.
 
 With --ephemeral (a CI job holding a grant, see tufoci grant): a key is
@@ -63,58 +67,110 @@ plain signature with that key.
 ${REGISTRY_HELP}
 ${SERVER_HELP}`;
 
-/**
- * The role file a tag goes into: the role itself, or its bin when `role` names succinct hash bins;
- * and the key ids top-level targets lists for it (a bin without metadata yet is not in the status).
- */
-async function targetRole(client: ServiceClient, repo: string, role: string, tag: string): Promise<{ file: string; delegatedIds: string[] }> {
-  const status = await client.status(repo);
-  const t = status.roles.find((r) => r.role === 'targets');
-  if (!t) throw new UsageError(`${repo} has no targets role`);
-  const policy = await loadPolicyFile(defaultPolicyPath());
-  const top = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes).md.signed;
-  const succinct = top.delegations?.succinctRoles;
-  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs] };
-  return { file: role, delegatedIds: [...(top.delegations?.roles?.[role]?.keyIDs ?? [])] };
-}
+const RETRIED = ['BUSY', 'VERSION_TAKEN', 'VERSION_ROLLBACK', 'LOCK_LOST'];
 
-export async function publishTag(
-  client: ServiceClient,
-  repo: string,
-  role: string,
-  tag: string,
-  target: ImageTarget,
-  signer: Awaited<ReturnType<typeof loadSignerFile>>,
-  expiresMs: number,
-  attempts = 8,
-) {
-  const policy = await loadPolicyFile(defaultPolicyPath());
-  const { file: roleFile, delegatedIds } = await targetRole(client, repo, role, tag);
-  for (let attempt = 1; ; attempt++) {
-    const status = await client.status(repo);
-    const current = status.roles.find((r) => r.role === roleFile);
-    const version = current?.version ?? status.tombstones.find((t) => t.role === roleFile)?.version ?? 0;
-    const expires = isoExpiry(Date.now() + expiresMs);
-    let next;
-    if (current) {
-      const md = parseMetadata('targets', await client.metadata(repo, `${version}.${roleFile}.json`), policy.roles.delegated.maxBytes, roleFile).md.signed;
-      next = nextTargets(md, expires, (json) => {
-        (json['targets'] as Record<string, unknown>)[tag] = targetFile(tag, target).toJSON();
-      });
-    } else {
-      next = buildTargets({ version: version + 1, expires, targets: { [tag]: target } });
-    }
+/** Upload what `attempt` builds, building it again from a fresh read on a conflict (another publisher got there first). */
+async function withRetries<T>(attempt: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let n = 1; ; n++) {
     try {
-      // Signed under the legacy id too while the delegation lists the key under it (legacy-keyids.ts).
-      const trustedIds = [...(current?.keyids ?? []), ...delegatedIds];
-      return await client.upload(repo, `${next.version}.${roleFile}.json`, await signMetadata(next, [signer], { trustedIds }));
+      return await attempt();
     } catch (e) {
-      const retry = e instanceof ServiceClientError && ['BUSY', 'VERSION_TAKEN', 'VERSION_ROLLBACK', 'LOCK_LOST'].includes(e.code);
-      if (!retry || attempt >= attempts) throw e;
+      const retry = e instanceof ServiceClientError && RETRIED.includes(e.code);
+      if (!retry || n >= attempts) throw e;
       const wait = e.code === 'BUSY' ? Number(e.detail['retryAfterSeconds'] ?? 1) * 1000 : 50;
       await new Promise((r) => setTimeout(r, wait * (0.5 + Math.random())));
     }
   }
+}
+
+type Signer = Awaited<ReturnType<typeof loadSignerFile>>;
+
+interface Context {
+  client: ServiceClient;
+  repo: string;
+  policy: Awaited<ReturnType<typeof loadPolicyFile>>;
+  signer: Signer;
+  expiresMs: number;
+}
+
+/** The current version of `role` (0 when none, a tombstone's when it was delegated before), and its metadata if it has any. */
+async function currentRole(c: Context, role: string): Promise<{ version: number; keyids: string[]; md: Targets | undefined }> {
+  const status = await c.client.status(c.repo);
+  const current = status.roles.find((r) => r.role === role);
+  const version = current?.version ?? status.tombstones.find((t) => t.role === role)?.version ?? 0;
+  const md = current ? parseMetadata('targets', await c.client.metadata(c.repo, `${version}.${role}.json`), c.policy.roles.delegated.maxBytes, role).md.signed : undefined;
+  return { version, keyids: current?.keyids ?? [], md };
+}
+
+/** Sign and upload the next version of `role` that `edit` makes of the current one (or of an empty role), retried on conflicts. */
+async function putRole(c: Context, role: string, delegatedIds: readonly string[], edit: (json: Record<string, unknown>) => void) {
+  return withRetries(async () => {
+    const { version, keyids, md } = await currentRole(c, role);
+    const expires = isoExpiry(Date.now() + c.expiresMs);
+    const next = nextTargets(md ?? buildTargets({ version, expires }), expires, edit);
+    // Signed under the legacy id too while the delegation lists the key under it (legacy-keyids.ts).
+    return c.client.upload(c.repo, `${next.version}.${role}.json`, await signMetadata(next, [c.signer], { trustedIds: [...keyids, ...delegatedIds] }));
+  });
+}
+
+/**
+ * Where a tag of `role` goes: the role itself; its bin, when top-level targets delegates to bins
+ * named after it; or, when the delegation asks the role to spread its tags over bins of its own
+ * (`x-tufoci-bins`, tufoci delegate add), the bin the role delegates the tag to. Such a role is
+ * set up here the first time: it is given the bins delegation (same keys and threshold as the
+ * delegation to it), the tags it already lists are moved into their bins, then dropped from it;
+ * each step is a verified upload, so a client finds every tag at every moment. A role whose expiry
+ * is within half the publishing window is renewed.
+ */
+async function placement(c: Context, role: string, tag: string): Promise<{ file: string; delegatedIds: string[] }> {
+  const status = await c.client.status(c.repo);
+  const t = status.roles.find((r) => r.role === 'targets');
+  if (!t) throw new UsageError(`${c.repo} has no targets role`);
+  const top = parseMetadata('targets', await c.client.metadata(c.repo, `${t.version}.targets.json`), c.policy.roles.targets.maxBytes).md.signed;
+  const succinct = top.delegations?.succinctRoles;
+  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs] };
+  const entry = top.delegations?.roles?.[role];
+  const delegatedIds = [...(entry?.keyIDs ?? [])];
+  const bins = entry?.unrecognizedFields?.[BINS_FIELD];
+  if (!entry || typeof bins !== 'number') return { file: role, delegatedIds };
+  let { md } = await currentRole(c, role);
+  if (!md?.delegations?.succinctRoles) {
+    // Step 1: the bins delegation, next to the tags the role lists now.
+    const keys = entry.keyIDs.map((id) => top.delegations?.keys[id]?.toJSON() as unknown as TufKeyJson | undefined).filter((k): k is TufKeyJson => k !== undefined);
+    const built = buildTargets({ version: 1, expires: isoExpiry(Date.now() + c.expiresMs), bins: { namePrefix: role, bins, keys, threshold: entry.threshold } });
+    await putRole(c, role, delegatedIds, (json) => {
+      if ((json['delegations'] as { succinct_roles?: unknown } | undefined)?.succinct_roles) return;
+      json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
+    });
+    md = (await currentRole(c, role)).md as Targets;
+  }
+  const inRole = Object.keys(md.targets);
+  const bin = md.delegations?.succinctRoles as NonNullable<NonNullable<Targets['delegations']>['succinctRoles']>;
+  if (inRole.length > 0) {
+    // Step 2: each bin gets the tags of the role that hash to it; step 3: the role drops them.
+    const byBin = new Map<string, Record<string, unknown>>();
+    for (const name of inRole) {
+      const b = bin.getRoleForTarget(name);
+      const list = byBin.get(b) ?? {};
+      list[name] = (md.targets[name] as NonNullable<Targets['targets'][string]>).toJSON();
+      byBin.set(b, list);
+    }
+    for (const [b, moved] of byBin) await putRole(c, b, [...bin.keyIDs], (json) => Object.assign(json['targets'] as Record<string, unknown>, moved));
+    await putRole(c, role, delegatedIds, (json) => {
+      json['targets'] = {};
+    });
+  } else if (Date.parse(md.expires) - Date.now() < c.expiresMs / 2) {
+    await putRole(c, role, delegatedIds, () => {}); // renewed: its bins are reached through it
+  }
+  return { file: bin.getRoleForTarget(tag), delegatedIds: [...bin.keyIDs] };
+}
+
+export async function publishTag(client: ServiceClient, repo: string, role: string, tag: string, target: ImageTarget, signer: Signer, expiresMs: number) {
+  const c: Context = { client, repo, policy: await loadPolicyFile(defaultPolicyPath()), signer, expiresMs };
+  const { file, delegatedIds } = await placement(c, role, tag);
+  return putRole(c, file, delegatedIds, (json) => {
+    (json['targets'] as Record<string, unknown>)[tag] = targetFile(tag, target).toJSON();
+  });
 }
 
 export async function publish(argv: string[]): Promise<void> {

@@ -68,7 +68,7 @@ export const DEFAULT_CORE_LIMITS: CoreLimits = {
   rootMaxBytes: 512_000,
   timestampMaxBytes: 16_384,
   snapshotMaxBytes: 2_000_000,
-  targetsMaxBytes: 5_000_000,
+  targetsMaxBytes: 1_048_576,
 };
 
 type JSONObject = Record<string, unknown>;

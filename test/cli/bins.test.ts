@@ -1,0 +1,153 @@
+/**
+ * Hash bins by default: `tufoci delegate add` asks the delegated role to spread
+ * its tags over bins of its own (`x-tufoci-bins`, from --expected-tags), and
+ * `tufoci publish` sets them up, moving tags a plain role already lists into
+ * them. Every verify runs through the client core and the unmodified tuf-js
+ * Updater (both must agree), on the embedded-default service.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/main.ts';
+import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
+import { VerifyError } from '../../src/client/verify-image.ts';
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
+import { BINS_FIELD, binsFor, nextTargets, parseMetadata, signMetadata } from '../../src/engine/index.ts';
+import { generateKeyFiles, loadSignerFile, type FileSigner } from '../../src/keys/index.ts';
+import { delegate, init } from '../../src/cli/commands/owner.ts';
+import { publishTag } from '../../src/cli/commands/publisher.ts';
+import { pushImage, type PushedImage } from '../support/image.ts';
+import { runCommandJson } from '../support/cli.ts';
+
+const DAY = 86_400_000;
+const dir = mkdtempSync(join(tmpdir(), 'tufoci-bins-'));
+let server: RunningServer;
+let client: ServiceClient;
+let S: string[];
+let ci: FileSigner;
+let targetsKey: FileSigner;
+const cli = (fn: (argv: string[]) => Promise<void>, argv: string[]): Promise<Record<string, unknown>> => runCommandJson(fn, argv, S);
+
+beforeAll(async () => {
+  server = await startServer({ dataDir: join(dir, 'data'), port: 0, logger: pino({ level: 'silent' }) });
+  const token = readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim();
+  client = new ServiceClient({ url: server.url, token });
+  S = ['--server', server.url, '--token', token];
+  for (const name of ['root', 'targets', 'ci']) await generateKeyFiles(join(dir, name), 'ed25519');
+  ci = await loadSignerFile(join(dir, 'ci.key'));
+  targetsKey = await loadSignerFile(join(dir, 'targets.key'));
+});
+afterAll(async () => server?.close());
+
+async function repository(repo: string, expectedTags?: number): Promise<Uint8Array> {
+  const root = join(dir, `${repo.replaceAll('/', '_')}.root.json`);
+  await cli(init, [repo, '--root-key', join(dir, 'root.key'), '--targets-key', join(dir, 'targets.key'), '--root-out', root]);
+  const extra = expectedTags === undefined ? [] : ['--expected-tags', String(expectedTags)];
+  await cli(delegate, ['add', repo, 'ci', '--key', join(dir, 'ci.pub'), '--paths', 'v*', '--terminating', ...extra, '--targets-key', join(dir, 'targets.key')]);
+  return readFileSync(root);
+}
+
+async function publish(repo: string, tags: string[]): Promise<Map<string, PushedImage>> {
+  const images = new Map<string, PushedImage>();
+  for (const tag of tags) {
+    const image = await pushImage(server.store, repo, tag, `${repo} ${tag}`);
+    images.set(tag, image);
+    await publishTag(client, repo, 'ci', tag, { ...image }, ci, 30 * DAY);
+  }
+  return images;
+}
+
+const roleOf = async (repo: string, role: string) => {
+  const status = await client.status(repo);
+  const r = status.roles.find((x) => x.role === role);
+  return r ? parseMetadata('targets', await client.metadata(repo, `${r.version}.${role}.json`), 4 << 20, role).md.signed : undefined;
+};
+
+describe('hash bins by default', () => {
+  it('picks a bin count from the expected size that makes a cold client download the least', () => {
+    expect([10, 64, 65, 1000, 10_000, 100_000, 1_000_000].map((n) => binsFor(n, 16_384))).toEqual([1, 1, 8, 32, 128, 512, 1024]);
+    expect(binsFor(1_000_000, 512)).toBe(512);
+  });
+
+  it('delegate add asks ci for bins (1,000 tags expected: 32); publish sets them up; each tag lands in its bin and verifies', async () => {
+    const repo = 'bins/default';
+    const pin = await repository(repo);
+    const top = await roleOf(repo, 'targets');
+    expect(top?.delegations?.roles?.['ci']?.unrecognizedFields?.[BINS_FIELD]).toBe(32);
+    const images = await publish(repo, ['v1', 'v2', 'v3']);
+    const ciRole = await roleOf(repo, 'ci');
+    expect(ciRole?.delegations?.succinctRoles).toMatchObject({ numberOfBins: 32, namePrefix: 'ci', threshold: 1 });
+    expect(Object.keys(ciRole?.targets ?? {})).toEqual([]);
+    for (const [tag, image] of images) {
+      const bin = ciRole?.delegations?.succinctRoles?.getRoleForTarget(tag) as string;
+      expect(Object.keys((await roleOf(repo, bin))?.targets ?? {})).toContain(tag);
+      expect((await verifyImage({ store: server.store, repository: repo, tag, trustedRoot: pin })).digest).toBe(image.digest);
+    }
+    // A tag nobody published: its bin may have no metadata yet; both clients say it is not signed.
+    const absent = await verifyImage({ store: server.store, repository: repo, tag: 'v404', trustedRoot: pin }).catch((e: unknown) => e);
+    expect(absent, String(absent)).toBeInstanceOf(VerifyError);
+    expect((absent as VerifyError).code).toBe('NOT_IN_TUF');
+  });
+
+  it('a plain role (--expected-tags 0) re-delegated with bins: the next publish moves its tags into bins, and every tag verifies throughout', async () => {
+    const repo = 'bins/migrate';
+    const pin = await repository(repo, 0);
+    expect((await roleOf(repo, 'targets'))?.delegations?.roles?.['ci']?.unrecognizedFields?.[BINS_FIELD]).toBeUndefined();
+    const before = await publish(repo, ['v1', 'v2', 'v3', 'v4']);
+    expect(Object.keys((await roleOf(repo, 'ci'))?.targets ?? {}).sort()).toEqual(['v1', 'v2', 'v3', 'v4']);
+    await cli(delegate, ['add', repo, 'ci', '--key', join(dir, 'ci.pub'), '--paths', 'v*', '--terminating', '--expected-tags', '5000', '--targets-key', join(dir, 'targets.key')]);
+    const after = await publish(repo, ['v5']);
+    const ciRole = await roleOf(repo, 'ci');
+    expect(ciRole?.delegations?.succinctRoles?.numberOfBins).toBe(binsFor(5000, 16_384));
+    expect(Object.keys(ciRole?.targets ?? {})).toEqual([]);
+    for (const [tag, image] of [...before, ...after]) {
+      expect((await verifyImage({ store: server.store, repository: repo, tag, trustedRoot: pin })).digest, tag).toBe(image.digest);
+    }
+  });
+
+  it('a role the service holds, asked for bins (--online --expected-tags): the service moves its tags into bins in one commit and signs new tags into them; grants are refused for it', async () => {
+    const repo = 'bins/online';
+    const root = join(dir, 'online.root.json');
+    await cli(init, [repo, '--root-key', join(dir, 'root.key'), '--targets-key', join(dir, 'targets.key'), '--root-out', root]);
+    const pin = readFileSync(root);
+    const T = ['--targets-key', join(dir, 'targets.key')];
+    await cli(delegate, ['add', repo, 'ci', '--online', '--paths', 'v*', ...T]); // --online: no bins unless asked
+    const images = new Map<string, PushedImage>();
+    const put = async (tags: string[]): Promise<void> => {
+      const batch: Record<string, PushedImage> = {};
+      for (const tag of tags) batch[tag] = await pushImage(server.store, repo, tag, `${repo} ${tag}`);
+      for (const [t, i] of Object.entries(batch)) images.set(t, i);
+      await client.publishTags(repo, 'ci', Object.fromEntries(Object.entries(batch).map(([t, i]) => [t, { ...i }])));
+    };
+    await put(['v1', 'v2', 'v3']);
+    expect(Object.keys((await roleOf(repo, 'ci'))?.targets ?? {}).sort()).toEqual(['v1', 'v2', 'v3']);
+    await cli(delegate, ['add', repo, 'ci', '--online', '--paths', 'v*', '--expected-tags', '2000', ...T]);
+    const before = (await client.status(repo)).roles.find((r) => r.role === 'timestamp')?.version ?? 0;
+    await put(['v4', 'v5']);
+    expect((await client.status(repo)).roles.find((r) => r.role === 'timestamp')?.version).toBe(before + 1); // one commit
+    const ciRole = await roleOf(repo, 'ci');
+    expect(ciRole?.delegations?.succinctRoles?.numberOfBins).toBe(binsFor(2000, 16_384));
+    expect(Object.keys(ciRole?.targets ?? {})).toEqual([]);
+    for (const [tag, image] of images) expect((await verifyImage({ store: server.store, repository: repo, tag, trustedRoot: pin })).digest, tag).toBe(image.digest);
+    const grant = await client.createGrant(repo, { role: 'ci', paths: ['v*'], ttlSeconds: 600 }).catch((e: unknown) => e);
+    expect(grant).toBeInstanceOf(ServiceClientError);
+    expect((grant as ServiceClientError).message).toMatch(/--expected-tags 0/);
+  });
+
+  it('the service refuses a bins request that is not a power of two within the policy', async () => {
+    const repo = 'bins/refused';
+    await repository(repo, 0);
+    const top = (await roleOf(repo, 'targets')) as NonNullable<Awaited<ReturnType<typeof roleOf>>>;
+    for (const bad of [3, 1, 1 << 20, 'many']) {
+      const next = nextTargets(top, top.expires, (json) => {
+        const roles = (json['delegations'] as { roles: Array<Record<string, unknown>> }).roles;
+        (roles[0] as Record<string, unknown>)[BINS_FIELD] = bad;
+      });
+      const e = await client.upload(repo, `${next.version}.targets.json`, await signMetadata(next, [targetsKey])).catch((x: unknown) => x);
+      expect(e, String(bad)).toBeInstanceOf(ServiceClientError);
+      expect((e as ServiceClientError).code).toBe('BAD_DELEGATION');
+    }
+  });
+});
