@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
 import { RegistryStore } from '../../src/storage/index.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
-import { verifyImage } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { isoExpiry, parseMetadata, signMetadata } from '../../src/engine/index.ts';
 import { loadSignerFile, type Signer } from '../../src/keys/index.ts';
 import { OnlineKeyring } from '../../src/service/online-keys.ts';

@@ -55,6 +55,17 @@ describe('publish and verify', () => {
     expect(ok.stdout).toMatch(/signed by [0-9a-f]{12}/);
   });
 
+  it('--tuf-client tuf-js verifies through the unmodified tuf-js Updater; an unknown client is a usage error', async () => {
+    const root = join(dir, '1.root.json');
+    const ref = `${host}/${REPO}:v1`;
+    const reference = await tufoci('verify', ref, '--trust', root, '--server', server.url, '--ephemeral', '--tuf-client', 'tuf-js');
+    expect(reference.code, reference.stderr).toBe(0);
+    expect(reference.stdout.split('\n')[0]).toBe(v1.digest);
+    const bad = await tufoci('verify', ref, '--trust', root, '--tuf-client', 'notary');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--tuf-client must be tufoci or tuf-js');
+  });
+
   it('the trust store pins roots per prefix; no pin is a clear refusal', async () => {
     const none = await tufoci('verify', `${host}/${REPO}:v1`, '--server', server.url);
     expect(none.code).toBe(2);

@@ -14,7 +14,9 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/main.ts';
-import { verifyImage, VerifyError, type VerifyImageOptions } from '../../src/client/verify-image.ts';
+import { VerifyError, type VerifyImageOptions } from '../../src/client/verify-image.ts';
+// Every verify runs through the client core and the unmodified tuf-js Updater; both must agree.
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { generateKeyFiles } from '../../src/keys/index.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { publish } from '../../src/cli/commands/publisher.ts';

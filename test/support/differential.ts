@@ -9,10 +9,14 @@
  * shadow directory for the same `stateDir`, so each client carries its own
  * state across the test's calls, starting from the same pin.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TargetFile } from '@tufjs/models';
+import type { Updater } from 'tuf-js';
+import { CoreUpdater } from '../../src/client/core/updater.ts';
 import { verifyImage as verifyWith, VerifyError, type VerifiedImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
+import { MapFetcher } from './engine-repo.ts';
 
 const shadows = new Map<string, string>();
 process.once('exit', () => {
@@ -79,4 +83,52 @@ export async function verifyBothClients(opts: VerifyImageOptions): Promise<Verif
   }
   if (!core.ok) throw core.error;
   return core.value;
+}
+
+/**
+ * The engine tests' client: the unmodified tuf-js Updater and tufoci's client core side by side
+ * over the same files, each with its own state directory, every answer compared. `refresh` and
+ * `getTargetInfo` behave as tuf-js's (what the tests were written against) and throw if the core
+ * disagrees: both refresh or both refuse; both find the same target entry or none.
+ */
+export class DualUpdater {
+  readonly #reference: Updater;
+  readonly #core: CoreUpdater;
+  #refreshed = false;
+
+  constructor(reference: Updater, core: CoreUpdater) {
+    this.#reference = reference;
+    this.#core = core;
+  }
+
+  static over(root: Uint8Array, files: ReadonlyMap<string, Uint8Array>, reference: Updater): DualUpdater {
+    const dir = mkdtempSync(join(tmpdir(), 'tufoci-core-shadow-'));
+    shadows.set(dir, dir);
+    writeFileSync(join(dir, 'root.json'), root);
+    const scope = (JSON.parse(new TextDecoder().decode(root)) as { signed: Record<string, unknown> }).signed['x-tufoci-scope'];
+    const repository = typeof scope === 'string' ? scope.replace(/\/$/, '/sim') : 'sim/repository';
+    return new DualUpdater(reference, new CoreUpdater({ dir, metadataBaseUrl: 'https://sim.invalid/metadata', fetcher: new MapFetcher(files), repository }));
+  }
+
+  async refresh(): Promise<void> {
+    const [a, b] = await Promise.allSettled([this.#reference.refresh(), this.#core.refresh()]);
+    this.#refreshed = true;
+    if ((a.status === 'fulfilled') !== (b.status === 'fulfilled')) {
+      const why = (r: PromiseSettledResult<void>): string => (r.status === 'fulfilled' ? 'refreshed' : `refused (${r.reason instanceof Error ? r.reason.message : String(r.reason)})`);
+      throw new Error(`the client core and tuf-js disagree on a refresh: core ${why(b)}, tuf-js ${why(a)}`);
+    }
+    if (a.status === 'rejected') throw a.reason;
+  }
+
+  async getTargetInfo(path: string): Promise<TargetFile | undefined> {
+    if (!this.#refreshed) await this.refresh();
+    const [a, b] = await Promise.allSettled([this.#reference.getTargetInfo(path), this.#core.getTargetInfo(path)]);
+    const show = (r: PromiseSettledResult<TargetFile | undefined>): string =>
+      r.status === 'rejected' ? `refused (${r.reason instanceof Error ? r.reason.message : String(r.reason)})` : JSON.stringify(r.value?.toJSON() ?? null);
+    if ((a.status === 'fulfilled') !== (b.status === 'fulfilled') || (a.status === 'fulfilled' && show(a) !== show(b))) {
+      throw new Error(`the client core and tuf-js disagree on ${path}: core ${show(b)}, tuf-js ${show(a)}`);
+    }
+    if (a.status === 'rejected') throw a.reason;
+    return a.value;
+  }
 }

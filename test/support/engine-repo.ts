@@ -24,6 +24,7 @@ import {
 } from '../../src/engine/index.ts';
 import { loadPolicyFile, defaultPolicyPath, type Policy } from '../../src/policy/policy.ts';
 import type { Targets } from '@tufjs/models';
+import { DualUpdater } from './differential.ts';
 
 // tuf-js checks expiry against the real clock, so the simulated clock starts at the real time.
 export const NOW = Math.floor(Date.now() / 1000) * 1000;
@@ -118,12 +119,16 @@ export class SimRepo {
     return r.md.signed;
   }
 
-  /** An unmodified tuf-js Updater over this repository's files, trusting 1.root.json. */
-  updater(dir = mkdtempSync(join(tmpdir(), 'tufoci-client-')), fetcher: BaseFetcher = new MapFetcher(this.files)): Updater {
+  /**
+   * A client over this repository's files, trusting 1.root.json: the unmodified tuf-js Updater
+   * (in `dir`, through `fetcher`) and tufoci's client core beside it, every answer compared
+   * (differential.ts DualUpdater); it answers as tuf-js does.
+   */
+  updater(dir = mkdtempSync(join(tmpdir(), 'tufoci-client-')), fetcher: BaseFetcher = new MapFetcher(this.files)): DualUpdater {
     const root = this.files.get('1.root.json');
     if (!root) throw new Error('no root');
     writeFileSync(join(dir, 'root.json'), root);
-    return new Updater({ metadataDir: dir, metadataBaseUrl: 'https://sim.invalid/metadata', fetcher });
+    return DualUpdater.over(root, this.files, new Updater({ metadataDir: dir, metadataBaseUrl: 'https://sim.invalid/metadata', fetcher }));
   }
 }
 

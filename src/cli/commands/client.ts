@@ -142,6 +142,10 @@ options:
   --ephemeral            keep no state: trust only the pinned root
   --timeout SECONDS      one deadline for the whole verify, every request and retry
                          included (default ${DEFAULT_VERIFY_TIMEOUT_SECONDS})
+  --tuf-client NAME      tufoci (default: tufoci's client core, linear in every size) or
+                         tuf-js (the unmodified tuf-js Updater, the reference; @tufjs/models
+                         parses a role in time quadratic in its targets: slow beyond a few
+                         thousand per role)
   --json                 print the result as JSON
 ${REGISTRY_HELP}`;
 
@@ -166,11 +170,14 @@ export async function verify(argv: string[]): Promise<void> {
       state: { type: 'string' },
       ephemeral: { type: 'boolean' },
       timeout: { type: 'string' },
+      'tuf-client': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return console.log(VERIFY_HELP);
+  const tufClient = values['tuf-client'] ?? 'tufoci';
+  if (tufClient !== 'tufoci' && tufClient !== 'tuf-js') throw new UsageError(`--tuf-client must be tufoci or tuf-js, got "${tufClient.slice(0, 40)}"`);
   const timeoutMs = parseTimeout(values.timeout);
   const [ref, ...extra] = positionals;
   if (!ref || extra.length) throw new UsageError(VERIFY_HELP);
@@ -186,6 +193,7 @@ export async function verify(argv: string[]): Promise<void> {
     trustedRoot: root,
     ...(stateDir ? { stateDir, resetHint: `tufoci trust reset ${image.repository}${values.state ? ` --state ${values.state}` : ''}` } : {}),
     timeoutMs,
+    tufClient,
     ...(values.server ? { serviceUrl: values.server } : {}),
     ...(keys.length ? { signatures: { keys: keys.map((k) => k.public), threshold: positiveInt(values['sig-threshold'], '--sig-threshold', 1) } } : {}),
   });
