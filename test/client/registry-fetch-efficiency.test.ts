@@ -169,8 +169,12 @@ describe('verifyImage straight from the registry: requests per verify', () => {
     proxy.reset();
     expect((await w.verify(state, { signatures: policy })).signers).toEqual([w.sim.ciKey.keyid]);
     expect(all().sort()).toEqual(['GET /manifests/v1 200', 'GET /tuf/manifests/timestamp.json 200']);
-    const { statSync } = await import('node:fs');
-    expect(statSync(join(state, '.tufoci-images')).mode & 0o777).toBe(0o600);
+    const { readdirSync, statSync } = await import('node:fs');
+    // Every file of the saved state is the client's alone; none is left half-written.
+    const files = readdirSync(state);
+    expect(files).toEqual(expect.arrayContaining(['.tufoci-images', '.tufoci-verified', 'root.json', 'timestamp.json', 'snapshot.json', 'targets.json', 'ci.json']));
+    for (const f of files) expect(statSync(join(state, f)).mode & 0o777, f).toBe(0o600);
+    expect(files.filter((f) => f.startsWith('.tmp'))).toEqual([]);
     // Another policy is another fact: its signatures are verified (and refused) afresh.
     proxy.reset();
     await expect(w.verify(state, { signatures: { keys: [signer().public] } })).rejects.toThrow(/signed by 0 of the 1 trusted key/);
