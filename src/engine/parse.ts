@@ -398,23 +398,28 @@ export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: 
   }
   const signed = json['signed'] as Record<string, unknown>;
   checkRoleLists(kind, label, signed, limits);
-  let signedBytes: Buffer | undefined;
   return {
     json,
     signed,
     signatures,
     version,
     expires: parseExpires(signed['expires'] as string),
-    signedBytes: () => {
-      if (signedBytes === undefined) {
-        try {
-          signedBytes = signedBytesOf(scanned, signed);
-        } catch (cause) {
-          throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
-        }
+    signedBytes: lazySignedBytes(scanned, signed, label),
+  };
+}
+
+/** The canonical bytes of `signed`, computed on first use (signedBytesOf); MALFORMED when it has none. */
+function lazySignedBytes(scanned: Scanned, signed: Record<string, unknown>, label: string): () => Buffer {
+  let bytes: Buffer | undefined;
+  return () => {
+    if (bytes === undefined) {
+      try {
+        bytes = signedBytesOf(scanned, signed);
+      } catch (cause) {
+        throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail: { role: label }, cause });
       }
-      return signedBytes;
-    },
+    }
+    return bytes;
   };
 }
 
@@ -472,17 +477,7 @@ export function parseMetadata<K extends RoleType>(
   checkRoleLists(kind, label, signed, limits);
   // The canonical bytes of the object as sent; when the models reproduce that object (checked
   // below), they are also the bytes every client verifies. Computed at most once.
-  let signedBytes: Buffer | undefined;
-  const canonical = (): Buffer => {
-    if (signedBytes === undefined) {
-      try {
-        signedBytes = signedBytesOf(scanned, signed);
-      } catch (cause) {
-        throw new EngineError('MALFORMED', `${label}: signed part has no canonical JSON form`, { detail, cause });
-      }
-    }
-    return signedBytes;
-  };
+  const canonical = lazySignedBytes(scanned, signed, label);
   hooks.beforeModels?.({ signatures, signedBytes: canonical, version });
   try {
     checkDistinctNames(scanned, json, { label: `${label} metadata` }); // every name, before anything is trusted
