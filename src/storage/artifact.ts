@@ -39,8 +39,8 @@ export const ANNOTATION_VERSION = 'io.tufoci.version';
 export const ANNOTATION_TITLE = 'org.opencontainers.image.title';
 /** On timestamp.json: the root version current when it was written (a hint for clients' root walks). */
 export const ANNOTATION_ROOT_VERSION = 'io.tufoci.root-version';
-/** Files up to this size are embedded in their layer descriptor (`data`): the manifest stays under 24 KiB. */
-export const EMBED_MAX_BYTES = 16 * 1024;
+/** Files up to this size are embedded in their layer descriptor (`data`): the manifest stays under the 64 KiB readers allow (base64: 4/3). */
+export const EMBED_MAX_BYTES = 44 * 1024;
 
 export { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST };
 
