@@ -2,17 +2,33 @@
 /**
  * The `tufoci` command: one binary, one sub-command per task (see HELP).
  */
+import { enableCompileCache } from 'node:module';
 import { parseArgs } from 'node:util';
 import { TufociError } from '../errors.ts';
 import { UsageError } from './common.ts';
-import { keygen } from './commands/keygen.ts';
-import { delegate, expiring, init, status } from './commands/owner.ts';
-import { publish, sign } from './commands/publisher.ts';
-import { trust, verify } from './commands/client.ts';
-import { rotate } from './commands/rotate.ts';
-import { onlineKeys } from './commands/rotate-online.ts';
-import { grant } from './commands/grant.ts';
-import { resign } from './commands/resign.ts';
+
+// Node keeps what it compiled (type-stripped TypeScript included) for the next run: every command after
+// the first starts from the cache (TUFOCI_NO_COMPILE_CACHE=1 turns it off).
+if (!process.env['TUFOCI_NO_COMPILE_CACHE']) enableCompileCache?.();
+
+type Command = (argv: string[]) => Promise<void>;
+
+/** Each command's module is loaded only when that command runs: `verify` never loads the service or the owner tools. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  keygen: async () => (await import('./commands/keygen.ts')).keygen,
+  init: async () => (await import('./commands/owner.ts')).init,
+  delegate: async () => (await import('./commands/owner.ts')).delegate,
+  status: async () => (await import('./commands/owner.ts')).status,
+  expiring: async () => (await import('./commands/owner.ts')).expiring,
+  resign: async () => (await import('./commands/resign.ts')).resign,
+  sign: async () => (await import('./commands/publisher.ts')).sign,
+  publish: async () => (await import('./commands/publisher.ts')).publish,
+  verify: async () => (await import('./commands/client.ts')).verify,
+  trust: async () => (await import('./commands/client.ts')).trust,
+  rotate: async () => (await import('./commands/rotate.ts')).rotate,
+  'online-keys': async () => (await import('./commands/rotate-online.ts')).onlineKeys,
+  grant: async () => (await import('./commands/grant.ts')).grant,
+};
 
 const HELP = `usage: tufoci <command> [options]
 
@@ -115,44 +131,14 @@ async function serve(argv: string[]): Promise<void> {
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
-  switch (command) {
-    case 'serve':
-      return serve(rest);
-    case 'keygen':
-      return keygen(rest);
-    case 'init':
-      return init(rest);
-    case 'delegate':
-      return delegate(rest);
-    case 'resign':
-      return resign(rest);
-    case 'status':
-      return status(rest);
-    case 'sign':
-      return sign(rest);
-    case 'publish':
-      return publish(rest);
-    case 'verify':
-      return verify(rest);
-    case 'trust':
-      return trust(rest);
-    case 'expiring':
-      return expiring(rest);
-    case 'rotate':
-      return rotate(rest);
-    case 'online-keys':
-      return onlineKeys(rest);
-    case 'grant':
-      return grant(rest);
-    case undefined:
-    case '-h':
-    case '--help':
-    case 'help':
-      console.log(HELP);
-      return;
-    default:
-      throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
+  if (command === 'serve') return serve(rest);
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    console.log(HELP);
+    return;
   }
+  const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+  if (!load) throw new UsageError(`unknown command "${command}"\n\n${HELP}`);
+  return (await load())(rest);
 }
 
 main().catch((err: unknown) => {

@@ -8,7 +8,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { RegistryStore, isRepositoryName, isTag, type Credentials } from '../storage/index.ts';
+import { isRepositoryName, isTag } from '../storage/names.ts';
+import type { Credentials } from '../storage/registry-auth.ts';
+import { RegistryStore } from '../storage/registry-store.ts';
 import { UsageError } from './common.ts';
 
 export interface ImageRef {

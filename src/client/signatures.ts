@@ -28,8 +28,11 @@ import { crypto as sigCrypto, dsse } from '@sigstore/core';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, legacyKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
-import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, OCI_EMPTY_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, sha256Digest, isStorageError, type Store } from '../storage/index.ts';
-import { embeddedData } from '../storage/artifact.ts';
+// Direct modules, not the storage index: a verify loads no backend it does not use.
+import { OCI_EMPTY_MEDIA_TYPE, embeddedData } from '../storage/artifact.ts';
+import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, sha256Digest } from '../storage/digest.ts';
+import { isStorageError } from '../storage/storage-error.ts';
+import { OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, type Store } from '../storage/store.ts';
 
 export const SIGNATURE_ARTIFACT_TYPE = 'application/vnd.tufoci.signature.v1+json';
 export const DSSE_MEDIA_TYPE = 'application/vnd.dsse.envelope.v1+json';

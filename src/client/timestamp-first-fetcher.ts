@@ -39,7 +39,8 @@
  * (verify-image.ts does): every probe then goes to the network, as in the
  * standard flow.
  */
-import { BaseFetcher } from 'tuf-js';
+// The module, not the package index: the index loads the whole Updater, which only the tuf-js client needs.
+import { BaseFetcher } from 'tuf-js/dist/fetcher.js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 
 /** tuf-js's default `timestampMaxLength`: the bound for a timestamp read ahead of time. */

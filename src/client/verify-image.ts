@@ -30,9 +30,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TargetFile as TargetInfo } from '@tufjs/models';
-import { Updater } from 'tuf-js';
 import { TufociError } from '../errors.ts';
-import { MetadataStore, isStorageError, type Manifest, type Store } from '../storage/index.ts';
+import { MetadataStore } from '../storage/metadata-store.ts';
+import { isStorageError } from '../storage/storage-error.ts';
+import type { Manifest, Store } from '../storage/store.ts';
 import { ImageFacts } from './image-facts.ts';
 import { Deadline, formatDuration, waitingFor } from '../storage/deadline.ts';
 import { checkPinnedState, describeRoot, recordVerifiedRoots, sha256Hex, type PinCheck } from './pin-state.ts';
@@ -283,6 +284,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResu
         result = { target, versions: { root: set.root.version, timestamp: set.timestamp?.version ?? 0, snapshot: set.snapshot?.version ?? 0 } };
         roots = updater.rootsVerified;
       } else {
+        const { Updater } = await import('tuf-js'); // only this client loads the Updater
         const updater = new Updater({
           metadataDir: dir,
           metadataBaseUrl: metadataUrl,

@@ -7,12 +7,12 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSy
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseMetadata } from '../../engine/index.ts';
-import { loadPublicKeyFile } from '../../keys/index.ts';
+import { parseMetadata } from '../../engine/parse.ts';
+import { loadPublicKeyFile } from '../../keys/key-files.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { verifyImage } from '../../client/verify-image.ts';
 import { PIN_RECORD_FILE } from '../../client/pin-state.ts';
-import { isRepositoryName } from '../../storage/index.ts';
+import { isRepositoryName } from '../../storage/names.ts';
 import { UsageError, output, positiveInt } from '../common.ts';
 import { REGISTRY_HELP, REGISTRY_OPTIONS, parseImageRef, registryFor } from '../registry.ts';
 
