@@ -8,7 +8,8 @@
  * again without a token (every route that takes a body needs one: those rows show what is spent
  * before the refusal, i.e. whether the body is parsed before the caller is known). Shapes:
  *
- *   deleg-10k / deleg-5k   PUT 99.targets.json with 10,000 / 5,000 delegations, each with its own
+ *   deleg-10k / deleg-fit  PUT 99.targets.json with 10,000 delegations (above the targets role's
+ *                          maxBytes: refused from its Content-Length) / as many as fit under it, each with its own
  *                          key and path, junk signature
  *   targets-100k           PUT 99.targets.json with 100,000+ minimal targets, up to the targets
  *                          role's maxBytes, junk signature
@@ -267,7 +268,11 @@ async function buildShapes(keys: Keys, policy: Policy, maxBody: number, now: num
 
   const deleg10k = manyDelegations(10_000, expires, keys);
   add({ id: 'deleg-10k', what: '10,000 delegations, junk sig', method: 'PUT', path: meta('99.targets.json'), body: deleg10k });
-  add({ id: 'deleg-5k', what: '5,000 delegations, junk sig', method: 'PUT', path: meta('99.targets.json'), body: manyDelegations(5_000, expires, keys) });
+  // As many as fit under the role's size bound, so the count is what refuses them.
+  let fit = 5_000;
+  let delegFit = manyDelegations(fit, expires, keys);
+  while (delegFit.byteLength > policy.roles.targets.maxBytes - 4096) delegFit = manyDelegations((fit = Math.floor(fit * 0.9)), expires, keys);
+  add({ id: 'deleg-fit', what: `${fit.toLocaleString('en')} delegations, junk sig`, method: 'PUT', path: meta('99.targets.json'), body: delegFit });
   const many = manyTargets(policy.roles.targets.maxBytes, expires, keys);
   add({ id: 'targets-100k', what: `${many.count.toLocaleString('en')} targets, junk sig`, method: 'PUT', path: meta('99.targets.json'), body: many.body });
 
@@ -290,14 +295,14 @@ async function buildShapes(keys: Keys, policy: Policy, maxBody: number, now: num
     what: '"version":2,"version":1 (signed)',
     method: 'PUT',
     path: meta('1.dupver.json'),
-    body: await signedRole('dupver', keys, expires, 'dv1', imageFor('dv1'), (t) => t.replace('"version":1,', '"version":2,"version":1,')),
+    body: await signedRole('dupver', keys, expires, 'dv1', imageFor('dv1'), (t) => t.replace(/"version":1(?=[,}])/, '"version":2,"version":1')),
   });
   add({
     id: 'float-version',
     what: '"version":1.0 (signed)',
     method: 'PUT',
     path: meta('1.floatver.json'),
-    body: await signedRole('floatver', keys, expires, 'fv1', imageFor('fv1'), (t) => t.replace('"version":1,', '"version":1.0,')),
+    body: await signedRole('floatver', keys, expires, 'fv1', imageFor('fv1'), (t) => t.replace(/"version":1(?=[,}])/, '"version":1.0')),
   });
   add({
     id: 'exp-length',
