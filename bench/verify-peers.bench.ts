@@ -19,7 +19,7 @@
  *     state directory that verified once (timestamp unchanged); the same with `tufClient: 'tuf-js'`
  *     (the unmodified tuf-js Updater) as the reference. A new RegistryStore per verify, as a fresh
  *     process has.
- *  2. the CLI, `node src/cli/main.ts verify <host:port>/<repo>:v1 --trust 1.root.json --sig-key ci.pub`,
+ *  2. the CLI, `node bin/tufoci.js verify <host:port>/<repo>:v1 --trust 1.root.json --sig-key ci.pub`,
  *     a child process timed spawn→exit: cold = `--ephemeral`, warm = a TUFOCI_HOME in which one
  *     verify already ran; `node -e 0` timed in the same rounds (the floor of any Node CLI).
  *  3. Notary v1 (bench/notary-peer.ts: notary-server + notary-signer, the tags in a delegation
@@ -56,7 +56,7 @@
  * started here on a free loopback port and stopped by PID at the end, on SIGINT/SIGTERM too.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -105,7 +105,6 @@ const GOAL = {
   rssGrowth: 1.1,
 };
 
-const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts');
 const RSS_HOOK = 'data:text/javascript,process.on("exit",()=>process.stderr.write("maxrss "+process.resourceUsage().maxRSS+"\\n"))';
 
 function log(message: string): void {
@@ -195,6 +194,12 @@ async function runNode(args: string[], opts: { cwd: string; env?: Record<string,
   return r;
 }
 
+/** A checkout's `tufoci` entry point: bin/tufoci.js where it has one (the package's bin), else src/cli/main.ts. */
+function cliEntry(root: string): string {
+  const bin = join(root, 'bin', 'tufoci.js');
+  return existsSync(bin) ? bin : join(root, 'src', 'cli', 'main.ts');
+}
+
 interface CliTarget {
   /** The checkout whose src/cli/main.ts runs. */
   root: string;
@@ -227,7 +232,7 @@ interface Fixture {
 function verifyArgs(f: Fixture, r: RepoFixture, cli: CliTarget, host: string, mode: 'cold' | 'warm', rss = false): string[] {
   return [
     ...(rss ? ['--import', RSS_HOOK] : []),
-    join(cli.root, 'src', 'cli', 'main.ts'),
+    cliEntry(cli.root),
     'verify',
     `${host}/${r.repo}:v1`,
     '--trust',

@@ -51,7 +51,7 @@ export const REPO = 'wabbit-networks/net-monitor';
 export const TUF_REPO = `${REPO}/tuf`;
 /** Another publisher's repository on the same service (a foreign root; the mix-and-match source). */
 export const OTHER_REPO = 'globex/net-logger';
-const CLI = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../../bin/tufoci.js', import.meta.url));
 const SKOPEO = '/usr/bin/skopeo';
 const DAY = 86_400_000;
 const MAX_MANIFEST = 4 * 1024 * 1024;

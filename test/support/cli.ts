@@ -9,7 +9,7 @@ import { expect, vi } from 'vitest';
 import { ServiceClientError } from '../../src/client/service-client.ts';
 
 const run = promisify(execFile);
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+const CLI = new URL('../../bin/tufoci.js', import.meta.url).pathname;
 
 export interface CliResult {
   code: number;
