@@ -129,6 +129,21 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       (manifest) => ({ manifest }),
       (error: unknown) => ({ error }),
     );
+    const facts = ImageFacts.load(dir);
+    const policy = opts.signatures;
+    // The signatures of the digest the tag names, also read while TUF runs (when not known yet):
+    // used only if TUF names exactly that manifest (digest, size, media type), else read again.
+    const signedAsTagged = policy
+      ? tagRead.then(async (t) => {
+          if (!('manifest' in t)) return undefined;
+          const d = { mediaType: t.manifest.mediaType, digest: t.manifest.digest, size: t.manifest.bytes.byteLength };
+          if (facts.signers(d.digest, policy)) return undefined;
+          return step(`the signatures of ${d.digest}`, () => verifySignatures(opts.store, opts.repository, d, policy)).then(
+            (signers) => ({ descriptor: d, signers }),
+            (error: unknown) => ({ descriptor: d, error }),
+          );
+        })
+      : Promise.resolve(undefined);
     const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
     const target = tuf.target;
     if (!target) {
@@ -139,7 +154,6 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     if (!sha || typeof mediaType !== 'string') throw new VerifyError('MANIFEST_MISMATCH', `the TUF target ${opts.tag} carries no sha256 or media type`, { detail: {} });
     const digest = `sha256:${sha}`;
     const descriptor = { mediaType, digest, size: target.length };
-    const facts = ImageFacts.load(dir);
     const tagged = await tagRead;
     if ('error' in tagged && (!isStorageError(tagged.error) || deadline?.expired)) throw tagged.error;
     const registryTag: VerifiedImage['registryTag'] = 'manifest' in tagged ? { digest: tagged.manifest.digest, agrees: tagged.manifest.digest === digest } : undefined;
@@ -159,12 +173,17 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       }
       facts.addManifest(descriptor);
     }
-    const policy = opts.signatures;
     let signers: string[] = [];
     if (policy) {
       const known = facts.signers(digest, policy);
-      signers = known ?? (await step(`the signatures of ${digest}`, () => verifySignatures(opts.store, opts.repository, descriptor, policy)));
-      if (!known) facts.addSigners(digest, policy, signers);
+      if (known) signers = known;
+      else {
+        const early = await signedAsTagged;
+        const same = early && early.descriptor.digest === digest && early.descriptor.size === descriptor.size && early.descriptor.mediaType === descriptor.mediaType;
+        if (same && 'error' in early) throw early.error;
+        signers = same && 'signers' in early ? early.signers : await step(`the signatures of ${digest}`, () => verifySignatures(opts.store, opts.repository, descriptor, policy));
+        facts.addSigners(digest, policy, signers);
+      }
     }
     facts.save();
     return {
