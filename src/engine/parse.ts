@@ -374,6 +374,16 @@ export interface Envelope {
   signedBytes: () => Buffer;
 }
 
+/** The size bound, then the strict scan of the envelope (envelopeScan), refusals as the engine's errors. */
+function scanEnvelope(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string, limits: ParseLimits): Scanned {
+  checkSize(label, bytes, maxBytes);
+  try {
+    return scanStrictJson(bytes, envelopeScan(kind, label, limits));
+  } catch (cause) {
+    throw strictRefusal(cause, label, { role: label });
+  }
+}
+
 /**
  * One strict pass over `bytes` (names checked in the envelope and in `signed`), the envelope,
  * counts and small fields as parseMetadata checks them, then `JSON.parse` and every other name
@@ -382,13 +392,7 @@ export interface Envelope {
  */
 export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS): Envelope {
   const detail = { role: label };
-  checkSize(label, bytes, maxBytes);
-  let scanned: Scanned;
-  try {
-    scanned = scanStrictJson(bytes, envelopeScan(kind, label, limits));
-  } catch (cause) {
-    throw strictRefusal(cause, label, detail);
-  }
+  const scanned = scanEnvelope(kind, bytes, maxBytes, label, limits);
   const { signatures, version } = readEnvelope(kind, scanned, label, {});
   const json = JSON.parse(scanned.text) as Record<string, unknown>;
   try {
@@ -461,15 +465,9 @@ export function parseMetadata<K extends RoleType>(
   hooks: ParseHooks = {},
 ): Parsed<K> {
   const detail = { role: label };
-  checkSize(label, bytes, maxBytes);
-  let scanned: Scanned;
-  try {
-    // Names are checked here in the envelope and in `signed` (the fields read below come from
-    // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
-    scanned = scanStrictJson(bytes, envelopeScan(kind, label, limits));
-  } catch (cause) {
-    throw strictRefusal(cause, label, detail);
-  }
+  // Names are checked here in the envelope and in `signed` (the fields read below come from
+  // there); deeper, once the signatures verified (below): a junk-signed file never pays for them.
+  const scanned = scanEnvelope(kind, bytes, maxBytes, label, limits);
   const { text } = scanned;
   const { signatures, version } = readEnvelope(kind, scanned, label, hooks);
   const json = JSON.parse(text) as Record<string, unknown>;
