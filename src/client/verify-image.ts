@@ -43,6 +43,7 @@ import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './times
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 import { metadataVetter, vetRoot } from './vet.ts';
 import { CoreUpdater } from './core/updater.ts';
+import { CoreError } from './core/trusted-set.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
 export class VerifyError extends TufociError<VerifyErrorCode> {}
@@ -321,10 +322,14 @@ async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResu
       if (shortcuts && fetcher.shortcutsTaken > 0) return attempt(false);
       // A delegated role the trusted snapshot does not list (a hash bin nobody published into
       // yet) holds no tag: no trusted metadata names this one.
-      const missing = /^Missing (\S+)\.json in snapshot$/.exec(cause instanceof Error ? cause.message : '');
-      if (missing && missing[1] !== 'targets') {
-        throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key (the role it would be in, ${missing[1]}, has no metadata yet)`, {
-          detail: { repository: opts.repository, tag: opts.tag, role: missing[1] },
+      // (The core says so by code; tuf-js's store by this message.)
+      const role =
+        cause instanceof CoreError && cause.code === 'MISSING' && typeof cause.detail['role'] === 'string'
+          ? cause.detail['role']
+          : /^Missing (\S+)\.json in snapshot$/.exec(cause instanceof Error ? cause.message : '')?.[1];
+      if (role !== undefined && role !== 'targets') {
+        throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key (the role it would be in, ${role}, has no metadata yet)`, {
+          detail: { repository: opts.repository, tag: opts.tag, role },
           cause,
         });
       }

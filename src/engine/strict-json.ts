@@ -665,7 +665,7 @@ export class StrictJsonStream {
       return;
     }
     // Still inside the carried token (a long name): keep it and all of this piece.
-    const need = this.#receivedSince(stoppedAt);
+    const need = this.#received - stoppedAt; // the carried token and everything after it
     const from = stoppedAt - this.#keptBase;
     window.copyWithin(0, from, kept + take);
     let kept2 = kept + take - from;
@@ -685,10 +685,6 @@ export class StrictJsonStream {
     scanner.setBuffer(kept > 0 ? (this.#window as Buffer).subarray(0, kept) : Buffer.alloc(0), kept > 0 ? this.#keptBase : this.#received, 0, true);
     scanner.run();
     return { spans: scanner.spans, sizes: scanner.sizes, members: scanner.members };
-  }
-
-  #receivedSince(offset: number): number {
-    return this.#received - offset;
   }
 
   /** A window of at least `size` bytes holding the first `keep` bytes of the current one. */

@@ -23,6 +23,21 @@ function expectError(r: { status: number; json<T>(): T }, status: number, code: 
   exercised.add(code);
 }
 
+/** Write `bytes` to a raw connection, then wait for the server's answer and its closing the connection (no timer). */
+function rawExchange(port: number, bytes: Buffer): Promise<{ status: number; json<T>(): T; text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString();
+      const json = text.slice(text.indexOf('\r\n\r\n') + 4);
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), json: <T>() => JSON.parse(json) as T, text });
+    });
+  });
+}
+
 async function ready(): Promise<ServiceHarness> {
   const h = new ServiceHarness();
   expect((await h.create()).status).toBe(201);
@@ -288,19 +303,7 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     const server = createServer(h.handler);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    /** Send `head` and `body`, then wait (for the server's answer and its closing the connection: no timer here). */
-    const exchange = (head: string, body: Buffer): Promise<{ status: number; json<T>(): T; text: string }> =>
-      new Promise((resolve, reject) => {
-        const socket = connect(port, '127.0.0.1', () => socket.write(Buffer.concat([Buffer.from(head), body])));
-        const chunks: Buffer[] = [];
-        socket.on('data', (c: Buffer) => chunks.push(c));
-        socket.on('error', reject);
-        socket.on('close', () => {
-          const text = Buffer.concat(chunks).toString();
-          const json = text.slice(text.indexOf('\r\n\r\n') + 4);
-          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), json: <T>() => JSON.parse(json) as T, text });
-        });
-      });
+    const exchange = (head: string, body: Buffer) => rawExchange(port, Buffer.concat([Buffer.from(head), body]));
     try {
       const put = (extra: string): string =>
         `PUT /v1/repos/${REPO}/metadata/1.ci.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CI}\r\nContent-Type: application/json\r\n${extra}\r\n`;
@@ -330,18 +333,11 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     /** Declare a body of `declared` bytes, send only `sent`, and wait for the answer and the close. */
-    const partial = (declared: number, sent: string): Promise<{ status: number; json<T>(): T; text: string }> =>
-      new Promise((resolve, reject) => {
-        const head = `PUT /v1/repos/${REPO}/metadata/2.targets.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n`;
-        const socket = connect(port, '127.0.0.1', () => socket.write(head + sent));
-        const chunks: Buffer[] = [];
-        socket.on('data', (c: Buffer) => chunks.push(c));
-        socket.on('error', reject);
-        socket.on('close', () => {
-          const text = Buffer.concat(chunks).toString();
-          resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]), json: <T>() => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as T, text });
-        });
-      });
+    const partial = (declared: number, sent: string) =>
+      rawExchange(
+        port,
+        Buffer.from(`PUT /v1/repos/${REPO}/metadata/2.targets.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN}\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n${sent}`),
+      );
     try {
       const deep = await partial(1_000_000, `{"signed":${'['.repeat(200)}`);
       expectError(deep, 400, 'TOO_DEEP');
