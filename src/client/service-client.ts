@@ -41,10 +41,11 @@ export interface KeySetSummary {
   revoked?: { at: string; reason: string };
 }
 
-export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../service/repository-service.ts';
-export type { GrantInfo, JobInfo } from '../service/repository-service.ts';
-import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../service/repository-service.ts';
+export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
+export type { GrantInfo, JobInfo } from '../api/types.ts';
+import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
 import type { ImageTarget } from '../engine/build.ts';
+import { describeTlsFailure } from '../storage/tls.ts';
 
 export class ServiceClient {
   readonly url: string;
@@ -67,7 +68,8 @@ export class ServiceClient {
     try {
       response = await fetch(`${this.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.#timeoutMs), redirect: 'error' });
     } catch (cause) {
-      throw new ServiceClientError(0, 'UNREACHABLE', `cannot reach the tufoci service at ${this.url}`, { url: this.url }, cause);
+      const tls = describeTlsFailure(cause, this.url);
+      throw new ServiceClientError(0, 'UNREACHABLE', `cannot reach the tufoci service at ${this.url}${tls ? `: ${tls}` : ''}`, { url: this.url }, cause);
     }
     const chunks: Uint8Array[] = [];
     let size = 0;

@@ -27,7 +27,7 @@
 import { createHash } from 'node:crypto';
 import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
 import { deadlinePassed, requestSignal, retryPause, waitingFor } from '../storage/deadline.ts';
-import { ROOT_VERSION_HEADER } from '../service/fast-read.ts';
+import { ROOT_VERSION_HEADER } from '../api/headers.ts';
 import { ServiceClientError } from './service-client.ts';
 import { parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
 

@@ -13,18 +13,12 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { TokenAuth } from './auth.ts';
 import type { Metrics } from './metrics.ts';
 import type { RepositoryService } from './repository-service.ts';
+import { ROOT_VERSION_HEADER } from '../api/headers.ts';
 
 /** `/v1/repos/<repo>/metadata/<file>`: the route the fast paths answer (repository still percent-encoded). */
 export const METADATA_PATH = /^\/v1\/repos\/(.+)\/metadata\/([A-Za-z0-9_.-]+)$/;
 
-/**
- * Response header of `timestamp.json` (200 and 304): the version of the root
- * in the head that timestamp belongs to. A hint for clients (src/client/
- * service-fetcher.ts): it lets them skip the `<N+1>.root.json` probe. Clients
- * never trust it for anything else (docs/ARCHITECTURE.md, "Client fetch
- * efficiency").
- */
-export const ROOT_VERSION_HEADER = 'Tufoci-Root-Version';
+export { ROOT_VERSION_HEADER };
 
 const knownRoots = new WeakMap<RepositoryService, Map<string, number>>();
 

@@ -56,6 +56,9 @@ import { isStorageError, type MetadataFile, type MetadataStore } from '../storag
 import type { Coordinator, JsonObject, Lock } from '../coord/index.ts';
 import { CoordError } from '../coord/index.ts';
 import { ServiceError } from './errors.ts';
+import type { GrantInfo, JobInfo, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
+
+export type { GrantInfo, JobInfo, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
 import { OnlineKeyring, type KeySetInfo, type OnlineSigners } from './online-keys.ts';
 
 export type { OnlineSigners } from './online-keys.ts';
@@ -135,40 +138,6 @@ const HAND_OFF_MS = 15;
 /** Writes waiting per repository at most; more are answered BUSY at once (bounds memory). */
 const MAX_QUEUED = 1024;
 
-export interface TagsResult extends UploadResult {
-  tags: string[];
-}
-
-export interface UploadResult {
-  repository: string;
-  role: string;
-  version: number;
-  snapshotVersion: number;
-  timestampVersion: number;
-  unchanged: boolean;
-  verification?: VerificationResult;
-  warnings?: string[];
-}
-
-export interface RoleStatus {
-  role: string;
-  version: number;
-  expires: string;
-  expiresInSeconds: number;
-  keyids: string[];
-  threshold: number;
-  /** online: the service signs it (re-signed automatically); offline: the owner's keys; job: a CI job's short-lived key. */
-  signedBy: 'online' | 'offline' | 'job';
-}
-
-export interface RepositoryStatus {
-  repository: string;
-  roles: RoleStatus[];
-  tombstones: Array<{ role: string; version: number }>;
-  /** Keys root or a delegation lists under the id tufoci wrote before following the TUF specification (docs/OPERATIONS.md). */
-  legacyKeyIds: LegacyKeyListing[];
-}
-
 const MINUTE = 60_000;
 /** Uploads from this size on are prechecked in slices (#precheck); smaller ones cost under a slice anyway. */
 const PRECHECK_BYTES = 64 * 1024;
@@ -178,25 +147,6 @@ export const GRANT_PREFIX = 'tufoci_grant_';
 
 function grantKey(kind: 'grant' | 'job', token: string): string {
   return `${kind}:${createHash('sha256').update(token, 'utf8').digest('hex')}`;
-}
-
-export interface GrantInfo {
-  token: string;
-  repository: string;
-  role: string;
-  paths: string[];
-  endsAt: number;
-  expires: string;
-}
-
-export interface JobInfo {
-  repository: string;
-  role: string;
-  jobRole: string;
-  paths: string[];
-  endsAt: number;
-  expires: string;
-  keyid: string;
 }
 
 /** A redeemed grant, as the coordinator keeps it until the grant ends. */

@@ -3,66 +3,19 @@
  * (the local store of pinned roots, per repository or repository prefix, and
  * the saved TUF state per repository).
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { parseMetadata } from '../../engine/parse.ts';
 import { loadPublicKeyFile } from '../../keys/key-files.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { verifyImage } from '../../client/verify-image.ts';
-import { PIN_RECORD_FILE } from '../../client/pin-state.ts';
+import { TrustStore } from '../../client/trust-store.ts';
 import { isRepositoryName } from '../../storage/names.ts';
 import { UsageError, output, positiveInt } from '../common.ts';
 import { REGISTRY_HELP, REGISTRY_OPTIONS, parseImageRef, registryFor } from '../registry.ts';
 
-function configDir(): string {
-  return process.env['TUFOCI_HOME'] ?? join(process.env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'tufoci');
-}
-
-interface TrustEntry {
-  prefix: string;
-  root: string;
-  keyids: string[];
-}
-
 /** Where verify keeps the trusted TUF state of a repository (`--state DIR` overrides). */
-function stateDirFor(repository: string, state: string | undefined): string {
-  return state ?? join(configDir(), 'state', repository);
-}
-
-/**
- * Remove a saved TUF state: the role files tuf-js persisted and tufoci's records, only in a
- * directory that holds a state (a root.json or a pin record), then the directory if left empty.
- */
-function resetState(dir: string): boolean {
-  if (!existsSync(join(dir, 'root.json')) && !existsSync(join(dir, PIN_RECORD_FILE))) return false;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.startsWith('.tufoci-') || entry.name.startsWith('.tmp-pin-'))) rmSync(join(dir, entry.name), { force: true });
-  }
-  try {
-    rmdirSync(dir);
-  } catch {
-    // other files live there too (a --state directory shared with something else): left in place
-  }
-  return true;
-}
-
-function trustFile(): string {
-  return join(configDir(), 'trust.json');
-}
-
-function readTrust(): TrustEntry[] {
-  if (!existsSync(trustFile())) return [];
-  return JSON.parse(readFileSync(trustFile(), 'utf8')) as TrustEntry[];
-}
-
-/** The pinned root for a repository: the longest matching prefix. */
-export function trustedRootFor(repository: string): Uint8Array | undefined {
-  const match = readTrust()
-    .filter((e) => repository === e.prefix || (e.prefix.endsWith('/') && repository.startsWith(e.prefix)))
-    .sort((a, b) => b.prefix.length - a.prefix.length)[0];
-  return match ? readFileSync(join(configDir(), match.root)) : undefined;
+function stateDirFor(store: TrustStore, repository: string, state: string | undefined): string {
+  return state ?? store.stateDirFor(repository);
 }
 
 export const TRUST_HELP = `usage: tufoci trust add <repo or prefix/> <root.json>
@@ -86,33 +39,24 @@ export async function trust(argv: string[]): Promise<void> {
   const [action, prefix, file, ...extra] = positionals;
   if (values.state !== undefined && action !== 'reset') throw new UsageError('--state is an option of trust reset only');
   const out = output(values.json ?? false);
-  const entries = readTrust();
-  const save = (list: TrustEntry[]): void => {
-    mkdirSync(configDir(), { recursive: true, mode: 0o700 });
-    writeFileSync(trustFile(), `${JSON.stringify(list, null, 2)}\n`);
-  };
+  const store = new TrustStore();
   if (action === 'add' && prefix && file && !extra.length) {
     const policy = await loadPolicyFile(defaultPolicyPath());
-    const root = parseMetadata('root', readFileSync(file), policy.roles.root.maxBytes); // a malformed root is refused here
-    const rootRole = root.md.signed.roles['root'];
-    const name = `roots/${prefix.replace(/[^A-Za-z0-9._-]/g, '_')}.root.json`;
-    mkdirSync(join(configDir(), 'roots'), { recursive: true, mode: 0o700 });
-    copyFileSync(file, join(configDir(), name));
-    save([...entries.filter((e) => e.prefix !== prefix), { prefix, root: name, keyids: rootRole?.keyIDs ?? [] }]);
-    out.say(`trusting root v${root.md.signed.version} (${rootRole?.threshold} of ${rootRole?.keyIDs.length} keys) for ${prefix}`);
-    out.result({ prefix, version: root.md.signed.version });
+    const added = store.add(prefix, readFileSync(file), { maxBytes: policy.roles.root.maxBytes });
+    out.say(`trusting root v${added.version} (${added.threshold} of ${added.keyids.length} keys) for ${prefix}`);
+    out.result({ prefix, version: added.version });
   } else if (action === 'list' && !prefix) {
+    const entries = store.list();
     for (const e of entries) out.say(`${e.prefix}  root keys ${e.keyids.map((k) => k.slice(0, 12)).join(', ')}`);
     out.result(entries);
   } else if (action === 'reset' && prefix && !file) {
     if (!isRepositoryName(prefix)) throw new UsageError(`"${prefix}" is not an OCI repository name (trust reset takes the repository whose saved state to remove)`);
-    const dir = stateDirFor(prefix, values.state);
-    const removed = resetState(dir);
+    const dir = stateDirFor(store, prefix, values.state);
+    const removed = TrustStore.resetState(dir);
     out.say(removed ? `removed the saved TUF state of ${prefix} (${dir}); the next verify starts from the pinned root` : `no saved TUF state of ${prefix} in ${dir}`);
     out.result({ repository: prefix, stateDir: dir, removed });
   } else if (action === 'remove' && prefix && !file) {
-    if (!entries.some((e) => e.prefix === prefix)) throw new UsageError(`no trust entry for ${prefix}`);
-    save(entries.filter((e) => e.prefix !== prefix));
+    store.remove(prefix);
     out.say(`removed trust for ${prefix}`);
     out.result({ removed: prefix });
   } else {
@@ -182,12 +126,13 @@ export async function verify(argv: string[]): Promise<void> {
   const [ref, ...extra] = positionals;
   if (!ref || extra.length) throw new UsageError(VERIFY_HELP);
   const image = parseImageRef(ref);
-  const root = values.trust ? readFileSync(values.trust) : trustedRootFor(image.repository);
+  const store = new TrustStore();
+  const root = values.trust ? readFileSync(values.trust) : store.rootFor(image.repository);
   if (!root) throw new UsageError(`no root of trust for ${image.repository}: pass --trust root.json or run tufoci trust add`);
   const keys = await Promise.all((values['sig-key'] ?? []).map((f) => loadPublicKeyFile(f)));
-  const stateDir = values.ephemeral ? undefined : stateDirFor(image.repository, values.state);
+  const stateDir = values.ephemeral ? undefined : stateDirFor(store, image.repository, values.state);
   const result = await verifyImage({
-    store: registryFor(image.host, values),
+    store: await registryFor(image.host, values),
     repository: image.repository,
     tag: image.tag,
     trustedRoot: root,

@@ -1,0 +1,72 @@
+/**
+ * The client entry (`tufoci`, src/client/index.ts) loads none of the service: its import graph,
+ * static and dynamic imports alike (type-only imports are erased and do not count), holds none of
+ * koa, @koa/router, ioredis, pino or prom-client. The service entry does hold them, which shows
+ * the walk finds what it looks for. test/package/install.test.ts checks the same at run time,
+ * on the installed package.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const SERVICE_ONLY = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client'];
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Every relative module reachable from `entry`, and the packages it names (with one path that reaches each). */
+function importGraph(entry: string): { files: Set<string>; packages: Map<string, string[]> } {
+  const files = new Set<string>();
+  const packages = new Map<string, string[]>();
+  const via = new Map<string, string | undefined>();
+  const chain = (file: string): string[] => {
+    const out: string[] = [];
+    for (let f: string | undefined = file; f; f = via.get(f)) out.push(f.slice(root.length));
+    return out;
+  };
+  const queue = [resolve(entry)];
+  via.set(queue[0]!, undefined);
+  while (queue.length) {
+    const file = queue.shift()!;
+    files.add(file);
+    // Drop comments, then every import/export form that is erased at run time.
+    const text = readFileSync(file, 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/^\s*\/\/.*$/gm, '')
+      .replace(/\b(?:import|export)\s+type\s+[^;]*?from\s+['"][^'"]+['"]/g, '');
+    const specifiers = [
+      ...text.matchAll(/\b(?:import|export)\s[^'";]*?\bfrom\s+['"]([^'"]+)['"]/g),
+      ...text.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ...text.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm),
+    ].map((m) => m[1]!);
+    for (const spec of specifiers) {
+      if (spec.startsWith('.')) {
+        const next = resolve(dirname(file), spec);
+        if (!via.has(next)) {
+          via.set(next, file);
+          queue.push(next);
+        }
+      } else if (!spec.startsWith('node:')) {
+        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+        if (!packages.has(name)) packages.set(name, chain(file));
+      }
+    }
+  }
+  return { files, packages };
+}
+
+describe('the client entry is lean', () => {
+  it('src/client/index.ts reaches none of the service packages, statically or by a dynamic import', () => {
+    const { files, packages } = importGraph(`${root}src/client/index.ts`);
+    expect(files.size).toBeGreaterThan(20);
+    const found = SERVICE_ONLY.filter((p) => packages.has(p)).map((p) => `${p} via ${packages.get(p)!.join(' <- ')}`);
+    expect(found).toEqual([]);
+    // What it does load: the TUF and signature libraries.
+    expect([...packages.keys()]).toEqual(expect.arrayContaining(['@tufjs/models', '@sigstore/core', 'tuf-js']));
+    for (const f of files) expect(f.startsWith(`${root}src/service/`) || f.startsWith(`${root}src/coord/`), f).toBe(false);
+  });
+
+  it('the walk finds the service packages from src/service/index.ts', () => {
+    const { packages } = importGraph(`${root}src/service/index.ts`);
+    expect(SERVICE_ONLY.filter((p) => !packages.has(p))).toEqual([]);
+  });
+});
