@@ -1,8 +1,18 @@
 #!/usr/bin/env node
 // The `tufoci` command's entry point, in plain JavaScript so that Node's compile cache is on before
-// the first TypeScript module loads: with every module in the cache, Node never loads its type
-// stripper at all (TUFOCI_NO_COMPILE_CACHE=1 turns the cache off).
-import { enableCompileCache } from 'node:module';
+// the first module loads (TUFOCI_NO_COMPILE_CACHE=1 turns the cache off).
+//
+// An installed package ships dist/ (built JavaScript) and no src/: it runs dist/cli/main.js. A
+// checkout runs src/cli/main.ts, so an edit is never shadowed by a stale build; with every module
+// in the compile cache, Node does not load its type stripper at all.
+import { existsSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 
-if (!process.env.TUFOCI_NO_COMPILE_CACHE) enableCompileCache?.();
-await import('../src/cli/main.ts');
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 22)) {
+  console.error(`tufoci needs Node.js 22.22 or later; this is ${process.version} (${process.execPath})`);
+  process.exit(1);
+}
+if (!process.env.TUFOCI_NO_COMPILE_CACHE) nodeModule.enableCompileCache?.();
+const source = new URL('../src/cli/main.ts', import.meta.url);
+await import(existsSync(source) ? source.href : new URL('../dist/cli/main.js', import.meta.url).href);

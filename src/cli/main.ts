@@ -48,7 +48,7 @@ commands:
   online-keys  the service's online key sets: list, usage, rotate, revoke (operators)
   grant      a one-time, short-lived grant for a CI job (publish --ephemeral)
 
-run "tufoci <command> --help" for a command's options`;
+run "tufoci <command> --help" for a command's options; "tufoci --version" for the version`;
 
 const SERVE_HELP = `usage: tufoci serve [options]
 
@@ -62,6 +62,8 @@ options:
   --registry URL             store metadata in this OCI registry instead of ./data/oci
   --registry-username USER   registry basic/bearer credentials (or TUFOCI_REGISTRY_USERNAME)
   --registry-password PASS   (or TUFOCI_REGISTRY_PASSWORD)
+  --ca-file FILE             trust the CA certificate(s) in FILE (PEM) for an HTTPS --registry,
+                             next to the public roots and NODE_EXTRA_CA_CERTS
   --redis URL                coordinate instances through Redis (e.g. redis://127.0.0.1:6379)
   --policy FILE              role policy (default roles/default.json)
   --tokens FILE              bearer tokens JSON (or TUFOCI_TOKENS)
@@ -78,6 +80,7 @@ async function serve(argv: string[]): Promise<void> {
       registry: { type: 'string' },
       'registry-username': { type: 'string' },
       'registry-password': { type: 'string' },
+      'ca-file': { type: 'string' },
       redis: { type: 'string' },
       'redis-prefix': { type: 'string' },
       policy: { type: 'string' },
@@ -95,6 +98,7 @@ async function serve(argv: string[]): Promise<void> {
   const listen = values.listen ?? '127.0.0.1:8080';
   const m = /^(.*):(\d{1,5})$/.exec(listen);
   if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${listen}`);
+  if (values['ca-file'] !== undefined) (await import('./registry.ts')).trustCaFile(values['ca-file']); // for the whole process: registry and its token service
   const { startServer } = await import('../main.ts'); // loaded only to serve: keeps the other commands' start-up fast
   const running = await startServer({
     ...(values.data ? { dataDir: values.data } : {}),
@@ -134,6 +138,12 @@ async function main(): Promise<void> {
   if (command === 'serve') return serve(rest);
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
     console.log(HELP);
+    return;
+  }
+  if (command === '--version' || command === 'version') {
+    const { readFileSync } = await import('node:fs');
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    console.log(`tufoci ${pkg.version} (Node.js ${process.version})`);
     return;
   }
   const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;

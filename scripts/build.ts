@@ -1,0 +1,39 @@
+/**
+ * `npm run build` (and `npm pack`, through prepack): src/ to dist/ as JavaScript plus `.d.ts`,
+ * with TypeScript's own compiler (tsconfig.build.json). tsc rewrites the `.ts` import
+ * specifiers of the JavaScript it emits (rewriteRelativeImportExtensions); its declaration
+ * files keep them, so they are rewritten here to `.js`, which every TypeScript resolution
+ * mode a consumer may use understands. The demo (src/demo) is not part of the package.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dist = join(root, 'dist');
+rmSync(dist, { recursive: true, force: true });
+const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+if (tsc.status !== 0) {
+  console.error('build: tsc failed');
+  process.exit(1);
+}
+
+const RELATIVE_TS = /(\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)(['"])(\.{1,2}\/[^'"]*?)\.ts\2/g;
+let files = 0;
+for (const entry of readdirSync(dist, { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
+  const path = join(entry.parentPath, entry.name);
+  const text = readFileSync(path, 'utf8');
+  const rewritten = text.replace(RELATIVE_TS, (_m, lead: string, q: string, spec: string) => `${lead}${q}${spec}.js${q}`);
+  if (rewritten !== text) writeFileSync(path, rewritten);
+  files += 1;
+}
+const left = readdirSync(dist, { recursive: true, withFileTypes: true })
+  .filter((e) => e.isFile() && /\.(js|d\.ts)$/.test(e.name))
+  .filter((e) => /(from\s+|import\s*\(\s*)['"]\.{1,2}\/[^'"]*\.ts['"]/.test(readFileSync(join(e.parentPath, e.name), 'utf8')));
+if (left.length) {
+  console.error(`build: relative .ts specifiers left in ${left.map((e) => e.name).join(', ')}`);
+  process.exit(1);
+}
+console.error(`build: dist/ written (${files} declaration files)`);
