@@ -2,7 +2,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ServiceClient } from '../client/service-client.ts';
 
-export class UsageError extends Error {}
+import { UsageError } from './usage-error.ts';
+
+export { UsageError };
 
 export interface Output {
   json: boolean;

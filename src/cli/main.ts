@@ -5,7 +5,7 @@
 import { enableCompileCache } from 'node:module';
 import { parseArgs } from 'node:util';
 import { TufociError } from '../errors.ts';
-import { UsageError } from './common.ts';
+import { UsageError } from './usage-error.ts';
 
 // Node keeps what it compiled (type-stripped TypeScript included) for the next run: every command after
 // the first starts from the cache (TUFOCI_NO_COMPILE_CACHE=1 turns it off).

@@ -100,7 +100,7 @@ beforeAll(async () => {
     })(),
     node22().then((bin) => void (nodes['22'] = bin)),
   ]);
-  const [{ filename, files }] = JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m))) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  const [{ filename, files }] = JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[/m))) as [{ filename: string; files: Array<{ path: string }> }];
   tarball = join(dir, filename);
   nodes['24'] = process.execPath;
   packedFiles = files.map((f) => f.path);
