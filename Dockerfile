@@ -3,15 +3,29 @@
 #   docker build -t tufoci .
 #   docker run --rm -p 8080:8080 -v tufoci-data:/var/lib/tufoci tufoci
 #
-# No build step: Node 24 strips the TypeScript types of src/ at load time, so the
-# image runs the sources as they are. The base image provides Node 24, which is
-# why the `node` devDependency (a Node binary for machines whose system Node is
-# older) is not installed; nothing under src/ imports a devDependency, so the
-# runtime needs only `dependencies`. The only install script in the lock file is
-# that devDependency's, hence --ignore-scripts.
+# The image runs the built package, as `npm i tufoci` gives it: the build stage
+# compiles src/ to dist/ (npm run build) and packs it (npm pack: dist/, bin/, roles/,
+# README.md); the runtime stage unpacks that tarball over the production
+# dependencies of the lock file. The base image provides Node 24, which is why the
+# `node` devDependency (a Node binary for machines whose system Node is older) is
+# not run: --ignore-scripts. That also leaves the optional pkcs11js addon unbuilt,
+# so PKCS#11 online keys need an image with a compiler (docs/OPERATIONS.md).
 #
 # Default command: the embedded default (OCI layout, keys and an admin token under
 # /var/lib/tufoci). docker-compose.yml overrides it to use a registry and Redis.
+
+FROM node:24-slim AS build
+WORKDIR /build
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json README.md ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY bin ./bin
+COPY roles ./roles
+COPY scripts/build.ts ./scripts/build.ts
+COPY src ./src
+RUN node scripts/build.ts \
+ && mkdir -p /build/pkg \
+ && npm pack --ignore-scripts --pack-destination /build/pkg \
+ && mv /build/pkg/tufoci-*.tgz /build/pkg/tufoci.tgz
 
 FROM node:24-slim AS deps
 WORKDIR /app
@@ -24,9 +38,8 @@ ENV NODE_ENV=production \
     TUFOCI_LOG_LEVEL=info
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json ./
-COPY roles ./roles
-COPY src ./src
+COPY --from=build /build/pkg/tufoci.tgz /tmp/tufoci.tgz
+RUN tar -xzf /tmp/tufoci.tgz --strip-components=1 -C /app && rm /tmp/tufoci.tgz
 # The data directory (online keys, admin token, OCI layout) belongs to the unprivileged
 # `node` user of the base image; a named volume mounted here inherits that ownership.
 RUN mkdir -p /var/lib/tufoci && chown node:node /var/lib/tufoci && chmod 0700 /var/lib/tufoci
@@ -38,4 +51,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # `tufoci serve` stops on SIGTERM after finishing in-flight writes (docker stop sends SIGTERM).
 STOPSIGNAL SIGTERM
-CMD ["node", "--initial-old-space-size=256", "src/cli/main.ts", "serve", "--listen", "0.0.0.0:8080", "--data", "/var/lib/tufoci"]
+CMD ["node", "--initial-old-space-size=256", "bin/tufoci.js", "serve", "--listen", "0.0.0.0:8080", "--data", "/var/lib/tufoci"]
