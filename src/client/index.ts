@@ -4,7 +4,7 @@
  *
  * ```ts
  * import { RegistryStore, TrustStore, verifyImage } from 'tufoci';
- * const store = new RegistryStore({ baseUrl: 'https://registry.example' });
+ * const store = new RegistryStore({ url: 'https://registry.example' });
  * const repository = 'wabbit-networks/net-monitor';
  * const image = await verifyImage({ store, repository, tag: 'v1', ...new TrustStore().optionsFor(repository) });
  * console.log(image.digest);
