@@ -24,7 +24,10 @@
  * Verification counts each distinct trusted public key once, against a policy
  * "threshold of these keys" (any one: threshold 1; all of them: threshold = n).
  */
-import { crypto as sigCrypto, dsse } from '@sigstore/core';
+// The two modules of @sigstore/core that DSSE needs, by path: its index also loads its X.509,
+// ASN.1 and RFC 3161 code (31 modules), which a verify never uses (docs/ARCHITECTURE.md, start-up).
+import * as sigCrypto from '@sigstore/core/dist/crypto.js';
+import * as dsse from '@sigstore/core/dist/dsse.js';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, legacyKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
