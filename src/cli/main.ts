@@ -28,6 +28,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   rotate: async () => (await import('./commands/rotate.ts')).rotate,
   'online-keys': async () => (await import('./commands/rotate-online.ts')).onlineKeys,
   grant: async () => (await import('./commands/grant.ts')).grant,
+  'sign-metadata': async () => (await import('./commands/ceremony.ts')).signMetadataCommand,
+  upload: async () => (await import('./commands/ceremony.ts')).upload,
 };
 
 const HELP = `usage: tufoci <command> [options]
@@ -47,6 +49,8 @@ commands:
   rotate     rotate a repository's root keys (rotate root) or online keys (rotate online)
   online-keys  the service's online key sets: list, usage, rotate, revoke (operators)
   grant      a one-time, short-lived grant for a CI job (publish --ephemeral)
+  sign-metadata  add your signature to a ceremony directory (init|delegate|rotate root --out DIR)
+  upload     send a ceremony directory once every threshold is met
 
 run "tufoci <command> --help" for a command's options; "tufoci --version" for the version`;
 

@@ -3,7 +3,7 @@
  * and `delegate add|remove|revoke-key` (a new targets version).
  * The service never sees these private keys.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   binsFor,
@@ -23,20 +23,29 @@ import { checkRelisting, legacyWarnings, repairCommand, signedByAny, trustedIdsO
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
+import { OUT_HELP, distinctKeys, initCeremonyPlan, writeCeremony } from '../ceremony-dir.ts';
+import { currentTargetsByRoot, targetsCeremonyPlan } from './ceremony.ts';
 
 export const INIT_HELP = `usage: tufoci init <repo> --root-key K [--root-key K2 --threshold 2] --targets-key K [options]
+       tufoci init <repo> --root-pub P [--root-pub P2 …] [--threshold 2] --targets-pub P [--targets-threshold 2] --out DIR
 
 Creates the TUF repository of OCI repository <repo> on the service: fetches the
 service's online keys, builds root v1 and targets v1 locally, signs them with
-your offline keys, uploads them.
+your offline keys, uploads them. With --out DIR it uploads nothing: root v1 and
+targets v1, signed by whichever private keys were given (maybe none), go to DIR
+for the other keyholders (tufoci sign-metadata DIR --key K; then tufoci upload DIR).
 
 options:
   --root-key FILE      a root private key (repeat for several)
   --threshold N        root signatures required (default 1)
   --targets-key FILE   the targets private key
+  --root-pub FILE      with --out: a root public key to list; its holder signs later (repeatable)
+  --targets-pub FILE   with --out: a targets public key to list (repeatable)
+  --targets-threshold N  targets signatures required (default 1; above 1 needs --out)
   --root-expires D     root lifetime (default 365d)
   --targets-expires D  targets lifetime (default 90d)
   --root-out FILE      where to save the signed root for clients to pin (default 1.root.json)
+${OUT_HELP}
 ${SERVER_HELP}`;
 
 export async function init(argv: string[]): Promise<void> {
@@ -45,23 +54,33 @@ export async function init(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       ...SERVER_OPTIONS,
-      'root-key': { type: 'string', multiple: true },
+      'root-key': { type: 'string', multiple: true, default: [] },
+      'root-pub': { type: 'string', multiple: true, default: [] },
       threshold: { type: 'string' },
       'targets-key': { type: 'string' },
+      'targets-pub': { type: 'string', multiple: true, default: [] },
+      'targets-threshold': { type: 'string' },
       'root-expires': { type: 'string' },
       'targets-expires': { type: 'string' },
       'root-out': { type: 'string' },
+      out: { type: 'string' },
     },
   });
   if (values.help) return console.log(INIT_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(`init takes one repository\n\n${INIT_HELP}`);
-  if (!values['root-key']?.length) throw new UsageError('--root-key is required');
-  if (!values['targets-key']) throw new UsageError('--targets-key is required');
+  if (!values['root-key'].length && !(values.out && values['root-pub'].length)) throw new UsageError(values.out ? '--root-key or --root-pub is required' : '--root-key is required');
+  if (!values['targets-key'] && !(values.out && values['targets-pub'].length)) throw new UsageError(values.out ? '--targets-key or --targets-pub is required' : '--targets-key is required');
+  if (!values.out && (values['root-pub'].length || values['targets-pub'].length)) throw new UsageError('--root-pub and --targets-pub name keys that sign later: they go with --out DIR');
+  if (values.out && values['root-out']) throw new UsageError('with --out, the root is saved in DIR (or by tufoci upload DIR --root-out FILE)');
   const threshold = positiveInt(values.threshold, '--threshold', 1);
-  if (threshold > values['root-key'].length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} --root-key`);
+  const targetsThreshold = positiveInt(values['targets-threshold'], '--targets-threshold', 1);
+  if (threshold > values['root-key'].length + values['root-pub'].length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} --root-key${values.out ? ' or --root-pub' : ''}`);
   const rootSigners = await Promise.all(values['root-key'].map((f) => loadSignerFile(f)));
-  const targetsSigner = await loadSignerFile(values['targets-key']);
+  const targetsSigner = values['targets-key'] === undefined ? undefined : await loadSignerFile(values['targets-key']);
+  const rootKeys = distinctKeys([...rootSigners, ...(await Promise.all(values['root-pub'].map((f) => loadPublicKeyFile(f))))]);
+  const targetsKeys = distinctKeys([...(targetsSigner ? [targetsSigner] : []), ...(await Promise.all(values['targets-pub'].map((f) => loadPublicKeyFile(f))))]);
+  if (targetsThreshold > targetsKeys.length) throw new UsageError(`--targets-threshold ${targetsThreshold} needs at least ${targetsThreshold} targets keys${values.out ? ' (--targets-key, --targets-pub)' : ': with --out DIR, --targets-pub names the others'}`);
   const client = serviceClient(values);
   const online = await client.onlineKeys(repo);
   const now = Date.now();
@@ -69,8 +88,8 @@ export async function init(argv: string[]): Promise<void> {
     buildRoot({
       version: 1,
       expires: isoExpiry(now + parseDuration(values['root-expires'] ?? '365d', '--root-expires')),
-      root: { keys: rootSigners.map((s) => s.public), threshold },
-      targets: { keys: [targetsSigner.public], threshold: 1 },
+      root: { keys: rootKeys, threshold },
+      targets: { keys: targetsKeys, threshold: targetsThreshold },
       snapshot: { keys: online.snapshot.map((k) => k.key), threshold: 1 },
       timestamp: { keys: online.timestamp.map((k) => k.key), threshold: 1 },
       scope: repo,
@@ -79,8 +98,9 @@ export async function init(argv: string[]): Promise<void> {
   );
   const targets = await signMetadata(
     buildTargets({ version: 1, expires: isoExpiry(now + parseDuration(values['targets-expires'] ?? '90d', '--targets-expires')) }),
-    [targetsSigner],
+    targetsSigner ? [targetsSigner] : [],
   );
+  if (values.out) return void (await writeCeremony(values.out, initCeremonyPlan(repo, client.url, root, targets), output(values.json ?? false)));
   const result = await client.create(repo, root, targets);
   const rootOut = values['root-out'] ?? '1.root.json';
   writeFileSync(rootOut, root);
@@ -112,6 +132,7 @@ export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.
        tufoci delegate add <repo> ci --online [--paths 'v*'] --targets-key K
        tufoci delegate remove <repo> <role> --targets-key K
        tufoci delegate revoke-key <repo> <role> --key old.pub --targets-key K
+       tufoci delegate … [--targets-key K] --out DIR [--trust FILE]
 
 Signs and uploads the next version of top-level targets with the delegation
 added, removed, or one of its keys revoked. The role spreads its tags over
@@ -125,6 +146,12 @@ bins named <role>-<hex>, replacing every other delegation. With --online
 the role is delegated to the service's CI key instead of --key: CI jobs then
 publish under it with short-lived keys of their own (tufoci grant, publish
 --ephemeral; see docs/SECURITY.md for the trade-off).
+With --out DIR the new targets version goes to DIR instead, signed by
+--targets-key if given, for the other targets keyholders (tufoci sign-metadata
+DIR --key K; then tufoci upload DIR). It then builds on the current targets as
+verified by the targets keys of the service's root (checked from your pinned
+root with --trust FILE).
+${OUT_HELP}
 ${SERVER_HELP}`;
 
 function nonNegativeInt(text: string, flag: string): number {
@@ -147,15 +174,20 @@ export async function delegate(argv: string[]): Promise<void> {
       online: { type: 'boolean' },
       expires: { type: 'string' },
       'targets-key': { type: 'string' },
+      out: { type: 'string' },
+      trust: { type: 'string' },
     },
   });
   if (values.help) return console.log(DELEGATE_HELP);
   const [action, repo, role, ...extra] = positionals;
   if (!action || !repo || !role || extra.length || !['add', 'remove', 'revoke-key'].includes(action)) throw new UsageError(DELEGATE_HELP);
-  if (!values['targets-key']) throw new UsageError('--targets-key is required');
-  const signer = await loadSignerFile(values['targets-key']);
+  if (!values['targets-key'] && !values.out) throw new UsageError('--targets-key is required (or --out DIR: the targets keyholders sign later)');
+  if (values.trust && !values.out) throw new UsageError('--trust goes with --out');
+  const signer = values['targets-key'] === undefined ? undefined : await loadSignerFile(values['targets-key']);
   const client = serviceClient(values);
-  const { current, status: repoStatus, policy } = await currentTargets(client, repo, signer);
+  const pinned = values.trust ? readFileSync(values.trust) : undefined;
+  // With --out, what is built on is recognised by the current root's targets keys (no key may be at hand).
+  const { current, status: repoStatus, policy } = values.out !== undefined || signer === undefined ? await currentTargetsByRoot(client, repo, pinned) : await currentTargets(client, repo, signer);
   const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
   let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
   if (values.online) {
@@ -200,6 +232,11 @@ export async function delegate(argv: string[]): Promise<void> {
   }
   // A delegated role whose keys are only re-listed (same keys, correct ids) must already verify under them.
   await checkRelisting(client, repo, repoStatus, current, next, policy);
+  if (values.out !== undefined || signer === undefined) {
+    const partly = await signMetadata(next, signer ? [signer] : [], { trustedIds: trustedIdsOf(repoStatus, 'targets') });
+    const plan = await targetsCeremonyPlan(client, repo, `delegate ${action}` as 'delegate add', `delegate ${action} ${role}`, partly, pinned);
+    return void (await writeCeremony(values.out as string /* set: checked above */, plan, output(values.json ?? false)));
+  }
   const bytes = await signMetadata(next, [signer], { trustedIds: trustedIdsOf(repoStatus, 'targets') });
   const result = await client.upload(repo, `${next.version}.targets.json`, bytes);
   const out = output(values.json ?? false);

@@ -35,6 +35,7 @@ import type { ServiceClient, UploadResult } from '../../client/service-client.ts
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { rotateOnline } from './rotate-online.ts';
 import { checkRelisting, withRelisting } from './resign.ts';
+import { OUT_HELP, rootCeremonyPlan, writeCeremony } from '../ceremony-dir.ts';
 
 export const ROTATE_HELP = `usage: tufoci rotate root <repo> --old-key K --new-key K [options]
        tufoci rotate online <repo> [options]
@@ -70,6 +71,9 @@ options:
                            targets until the re-signed targets lands moments later
   --targets-expires D      lifetime of the re-signed targets (default 90d)
   --root-out FILE          save the signed root N+1 here (to pin it, or for the record)
+${OUT_HELP}
+                           (--old-key and --new-key then sign what they can; --new-pub
+                           names the other new keys; not with --targets-key-new)
 ${SERVER_HELP}`;
 
 /** Dispatcher: `tufoci rotate root|online …`. */
@@ -193,8 +197,8 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     allowPositionals: true,
     options: {
       ...SERVER_OPTIONS,
-      'old-key': { type: 'string', multiple: true },
-      'new-key': { type: 'string', multiple: true },
+      'old-key': { type: 'string', multiple: true, default: [] },
+      'new-key': { type: 'string', multiple: true, default: [] },
       'new-pub': { type: 'string', multiple: true },
       threshold: { type: 'string' },
       expires: { type: 'string' },
@@ -204,13 +208,17 @@ export async function rotateRoot(argv: string[]): Promise<void> {
       'targets-key': { type: 'string', multiple: true },
       'targets-expires': { type: 'string' },
       'root-out': { type: 'string' },
+      out: { type: 'string' },
     },
   });
   if (values.help) return console.log(ROTATE_ROOT_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(`rotate root takes one repository\n\n${ROTATE_ROOT_HELP}`);
-  if (!values['old-key']?.length) throw new UsageError('--old-key is required: a threshold of the current root keys must sign the new root');
-  if (!values['new-key']?.length) throw new UsageError('--new-key is required: every key of the new root that signs now');
+  if (!values['old-key'].length && !values.out) throw new UsageError('--old-key is required: a threshold of the current root keys must sign the new root');
+  if (!values['new-key'].length && !(values.out && values['new-pub']?.length)) throw new UsageError(values.out ? '--new-key or --new-pub is required: the keys of the new root' : '--new-key is required: every key of the new root that signs now');
+  if (values.out && (values['targets-key-new']?.length || values['root-out'])) {
+    throw new UsageError(values['root-out'] ? 'with --out, the root is saved in DIR (or by tufoci upload DIR --root-out FILE)' : '--targets-key-new does not go with --out: rotate the root keys through DIR, then the targets key in a second rotation');
+  }
   if (values['targets-key']?.length && !values['targets-key-new']?.length) throw new UsageError('--targets-key is only used with --targets-key-new');
   const expiresMs = parseDuration(values.expires ?? '365d', '--expires');
   const targetsExpiresMs = parseDuration(values['targets-expires'] ?? '90d', '--targets-expires');
@@ -238,7 +246,7 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     );
   }
   const oldDistinct = distinct(oldSigners);
-  if (oldDistinct.length < oldRole.threshold) {
+  if (!values.out && oldDistinct.length < oldRole.threshold) {
     throw new UsageError(`root v${N} of ${repo} requires ${oldRole.threshold} root signatures; ${oldDistinct.length} --old-key given`);
   }
 
@@ -253,7 +261,7 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   }
   const threshold = positiveInt(values.threshold, '--threshold', Math.min(oldRole.threshold, newKeys.length));
   if (threshold > newKeys.length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} new root keys; ${newKeys.length} given`);
-  if (threshold > distinct(newSigners).length) {
+  if (!values.out && threshold > distinct(newSigners).length) {
     throw new UsageError(`root v${N + 1} must be signed by ${threshold} of its own keys; only ${distinct(newSigners).length} --new-key given (--new-pub keys do not sign)`);
   }
 
@@ -272,6 +280,10 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   const next = nextRoot(current, isoExpiry(now + expiresMs), changes, repo);
   // Old keys root N lists under a legacy id sign under it too, so root N's threshold counts them.
   const bytes = await signMetadata(next, distinct([...oldDistinct, ...newSigners]), { trustedIds: oldRole.keyIDs });
+  if (values.out) {
+    await checkTargetsUnderNextRoot(client, repo, current, next, policy);
+    return void (await writeCeremony(values.out, rootCeremonyPlan(repo, client.url, current, bytes), output(values.json ?? false)));
+  }
 
   // Verify locally what the service and every client will verify.
   const parsed = parseMetadata('root', bytes, policy.roles.root.maxBytes);
