@@ -5,10 +5,14 @@
  *   key file that is readable by group or others is refused when loaded.
  * - `<name>.pub`: the public key as TUF key JSON (`{keytype, scheme, keyval}`);
  *   an SPKI PEM is accepted too when reading.
+ *
+ * Wherever a key file is accepted, a `pkcs11:` URI naming a key in an HSM is
+ * too: `loadSigner` and `loadPublicKey` dispatch on it. `pkcs11.ts` (and the
+ * optional native `pkcs11js` it requires) is imported only then.
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { open, readFile, stat, writeFile } from 'node:fs/promises';
-import { InMemorySigner, generatePrivateKey } from './signer.ts';
+import { InMemorySigner, generatePrivateKey, type Signer } from './signer.ts';
 import { KeyError, computeKeyId, parsePublicKeyText, type KeyType, type TufKeyJson } from './tuf-key.ts';
 
 export interface WrittenKeyPair {
@@ -71,6 +75,26 @@ export async function loadSignerFile(path: string): Promise<FileSigner> {
   } catch (cause) {
     throw new KeyError('BAD_KEY', `key file ${path} does not hold a PKCS#8 private key`, { detail: { path }, cause });
   }
+}
+
+/** A signer loaded from a key reference; `path` is what messages show (a file path, or a pkcs11: URI without its PIN). */
+export type KeySigner = Signer & { readonly path: string };
+
+/** True when a key reference is a `pkcs11:` URI (RFC 7512) rather than a file path. */
+export function isPkcs11Uri(ref: string): boolean {
+  return /^pkcs11:/i.test(ref);
+}
+
+/** A private key as a signer: a key file (loadSignerFile), or a key in an HSM named by a `pkcs11:` URI. */
+export async function loadSigner(ref: string): Promise<KeySigner> {
+  if (isPkcs11Uri(ref)) return (await import('./pkcs11.ts')).loadPkcs11Signer(ref);
+  return loadSignerFile(ref);
+}
+
+/** A public key with its key id: a public key file (loadPublicKeyFile), or the public key object a `pkcs11:` URI names. */
+export async function loadPublicKey(ref: string): Promise<{ keyid: string; public: TufKeyJson }> {
+  if (isPkcs11Uri(ref)) return (await import('./pkcs11.ts')).loadPkcs11PublicKey(ref);
+  return loadPublicKeyFile(ref);
 }
 
 /** Load a public key file (TUF JSON or SPKI PEM) with its key id. */

@@ -26,7 +26,19 @@ export interface TufKeyJson {
   keyval: { public: string };
 }
 
-export type KeyErrorCode = 'BAD_KEY' | 'UNSUPPORTED_KEY' | 'KEY_FILE_PERMISSIONS' | 'KEY_FILE_MISSING';
+export type KeyErrorCode =
+  | 'BAD_KEY'
+  | 'UNSUPPORTED_KEY'
+  | 'KEY_FILE_PERMISSIONS'
+  | 'KEY_FILE_MISSING'
+  // pkcs11: keys (src/keys/pkcs11.ts)
+  | 'BAD_KEY_URI'
+  | 'PKCS11_UNAVAILABLE'
+  | 'PKCS11_FAILED'
+  | 'KEY_NOT_FOUND'
+  | 'KEY_AMBIGUOUS'
+  | 'PIN_REQUIRED'
+  | 'PIN_INCORRECT';
 
 export class KeyError extends TufociError<KeyErrorCode> {}
 
