@@ -29,7 +29,7 @@ import {
   type ThresholdGroup,
 } from '../../engine/ceremony.ts';
 import { describeVerification, parseMetadata, verifyThreshold } from '../../engine/index.ts';
-import { loadSignerFile } from '../../keys/index.ts';
+import { loadSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import { ServiceClientError, type RepositoryStatus, type ServiceClient, type UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, serviceClient } from '../common.ts';
@@ -88,7 +88,7 @@ export async function signMetadataCommand(argv: string[]): Promise<void> {
   const [dir, ...extra] = positionals;
   if (!dir || extra.length) throw new UsageError(`sign-metadata takes one directory\n\n${SIGN_METADATA_HELP}`);
   if (!values.key) throw new UsageError('--key is required: the private key you sign with');
-  const signer = await loadSignerFile(values.key);
+  const signer = await loadSigner(values.key);
   const c = await readCeremony(dir);
   const policy = await loadPolicyFile(defaultPolicyPath());
 

@@ -18,7 +18,7 @@ import {
   listedIdOf,
   signMetadata,
 } from '../../engine/index.ts';
-import { loadPublicKeyFile, loadSignerFile, type FileSigner, type TufKeyJson } from '../../keys/index.ts';
+import { loadPublicKey, loadSigner, type KeySigner, type TufKeyJson } from '../../keys/index.ts';
 import { checkRelisting, legacyWarnings, repairCommand, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
@@ -76,10 +76,10 @@ export async function init(argv: string[]): Promise<void> {
   const threshold = positiveInt(values.threshold, '--threshold', 1);
   const targetsThreshold = positiveInt(values['targets-threshold'], '--targets-threshold', 1);
   if (threshold > values['root-key'].length + values['root-pub'].length) throw new UsageError(`--threshold ${threshold} needs at least ${threshold} --root-key${values.out ? ' or --root-pub' : ''}`);
-  const rootSigners = await Promise.all(values['root-key'].map((f) => loadSignerFile(f)));
-  const targetsSigner = values['targets-key'] === undefined ? undefined : await loadSignerFile(values['targets-key']);
-  const rootKeys = distinctKeys([...rootSigners, ...(await Promise.all(values['root-pub'].map((f) => loadPublicKeyFile(f))))]);
-  const targetsKeys = distinctKeys([...(targetsSigner ? [targetsSigner] : []), ...(await Promise.all(values['targets-pub'].map((f) => loadPublicKeyFile(f))))]);
+  const rootSigners = await Promise.all(values['root-key'].map((f) => loadSigner(f)));
+  const targetsSigner = values['targets-key'] === undefined ? undefined : await loadSigner(values['targets-key']);
+  const rootKeys = distinctKeys([...rootSigners, ...(await Promise.all(values['root-pub'].map((f) => loadPublicKey(f))))]);
+  const targetsKeys = distinctKeys([...(targetsSigner ? [targetsSigner] : []), ...(await Promise.all(values['targets-pub'].map((f) => loadPublicKey(f))))]);
   if (targetsThreshold > targetsKeys.length) throw new UsageError(`--targets-threshold ${targetsThreshold} needs at least ${targetsThreshold} targets keys${values.out ? ' (--targets-key, --targets-pub)' : ': with --out DIR, --targets-pub names the others'}`);
   const client = serviceClient(values);
   const online = await client.onlineKeys(repo);
@@ -111,7 +111,7 @@ export async function init(argv: string[]): Promise<void> {
 }
 
 /** Fetch the current top-level targets and check the owner's own key signed it before building on it. */
-async function currentTargets(client: ServiceClient, repo: string, signer: FileSigner) {
+async function currentTargets(client: ServiceClient, repo: string, signer: KeySigner) {
   const status = await client.status(repo);
   const t = status.roles.find((r) => r.role === 'targets');
   if (!t) throw new UsageError(`${repo} has no targets role`);
@@ -183,13 +183,13 @@ export async function delegate(argv: string[]): Promise<void> {
   if (!action || !repo || !role || extra.length || !['add', 'remove', 'revoke-key'].includes(action)) throw new UsageError(DELEGATE_HELP);
   if (!values['targets-key'] && !values.out) throw new UsageError('--targets-key is required (or --out DIR: the targets keyholders sign later)');
   if (values.trust && !values.out) throw new UsageError('--trust goes with --out');
-  const signer = values['targets-key'] === undefined ? undefined : await loadSignerFile(values['targets-key']);
+  const signer = values['targets-key'] === undefined ? undefined : await loadSigner(values['targets-key']);
   const client = serviceClient(values);
   const pinned = values.trust ? readFileSync(values.trust) : undefined;
   // With --out, what is built on is recognised by the current root's targets keys (no key may be at hand).
   const { current, status: repoStatus, policy } = values.out !== undefined || signer === undefined ? await currentTargetsByRoot(client, repo, pinned) : await currentTargets(client, repo, signer);
   const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
-  let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKeyFile(f)));
+  let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKey(f)));
   if (values.online) {
     if (action !== 'add' || keys.length || values.bins !== undefined) throw new UsageError('--online goes with delegate add, without --key or --bins');
     const ci = (await client.onlineKeys(repo)).ci ?? [];

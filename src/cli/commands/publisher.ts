@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { Targets } from '@tufjs/models';
 import { BINS_FIELD, buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
 import type { TufKeyJson } from '../../keys/index.ts';
-import { InMemorySigner, loadSignerFile } from '../../keys/index.ts';
+import { InMemorySigner, loadSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { pushSignature, signDescriptor } from '../../client/signatures.ts';
 import { ServiceClientError, type ServiceClient } from '../../client/service-client.ts';
@@ -23,7 +23,7 @@ ${REGISTRY_HELP}`;
 async function resolveAndSign(ref: string, keyFile: string, flags: Record<string, unknown>) {
   const image = parseImageRef(ref);
   const store = registryFor(image.host, flags);
-  const signer = await loadSignerFile(keyFile);
+  const signer = await loadSigner(keyFile);
   const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
   const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
   const signature = await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]));
@@ -83,7 +83,7 @@ async function withRetries<T>(attempt: () => Promise<T>, attempts = 8): Promise<
   }
 }
 
-type Signer = Awaited<ReturnType<typeof loadSignerFile>>;
+type Signer = Awaited<ReturnType<typeof loadSigner>>;
 
 interface Context {
   client: ServiceClient;
@@ -221,7 +221,7 @@ async function resolveDescriptor(
   const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
   let signature: string | undefined;
   if (key) {
-    const signer = await loadSignerFile(key);
+    const signer = await loadSigner(key);
     signature = (await pushSignature(store, image.repository, descriptor, await signDescriptor(descriptor, [signer]))).digest;
   }
   return { image, descriptor, signature };

@@ -33,7 +33,7 @@ import {
   type KeyMap,
   type LegacyKeyListing,
 } from '../../engine/index.ts';
-import { loadSignerFile, type Signer, type TufKeyJson } from '../../keys/index.ts';
+import { loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { RepositoryStatus, ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
@@ -168,7 +168,7 @@ export async function resign(argv: string[]): Promise<void> {
   if (!values.key?.length) throw new UsageError('--key is required: a private key of the role');
   const role = values.role;
   const expiresMs = parseDuration(values.expires ?? (role === 'targets' ? '90d' : '30d'), '--expires');
-  const signers = await Promise.all(values.key.map((f) => loadSignerFile(f)));
+  const signers = await Promise.all(values.key.map((f) => loadSigner(f)));
   const policy = await loadPolicyFile(defaultPolicyPath());
   const client = serviceClient(values);
   const status = await client.status(repo);

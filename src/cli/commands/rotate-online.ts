@@ -17,7 +17,7 @@
  */
 import { parseArgs } from 'node:util';
 import { isoExpiry, listedIdOf, signMetadata } from '../../engine/index.ts';
-import { loadSignerFile, type FileSigner } from '../../keys/index.ts';
+import { loadSigner, type KeySigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
@@ -47,7 +47,7 @@ interface Rotated {
   timestampVersion: number;
 }
 
-async function rotateOne(client: ServiceClient, repo: string, signers: readonly FileSigner[], expiresMs: number): Promise<Rotated> {
+async function rotateOne(client: ServiceClient, repo: string, signers: readonly KeySigner[], expiresMs: number): Promise<Rotated> {
   const policy = await loadPolicyFile(defaultPolicyPath());
   const { root: current } = await currentRoot(client, repo, policy);
   const rootRole = current.roles['root'];
@@ -78,7 +78,7 @@ export async function rotateOnline(argv: string[]): Promise<void> {
   if (!values['root-key']?.length) throw new UsageError(`--root-key is required: the new root is signed with your offline root keys\n\n${ROTATE_ONLINE_HELP}`);
   if (values.all ? positionals.length !== 0 : positionals.length !== 1) throw new UsageError(ROTATE_ONLINE_HELP);
   const expiresMs = parseDuration(values.expires ?? '365d', '--expires');
-  const signers = await Promise.all(values['root-key'].map((f) => loadSignerFile(f)));
+  const signers = await Promise.all(values['root-key'].map((f) => loadSigner(f)));
   const client = serviceClient(values);
   const out = output(values.json ?? false);
 

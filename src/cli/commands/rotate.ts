@@ -29,7 +29,7 @@ import {
   type RoleKeys,
 } from '../../engine/index.ts';
 import { scopeOf } from '../../engine/scope.ts';
-import { loadPublicKeyFile, loadSignerFile, type Signer, type TufKeyJson } from '../../keys/index.ts';
+import { loadPublicKey, loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { ServiceClient, UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
@@ -223,11 +223,11 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   const expiresMs = parseDuration(values.expires ?? '365d', '--expires');
   const targetsExpiresMs = parseDuration(values['targets-expires'] ?? '90d', '--targets-expires');
 
-  const oldSigners = await Promise.all(values['old-key'].map((f) => loadSignerFile(f)));
-  const newSigners = await Promise.all(values['new-key'].map((f) => loadSignerFile(f)));
-  const newPubs = await Promise.all((values['new-pub'] ?? []).map((f) => loadPublicKeyFile(f)));
-  const newTargetsSigners = await Promise.all((values['targets-key-new'] ?? []).map((f) => loadSignerFile(f)));
-  const oldTargetsSigners = await Promise.all((values['targets-key'] ?? []).map((f) => loadSignerFile(f)));
+  const oldSigners = await Promise.all(values['old-key'].map((f) => loadSigner(f)));
+  const newSigners = await Promise.all(values['new-key'].map((f) => loadSigner(f)));
+  const newPubs = await Promise.all((values['new-pub'] ?? []).map((f) => loadPublicKey(f)));
+  const newTargetsSigners = await Promise.all((values['targets-key-new'] ?? []).map((f) => loadSigner(f)));
+  const oldTargetsSigners = await Promise.all((values['targets-key'] ?? []).map((f) => loadSigner(f)));
   const pinned = values.trust ? await readFile(values.trust) : undefined;
 
   const policy = await loadPolicyFile(defaultPolicyPath());
