@@ -68,7 +68,7 @@ export class ServiceClient {
     try {
       response = await fetch(`${this.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.#timeoutMs), redirect: 'error' });
     } catch (cause) {
-      const tls = describeTlsFailure(cause, this.url);
+      const tls = describeTlsFailure(cause, this.url, { plain: 'for a service on plain HTTP, an http:// URL' });
       throw new ServiceClientError(0, 'UNREACHABLE', `cannot reach the tufoci service at ${this.url}${tls ? `: ${tls}` : ''}`, { url: this.url }, cause);
     }
     const chunks: Uint8Array[] = [];

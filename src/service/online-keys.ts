@@ -12,9 +12,9 @@
  * v1" ‖ r ‖ R): nothing per repository is stored, every instance sharing the
  * keyring derives the same keys.
  *
- * A *shared* set holds one key per role for every repository: key files an
- * operator supplies (TUFOCI_SNAPSHOT_KEY…, e.g. HSM-backed), data directories
- * from before derivation, or signers injected by tests. The cross-repository
+ * A *shared* set holds one key per role for every repository: key files or
+ * `pkcs11:` URIs of HSM keys an operator supplies (TUFOCI_SNAPSHOT_KEY…), data
+ * directories from before derivation, or signers injected by tests. The cross-repository
  * check then rests on each client pinning one root per repository; new
  * deployments use derived sets.
  *
@@ -36,7 +36,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { CoordError } from '../coord/index.ts';
-import { InMemorySigner, KeyError, generateKeyFiles, legacyKeyId, loadSignerFile, type Signer, type TufKeyJson } from '../keys/index.ts';
+import { InMemorySigner, KeyError, generateKeyFiles, isPkcs11Uri, legacyKeyId, loadSigner, type Signer, type TufKeyJson } from '../keys/index.ts';
 import { writeFileAtomic } from '../storage/atomic-file.ts';
 import { ServiceError } from './errors.ts';
 
@@ -96,6 +96,20 @@ async function readMaster(path: string): Promise<Buffer> {
   const hex = (await readFile(path, 'utf8')).split('\n').filter((l) => l && !l.startsWith('#'))[0] ?? '';
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new KeyError('BAD_KEY', `${path} does not hold a 64-hex-digit master secret`, { detail: { path } });
   return Buffer.from(hex, 'hex');
+}
+
+/**
+ * keyring.json (mode 0644) names a shared set's keys; a `pkcs11:` URI there must not carry its PIN,
+ * which would then be readable by everyone who can read the data directory.
+ */
+function refuseStoredPin(role: OnlineRole, ref: string, where: string): void {
+  if (isPkcs11Uri(ref) && /[?&]pin-value=/.test(ref)) {
+    throw new KeyError(
+      'BAD_KEY_URI',
+      `the ${role} key's pkcs11: URI carries pin-value, and ${where} would keep it readable by all; give the PIN with pin-source=file:/path (mode 0600) or TUFOCI_PKCS11_PIN instead`,
+      { detail: { role } },
+    );
+  }
 }
 
 async function writeMaster(path: string, id: number): Promise<void> {
@@ -188,6 +202,7 @@ export class OnlineKeyring {
     for (const role of ONLINE_ROLES) {
       const explicit = paths[role];
       if (explicit) {
+        refuseStoredPin(role, explicit, this.#file());
         files[role] = explicit;
         continue;
       }
@@ -220,7 +235,7 @@ export class OnlineKeyring {
     const st = await stat(this.#file());
     const known = new Map(this.#sets.map((s) => [s.id, s]));
     const sets: KeySet[] = [];
-    const resolve = (f: string): string => (isAbsolute(f) ? f : join(dir, f));
+    const resolve = (f: string): string => (isAbsolute(f) || isPkcs11Uri(f) ? f : join(dir, f));
     for (const fs of await this.#readFileSets()) {
       const have = known.get(fs.id);
       const set: KeySet = { id: fs.id, created: fs.created, ...(fs.revoked ? { revoked: fs.revoked } : {}) };
@@ -232,7 +247,9 @@ export class OnlineKeyring {
           shared = {};
           for (const role of ONLINE_ROLES) {
             const f = fs.files?.[role];
-            if (f) shared[role] = await loadSignerFile(resolve(f));
+            if (!f) continue;
+            refuseStoredPin(role, f, this.#file());
+            shared[role] = await loadSigner(resolve(f));
           }
         }
         set.shared = shared;

@@ -39,6 +39,7 @@ import { checkManifest, checkManifestPut } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
 import { RegistryAuth, type Credentials } from './registry-auth.ts';
 import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
+import { describeTlsFailure } from './tls.ts';
 import { MANIFEST_MEDIA_TYPES, type BlobRef, type Manifest, type ManifestPut, type Store } from './store.ts';
 import { OCI_INDEX_MEDIA_TYPE, type ListReferrersOptions, type ReferrerDescriptor } from './store.ts';
 
@@ -199,15 +200,23 @@ export class RegistryStore implements Store {
       const authorization = sameOrigin ? this.auth.authorization(accessKey) : undefined;
       if (authorization) headers['Authorization'] = authorization;
       const target = url;
-      const response = await waitingFor(() => `${method} ${shownUrl(target)}: no response headers yet`, () =>
-        fetch(target, {
-          method,
-          headers,
-          ...(body !== undefined ? { body } : {}),
-          redirect: 'manual',
-          signal: requestSignal(this.#timeoutMs),
-        }),
-      );
+      let response: Response;
+      try {
+        response = await waitingFor(() => `${method} ${shownUrl(target)}: no response headers yet`, () =>
+          fetch(target, {
+            method,
+            headers,
+            ...(body !== undefined ? { body } : {}),
+            redirect: 'manual',
+            signal: requestSignal(this.#timeoutMs),
+          }),
+        );
+      } catch (error) {
+        // A certificate the client does not accept, or a peer that does not speak TLS: no retry changes that.
+        const tls = describeTlsFailure(error, target);
+        if (tls !== undefined) throw this.#fail('UNAVAILABLE', `${method} ${shownUrl(target)} for ${spec.repository || 'the registry'}: ${tls}`, spec.repository, spec.reference, { tls: true }, error);
+        throw error;
+      }
       if ([301, 302, 303, 307, 308].includes(response.status)) {
         const location = response.headers.get('location');
         await discardBody(response);
@@ -283,10 +292,14 @@ export class RegistryStore implements Store {
   /** Turn an unexpected response into a typed error (the body read is bounded). */
   async #unexpected(response: Response, spec: RequestSpec, what: string): Promise<StorageError> {
     let errors: RegistryErrorEntry[] = [];
+    let plainToTls = false;
     try {
       const body = await readBodyBounded(response, MAX_ERROR_BODY_BYTES);
       if (body.kind === 'ok' && body.bytes.byteLength > 0) {
-        const parsed: unknown = JSON.parse(new TextDecoder().decode(body.bytes));
+        const text = new TextDecoder().decode(body.bytes);
+        // Go's net/http answers plain HTTP sent to its TLS port with this 400.
+        plainToTls = response.status === 400 && this.#base.protocol === 'http:' && /HTTP request to an HTTPS server/i.test(text);
+        const parsed: unknown = JSON.parse(text);
         if (isRecord(parsed) && Array.isArray(parsed['errors'])) {
           errors = parsed['errors'].filter(isRecord).slice(0, 10).map((e) => ({
             code: typeof e['code'] === 'string' ? clip(e['code'], 64) : '',
@@ -310,7 +323,11 @@ export class RegistryStore implements Store {
     else if (codes.some((c) => c.startsWith('MANIFEST_') || c === 'BLOB_UNKNOWN')) code = 'INVALID_MANIFEST';
     else code = 'PROTOCOL';
     const first = errors[0];
-    const reason = first ? `: ${first.code}${first.message ? ` (${first.message})` : ''}` : '';
+    const reason = first
+      ? `: ${first.code}${first.message ? ` (${first.message})` : ''}`
+      : plainToTls
+        ? ': it serves HTTPS and this request was plain HTTP (for a loopback registry, --https)'
+        : '';
     return this.#fail(code, `${what} ${spec.reference || ''} in ${spec.repository}: registry answered HTTP ${status}${reason}`.replace('  ', ' '), spec.repository, spec.reference, { status, registryErrors: errors });
   }
 
