@@ -7,15 +7,23 @@
  *   otherwise), cache the token until shortly before `expires_in`, and send it
  *   for later requests of the same repository and access class.
  * The caller retries the request once after a successful answer to a challenge.
+ *
+ * Credentials are a username and password, or an identity token (Docker's
+ * `<token>` user: an OAuth2 refresh token). An identity token is exchanged, as
+ * Docker does, by POSTing the OAuth2 refresh-token grant to the Bearer realm
+ * (`grant_type=refresh_token`, `service`, `scope`, `client_id`) for an access
+ * token; it is never sent as a password, and a registry that asks for Basic
+ * auth is refused with a message saying why.
  */
 import { requestSignal, waitingFor } from './deadline.ts';
 import { readBodyBounded } from './http-body.ts';
 import { StorageError, type StorageErrorDetail } from './storage-error.ts';
 
-export interface Credentials {
-  username: string;
-  password: string;
-}
+/** A username and password, or an identity token (an OAuth2 refresh token for the registry's token service). */
+export type Credentials = { username: string; password: string } | { identityToken: string };
+
+/** The OAuth2 client id sent with an identity token (the token service may log it). */
+const OAUTH_CLIENT_ID = 'tufoci';
 
 export interface Challenge {
   scheme: string;
@@ -92,7 +100,7 @@ export class RegistryAuth {
   }
 
   #basicHeader(): string | undefined {
-    if (!this.#credentials) return undefined;
+    if (!this.#credentials || !('username' in this.#credentials)) return undefined;
     const { username, password } = this.#credentials;
     return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
   }
@@ -135,6 +143,13 @@ export class RegistryAuth {
       this.#accessTokens.set(accessKey, key);
       return true;
     }
+    if (challenges.some((c) => c.scheme === 'basic') && this.#credentials && 'identityToken' in this.#credentials) {
+      throw new StorageError(
+        'UNAUTHORIZED',
+        `the registry asks for Basic auth for ${detail.repository || 'its API'}, but its credentials are an identity token (Docker's "<token>" user), which only token (Bearer) authentication can use; give a username and password instead`,
+        detail,
+      );
+    }
     if (challenges.some((c) => c.scheme === 'basic') && this.#credentials && !this.#basic) {
       this.#basic = true;
       return true;
@@ -152,26 +167,45 @@ export class RegistryAuth {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new StorageError('PROTOCOL', `Bearer realm ${url.protocol} is not http(s)`, detail);
     }
-    if (service !== undefined) url.searchParams.set('service', service);
-    if (scope !== undefined) for (const s of scope.split(' ')) if (s) url.searchParams.append('scope', s);
+    const identityToken = this.#credentials && 'identityToken' in this.#credentials ? this.#credentials.identityToken : undefined;
     const headers: Record<string, string> = { 'User-Agent': this.#userAgent, Accept: 'application/json' };
-    const basic = this.#basicHeader();
-    if (basic) headers['Authorization'] = basic;
+    let init: RequestInit;
+    if (identityToken !== undefined) {
+      // OAuth2 refresh-token grant (distribution's docs/spec/auth/oauth.md): a form POST; scopes space-separated.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: OAUTH_CLIENT_ID });
+      if (service !== undefined) form.set('service', service);
+      const scopes = (scope ?? '').split(' ').filter((s) => s);
+      if (scopes.length) form.set('scope', scopes.join(' '));
+      headers['Content-Type'] = 'application/x-www-form-urlencoded';
+      init = { method: 'POST', headers, body: form.toString(), redirect: 'error' }; // the token never follows a redirect
+    } else {
+      if (service !== undefined) url.searchParams.set('service', service);
+      if (scope !== undefined) for (const s of scope.split(' ')) if (s) url.searchParams.append('scope', s);
+      const basic = this.#basicHeader();
+      if (basic) headers['Authorization'] = basic;
+      init = { headers };
+    }
+    const method = identityToken !== undefined ? 'POST' : 'GET';
     this.tokenRequests++;
     let response: Response;
     try {
-      response = await waitingFor(() => `GET ${url.origin}${url.pathname} (registry token): no response headers yet`, () => fetch(url, { headers, signal: requestSignal(this.#timeoutMs) }));
+      response = await waitingFor(() => `${method} ${url.origin}${url.pathname} (registry token): no response headers yet`, () => fetch(url, { ...init, signal: requestSignal(this.#timeoutMs) }));
     } catch (error) {
       throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} unreachable for ${detail.repository}`, detail, { cause: error });
     }
     let body;
     try {
-      body = await waitingFor(() => `GET ${url.origin}${url.pathname} (registry token): reading the response body`, () => readBodyBounded(response, MAX_TOKEN_RESPONSE_BYTES));
+      body = await waitingFor(() => `${method} ${url.origin}${url.pathname} (registry token): reading the response body`, () => readBodyBounded(response, MAX_TOKEN_RESPONSE_BYTES));
     } catch (error) {
       throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} failed mid-response`, detail, { cause: error });
     }
-    if (response.status === 401 || response.status === 403) {
-      throw new StorageError('UNAUTHORIZED', `token endpoint ${url.origin} refused ${this.#credentials ? 'the credentials' : 'anonymous access'} for ${detail.repository} (HTTP ${response.status})`, { ...detail, status: response.status });
+    const refused = identityToken !== undefined ? 'the identity token' : this.#credentials ? 'the credentials' : 'anonymous access';
+    if (response.status === 401 || response.status === 403 || (identityToken !== undefined && response.status === 400)) {
+      // OAuth2 answers a bad or expired refresh token with 400 invalid_grant.
+      throw new StorageError('UNAUTHORIZED', `token endpoint ${url.origin} refused ${refused} for ${detail.repository} (HTTP ${response.status})`, { ...detail, status: response.status });
+    }
+    if (identityToken !== undefined && (response.status === 404 || response.status === 405)) {
+      throw new StorageError('UNAUTHORIZED', `token endpoint ${url.origin} does not take OAuth2 POSTs (HTTP ${response.status}), so it cannot use an identity token; give a username and password instead`, { ...detail, status: response.status });
     }
     if (response.status !== 200) {
       const code = response.status >= 500 || response.status === 429 ? 'UNAVAILABLE' : 'PROTOCOL';
