@@ -1,17 +1,18 @@
 /**
  * Image references and registry access for the CLI: `<host[:port]>/<repo>:<tag>`,
  * credentials from flags, TUFOCI_REGISTRY_USERNAME/PASSWORD, or the standard
- * Docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`,
- * `auths.<host>.auth` = base64 "user:password"). Loopback hosts use plain
- * HTTP; others HTTPS unless --plain-http.
+ * Docker config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`:
+ * credHelpers, credsStore, auths; see docker-credentials.ts). Loopback hosts
+ * use plain HTTP unless --https; others HTTPS unless --plain-http. --ca-file
+ * adds a private CA to the certificates HTTPS trusts (src/storage/tls.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { isRepositoryName, isTag } from '../storage/names.ts';
 import type { Credentials } from '../storage/registry-auth.ts';
 import { RegistryStore } from '../storage/registry-store.ts';
+import { TlsTrustError, trustCertificates } from '../storage/tls.ts';
 import { UsageError } from './common.ts';
+import { DOCKER_HUB_API_HOST, DOCKER_HUB_KEY, dockerConfigKey, dockerCredentials } from './docker-credentials.ts';
 
 export interface ImageRef {
   host: string;
@@ -31,36 +32,75 @@ export function parseImageRef(ref: string): ImageRef {
   return { host, repository, tag };
 }
 
-function dockerCredentials(host: string): Credentials | undefined {
-  const path = join(process.env['DOCKER_CONFIG'] ?? join(homedir(), '.docker'), 'config.json');
-  if (!existsSync(path)) return undefined;
+export function isLoopbackHost(host: string): boolean {
+  return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host);
+}
+
+export interface RegistryFlags {
+  'plain-http'?: boolean | undefined;
+  https?: boolean | undefined;
+  'ca-file'?: string | undefined;
+  'registry-username'?: string | undefined;
+  'registry-password'?: string | undefined;
+}
+
+/** `--ca-file FILE`: trust the CA certificate(s) in FILE (PEM) for this process's TLS connections. */
+export function trustCaFile(file: string | undefined): void {
+  if (file === undefined) return;
+  let pem: string;
   try {
-    const config = JSON.parse(readFileSync(path, 'utf8')) as { auths?: Record<string, { auth?: string }> };
-    const auth = config.auths?.[host]?.auth ?? config.auths?.[`https://${host}`]?.auth;
-    if (!auth) return undefined;
-    const text = Buffer.from(auth, 'base64').toString('utf8');
-    const i = text.indexOf(':');
-    return i > 0 ? { username: text.slice(0, i), password: text.slice(i + 1) } : undefined;
-  } catch {
-    throw new UsageError(`${path} is not valid JSON`);
+    pem = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--ca-file ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : ((error as Error).message ?? String(error))}`);
+  }
+  try {
+    trustCertificates(pem, `--ca-file ${file}`);
+  } catch (error) {
+    if (error instanceof TlsTrustError) throw new UsageError(error.message);
+    throw error;
   }
 }
 
-export function registryFor(host: string, flags: { 'plain-http'?: boolean | undefined; 'registry-username'?: string | undefined; 'registry-password'?: string | undefined }): RegistryStore {
-  const loopback = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host);
-  const scheme = flags['plain-http'] || loopback ? 'http' : 'https';
+/** TUFOCI_CREDENTIAL_HELPER_TIMEOUT (seconds) → milliseconds for credential helpers. */
+function helperTimeoutMs(): number | undefined {
+  const text = process.env['TUFOCI_CREDENTIAL_HELPER_TIMEOUT'];
+  if (text === undefined || text === '') return undefined;
+  const seconds = /^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(text) ? Number(text) : NaN;
+  if (!(seconds > 0 && seconds <= 3600)) throw new UsageError(`TUFOCI_CREDENTIAL_HELPER_TIMEOUT must be seconds above 0 and at most 3600, got "${text.slice(0, 40)}"`);
+  return Math.round(seconds * 1000);
+}
+
+/**
+ * The registry of an image reference's host, with its credentials: the flags (or
+ * TUFOCI_REGISTRY_USERNAME/PASSWORD) first, else Docker's configuration
+ * (docker-credentials.ts: credHelpers, credsStore, auths). HTTPS, except plain HTTP
+ * for loopback hosts (unless --https) and with --plain-http.
+ */
+export async function registryFor(host: string, flags: RegistryFlags): Promise<RegistryStore> {
+  if (flags['plain-http'] && flags.https) throw new UsageError('--plain-http and --https contradict each other');
+  trustCaFile(flags['ca-file']);
+  const scheme = flags.https ? 'https' : flags['plain-http'] || isLoopbackHost(host) ? 'http' : 'https';
   const username = flags['registry-username'] ?? process.env['TUFOCI_REGISTRY_USERNAME'];
   const password = flags['registry-password'] ?? process.env['TUFOCI_REGISTRY_PASSWORD'];
-  const credentials = username !== undefined ? { username, password: password ?? '' } : dockerCredentials(host);
-  return new RegistryStore({ url: `${scheme}://${host}`, ...(credentials ? { credentials } : {}) });
+  const timeoutMs = helperTimeoutMs();
+  const credentials: Credentials | undefined =
+    username !== undefined ? { username, password: password ?? '' } : (await dockerCredentials(host, timeoutMs !== undefined ? { timeoutMs } : {}))?.credentials;
+  const apiHost = dockerConfigKey(host) === DOCKER_HUB_KEY ? DOCKER_HUB_API_HOST : host;
+  return new RegistryStore({ url: `${scheme}://${apiHost}`, ...(credentials ? { credentials } : {}) });
 }
 
 export const REGISTRY_OPTIONS = {
   'plain-http': { type: 'boolean' },
+  https: { type: 'boolean' },
+  'ca-file': { type: 'string' },
   'registry-username': { type: 'string' },
   'registry-password': { type: 'string' },
 } as const;
 
-export const REGISTRY_HELP = `  --plain-http            talk HTTP to the registry (loopback hosts always do)
-  --registry-username U   registry credentials (or TUFOCI_REGISTRY_USERNAME/PASSWORD,
-  --registry-password P   or ~/.docker/config.json auths)`;
+export const REGISTRY_HELP = `  --plain-http            talk plain HTTP to the registry (loopback hosts do unless --https)
+  --https                 talk HTTPS to a loopback registry too
+  --ca-file FILE          trust the CA certificate(s) in FILE (PEM) for HTTPS, next to the
+                          public roots and NODE_EXTRA_CA_CERTS (registry, token service, --server)
+  --registry-username U   registry credentials (or TUFOCI_REGISTRY_USERNAME/PASSWORD); without
+  --registry-password P   them, Docker's config.json: credHelpers, credsStore (docker-credential-*
+                          helpers), auths — as docker login left them`;

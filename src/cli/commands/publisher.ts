@@ -22,7 +22,7 @@ ${REGISTRY_HELP}`;
 
 async function resolveAndSign(ref: string, keyFile: string, flags: Record<string, unknown>) {
   const image = parseImageRef(ref);
-  const store = registryFor(image.host, flags);
+  const store = await registryFor(image.host, flags);
   const signer = await loadSigner(keyFile);
   const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
   const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
@@ -216,7 +216,7 @@ async function resolveDescriptor(
   values: Parameters<typeof registryFor>[1],
 ): Promise<{ image: ReturnType<typeof parseImageRef>; descriptor: ImageTarget & { size: number }; signature: string | undefined }> {
   const image = parseImageRef(ref);
-  const store = registryFor(image.host, values);
+  const store = await registryFor(image.host, values);
   const manifest = await store.getManifest(image.repository, image.tag, 4 * 1024 * 1024);
   const descriptor = { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.byteLength };
   let signature: string | undefined;
