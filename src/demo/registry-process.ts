@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -15,7 +16,7 @@ export const REGISTRY_BINARY = '/usr/bin/docker-registry';
 
 export interface RegistryProcess {
   name: string;
-  /** `127.0.0.1:<port>`, as image references name it. */
+  /** `127.0.0.1:<port>` (or the listen host's), as image references name it. */
   host: string;
   url: string;
   port: number;
@@ -44,11 +45,16 @@ export interface RegistryProcessOptions {
   onSpawn?: (pid: number) => void;
   /** Require HTTP Basic auth: the htpasswd file's content (bcrypt entries). */
   htpasswd?: string;
+  /** Listen on this address instead of 127.0.0.1 (the port is still picked free on loopback). */
+  listenHost?: string;
+  /** Serve HTTPS: certificate and key files (PEM), and the CA (PEM text) the readiness probe trusts. */
+  tls?: { certificate: string; key: string; ca: string };
 }
 
 export async function startRegistryProcess(name: string, parentDir: string, opts: RegistryProcessOptions = {}): Promise<RegistryProcess> {
   const dir = await mkdtemp(join(parentDir, `registry-${name}-`));
   const port = await freeLoopbackPort();
+  const listenHost = opts.listenHost ?? '127.0.0.1';
   const storageDir = join(dir, 'data');
   if (opts.htpasswd !== undefined) await writeFile(join(dir, 'htpasswd'), opts.htpasswd);
   const config = [
@@ -66,8 +72,9 @@ export async function startRegistryProcess(name: string, parentDir: string, opts
     '    uploadpurging:',
     '      enabled: false',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${listenHost}:${port}`,
     `  secret: ${randomBytes(16).toString('hex')}`,
+    ...(opts.tls ? ['  tls:', `    certificate: ${opts.tls.certificate}`, `    key: ${opts.tls.key}`] : []),
     ...(opts.htpasswd !== undefined ? ['auth:', '  htpasswd:', `    realm: tufoci-${name}`, `    path: ${join(dir, 'htpasswd')}`] : []),
     '',
   ].join('\n');
@@ -95,7 +102,23 @@ export async function startRegistryProcess(name: string, parentDir: string, opts
     }
     await rm(dir, { recursive: true, force: true });
   };
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${listenHost}:${port}`;
+  const tls = opts.tls;
+  const probe = (): Promise<number> =>
+    tls
+      ? new Promise((resolve, reject) => {
+          const req = httpsRequest(`${url}/v2/`, { ca: tls.ca, timeout: 1000, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.once('error', reject);
+          req.once('timeout', () => req.destroy(new Error('timeout')));
+          req.end();
+        })
+      : fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) }).then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        });
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (!alive()) {
@@ -103,9 +126,7 @@ export async function startRegistryProcess(name: string, parentDir: string, opts
       throw new Error(`docker-registry (${name}) exited with ${child.exitCode}: ${stderr.trim()}`);
     }
     try {
-      const r = await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
-      await r.body?.cancel();
-      if (r.status === (opts.htpasswd !== undefined ? 401 : 200)) break;
+      if ((await probe()) === (opts.htpasswd !== undefined ? 401 : 200)) break;
     } catch {
       // not listening yet
     }
@@ -117,7 +138,7 @@ export async function startRegistryProcess(name: string, parentDir: string, opts
   }
   return {
     name,
-    host: `127.0.0.1:${port}`,
+    host: `${listenHost}:${port}`,
     url,
     port,
     pid,

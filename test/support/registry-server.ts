@@ -17,6 +17,10 @@ export { REGISTRY_BINARY };
 export interface RegistryServerOptions {
   /** Require HTTP Basic auth with this user (htpasswd, bcrypt). */
   basicAuth?: { username: string; password: string };
+  /** Listen on this address instead of 127.0.0.1. */
+  listenHost?: string;
+  /** Serve HTTPS with this certificate and key (files), trusted through `ca` (PEM text). */
+  tls?: { certificate: string; key: string; ca: string };
 }
 
 export interface RegistryServer {
@@ -62,7 +66,11 @@ export function bcryptHash(password: string): string {
 
 export async function startRegistry(options: RegistryServerOptions = {}): Promise<RegistryServer> {
   assertRegistryBinary();
-  const r = await startRegistryProcess('test', tmpdir(), options.basicAuth ? { htpasswd: `${options.basicAuth.username}:${bcryptHash(options.basicAuth.password)}\n` } : {});
+  const r = await startRegistryProcess('test', tmpdir(), {
+    ...(options.basicAuth ? { htpasswd: `${options.basicAuth.username}:${bcryptHash(options.basicAuth.password)}\n` } : {}),
+    ...(options.listenHost ? { listenHost: options.listenHost } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+  });
   return {
     url: r.url,
     port: r.port,
