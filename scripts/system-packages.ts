@@ -18,6 +18,11 @@ export interface SystemPackage {
 export const DOCKER_REGISTRY: SystemPackage = { pkg: 'docker-registry', bin: '/usr/bin/docker-registry' };
 export const REDIS_SERVER: SystemPackage = { pkg: 'redis-server', bin: '/usr/bin/redis-server' };
 export const SKOPEO: SystemPackage = { pkg: 'skopeo', bin: '/usr/bin/skopeo' };
+/** The real docker-credential-pass (test/cli/registry-credentials.test.ts), over pass and gpg; openssl makes the TLS tests' CA. */
+export const DOCKER_CREDENTIAL_PASS: SystemPackage = { pkg: 'golang-docker-credential-helpers', bin: '/usr/bin/docker-credential-pass' };
+export const PASS: SystemPackage = { pkg: 'pass', bin: '/usr/bin/pass' };
+export const GNUPG: SystemPackage = { pkg: 'gnupg', bin: '/usr/bin/gpg-agent' };
+export const OPENSSL: SystemPackage = { pkg: 'openssl', bin: '/usr/bin/openssl' };
 /** securesystemslib for Debian's /usr/bin/python3: the oracle of test/oracles/securesystemslib.test.ts. */
 export const PYTHON3_SECURESYSTEMSLIB: SystemPackage = {
   pkg: 'python3-securesystemslib',

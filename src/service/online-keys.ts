@@ -182,6 +182,10 @@ export class OnlineKeyring {
 
   async #createFirstSet(paths: Partial<Record<OnlineRole, string>>): Promise<void> {
     const dir = this.#dir as string;
+    for (const role of ONLINE_ROLES) {
+      const explicit = paths[role];
+      if (explicit) refuseStoredPin(role, explicit, this.#file()); // before set 0 exists: a corrected start can create it
+    }
     try {
       await mkdir(join(dir, 'set-0'), { mode: 0o700 }); // exclusive: one of several starting instances creates set 0
     } catch (e) {
@@ -202,7 +206,6 @@ export class OnlineKeyring {
     for (const role of ONLINE_ROLES) {
       const explicit = paths[role];
       if (explicit) {
-        refuseStoredPin(role, explicit, this.#file());
         files[role] = explicit;
         continue;
       }
