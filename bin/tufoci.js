@@ -2,7 +2,8 @@
 // The `tufoci` command's entry point, in plain JavaScript so that Node's compile cache is on before
 // the first module loads (TUFOCI_NO_COMPILE_CACHE=1 turns the cache off).
 //
-// An installed package ships dist/ (built JavaScript) and no src/: it runs dist/cli/main.js. A
+// An installed package ships dist/ (built JavaScript) and no src/: it runs dist/bin/tufoci.js, the
+// command bundled by scripts/build.ts (a few chunks instead of ~150 modules to resolve). A
 // checkout runs src/cli/main.ts, so an edit is never shadowed by a stale build; with every module
 // in the compile cache, Node does not load its type stripper at all.
 import { existsSync } from 'node:fs';
@@ -15,4 +16,4 @@ if (major < 22 || (major === 22 && minor < 22)) {
 }
 if (!process.env.TUFOCI_NO_COMPILE_CACHE) nodeModule.enableCompileCache?.();
 const source = new URL('../src/cli/main.ts', import.meta.url);
-await import(existsSync(source) ? source.href : new URL('../dist/cli/main.js', import.meta.url).href);
+await import(existsSync(source) ? source.href : new URL('../dist/bin/tufoci.js', import.meta.url).href);

@@ -4,8 +4,17 @@
  * specifiers of the JavaScript it emits (rewriteRelativeImportExtensions); its declaration
  * files keep them, so they are rewritten here to `.js`, which every TypeScript resolution
  * mode a consumer may use understands. The demo (src/demo) is not part of the package.
+ *
+ * Then the command: dist/cli/main.js and everything it loads is bundled by rolldown into
+ * dist/bin/ (one chunk per lazily loaded command group), with the client's libraries (tuf-js,
+ * @tufjs/*, @sigstore/core, canonicalize) inside and the service's (koa, @koa/router, ioredis,
+ * pino, prom-client) and the native pkcs11js left as imports. A command then loads a handful of
+ * files instead of a hundred and fifty modules resolved one by one, which is most of its start-up
+ * (docs/ARCHITECTURE.md, "Runtime and toolchain"). dist/bin/ sits two levels below the package
+ * root, as src/cli/ does, so the `import.meta.url`-relative paths (roles/, package.json) hold.
  */
 import { spawnSync } from 'node:child_process';
+import { rolldown } from 'rolldown';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,4 +45,14 @@ if (left.length) {
   console.error(`build: relative .ts specifiers left in ${left.map((e) => e.name).join(', ')}`);
   process.exit(1);
 }
-console.error(`build: dist/ written (${files} declaration files)`);
+
+const EXTERNAL = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client', 'pkcs11js'];
+const bundle = await rolldown({
+  input: { tufoci: join(dist, 'cli', 'main.js') },
+  platform: 'node',
+  external: (id) => EXTERNAL.some((name) => id === name || id.startsWith(`${name}/`)),
+  logLevel: 'warn',
+});
+const written = await bundle.write({ dir: join(dist, 'bin'), format: 'esm', entryFileNames: '[name].js', chunkFileNames: '[name]-[hash].js' });
+await bundle.close();
+console.error(`build: dist/ written (${files} declaration files; the command in ${written.output.length} chunks under dist/bin/)`);

@@ -114,7 +114,7 @@ let packedFiles: string[] = [];
 
 describe('the packed tarball', () => {
   it('holds the built package and none of the tests, fixtures, sources or keys', () => {
-    expect(packedFiles).toEqual(expect.arrayContaining(['package.json', 'bin/tufoci.js', 'dist/cli/main.js', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/service/index.js', 'dist/service/index.d.ts', 'roles/default.json', 'README.md']));
+    expect(packedFiles).toEqual(expect.arrayContaining(['package.json', 'bin/tufoci.js', 'dist/bin/tufoci.js', 'dist/cli/main.js', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/service/index.js', 'dist/service/index.d.ts', 'roles/default.json', 'README.md']));
     const stray = packedFiles.filter((f) => /^(test|fixtures|src|bench|scripts|deploy|docs|\.ci)\//.test(f) || f.startsWith('dist/demo/') || /\.(key|pem|tgz)$/.test(f) || f.includes('admin-token'));
     expect(stray).toEqual([]);
   });
