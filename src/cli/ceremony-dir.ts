@@ -16,6 +16,8 @@ import {
   MANIFEST_FILE,
   checkDefinedGroups,
   checkIntegrity,
+  describeShortfall,
+  keyOfSignature,
   parseManifest,
   signedDigest,
   thresholdGroup,
@@ -96,6 +98,14 @@ export function standing(files: readonly CeremonyFileRead[]): string[] {
   return lines;
 }
 
+/** What is left to do: the signatures still missing, or the upload. */
+export function nextStep(c: CeremonyRead): string {
+  const left = c.files.flatMap((f) => verifyGroups(f.parsed, f.entry.thresholds).filter((r) => !r.ok).map((r) => describeShortfall(f.entry.file, r)));
+  return left.length
+    ? `still needed: ${left.join('; ')}. Each keyholder runs tufoci sign-metadata ${c.dir} --key <their key> (offline; compare the sha256 above), then tufoci upload ${c.dir}`
+    : `every threshold is met: tufoci upload ${c.dir}`;
+}
+
 /** The manifest of a plan; files are parsed and checked as sign-metadata and upload will check them. */
 export async function writeCeremony(dir: string, plan: CeremonyPlan, out: Output): Promise<CeremonyRead> {
   const p = await policy();
@@ -103,7 +113,7 @@ export async function writeCeremony(dir: string, plan: CeremonyPlan, out: Output
   for (const f of plan.files) {
     const parsed = parseCeremonyFile(f, f.bytes, p);
     const entry: CeremonyFile = { file: f.file, role: f.role, version: parsed.md.signed.version, signedSha256: signedDigest(parsed.signedBytes), thresholds: f.thresholds };
-    const foreign = parsed.signatures.find((s) => !entry.thresholds.some((g) => g.keyids.includes(s.keyid)));
+    const foreign = parsed.signatures.find((s) => !keyOfSignature(entry, s.keyid));
     if (foreign) {
       throw new UsageError(`key ${short(foreign.keyid)} is not among the keys that sign ${f.file}: ${entry.thresholds.map((g) => `${g.label}: ${g.keyids.map(short).join(', ')}`).join('; ')}`);
     }
@@ -141,7 +151,7 @@ export async function writeCeremony(dir: string, plan: CeremonyPlan, out: Output
 
   out.say(`${plan.summary}: written to ${dir} (not uploaded)`);
   for (const line of standing(files)) out.say(line);
-  out.say(`next: each keyholder runs tufoci sign-metadata ${dir} --key <their key> (offline; compare the sha256 above), then tufoci upload ${dir}`);
+  out.say(nextStep({ dir, manifest, files }));
   out.result(ceremonyJson({ dir, manifest, files }));
   return { dir, manifest, files };
 }

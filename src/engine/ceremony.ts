@@ -268,15 +268,26 @@ export function checkIntegrity(entry: CeremonyFile, parsed: AnyParsed): void {
     });
   }
   for (const s of parsed.signatures) {
-    const g = entry.thresholds.find((x) => x.keyids.includes(s.keyid));
-    if (!g) {
+    const key = keyOfSignature(entry, s.keyid);
+    if (!key) {
       throw new CeremonyError('TAMPERED', `${entry.file} carries a signature by key ${s.keyid.slice(0, 12)}, which none of its thresholds (${entry.thresholds.map((x) => x.label).join('; ')}) lists`, { detail: { ...detail, keyid: s.keyid } });
     }
-    const key = g.keys[s.keyid] as TufKeyJson;
     if (!verifySignature(parsePublicKey(s.keyid, key), parsed.signedBytes, s.sig)) {
       throw new CeremonyError('TAMPERED', `${entry.file}: the signature by key ${s.keyid.slice(0, 12)} does not verify: the file was changed after it was signed`, { detail: { ...detail, keyid: s.keyid } });
     }
   }
+}
+
+/**
+ * The key a signature under `keyid` is by: one a threshold of `entry` lists under that id, or one
+ * it lists under its legacy id whose specification id this is (a signer signs under both, signParts).
+ */
+export function keyOfSignature(entry: Pick<CeremonyFile, 'thresholds'>, keyid: string): TufKeyJson | undefined {
+  for (const g of entry.thresholds) {
+    if (Object.hasOwn(g.keys, keyid)) return g.keys[keyid];
+    for (const k of Object.values(g.keys)) if (keyIdsOf(k).correct === keyid) return k;
+  }
+  return undefined;
 }
 
 /** The thresholds of `entry` that list `key` (under its specification or its legacy id). */

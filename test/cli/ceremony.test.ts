@@ -328,6 +328,16 @@ describe('ceremony bad input: clear refusals, non-zero exits, nothing changed', 
     expect((await tufoci('upload', '--help')).stdout).toContain('usage: tufoci upload <DIR>');
   });
 
+  it('the service has the last word: a 1-of-1 ceremony meets its own thresholds, and production.json refuses it', async () => {
+    const lax = await tufoci('init', 'wabbit-networks/lax', '--root-key', 'root-alice.key', '--targets-key', 'targets-1.key', '--out', 'c-lax');
+    expect(lax.code, lax.stderr).toBe(0);
+    expect(lax.stdout).toContain('every threshold is met');
+    const up = await tufoci('upload', 'c-lax');
+    expect(up.code).toBe(1);
+    expect(up.stderr).toMatch(/root threshold 1 is below the policy minimum 2 \(POLICY_VIOLATION\)/);
+    expect(await clientRefusal(client.status('wabbit-networks/lax'))).toMatchObject({ code: 'REPO_NOT_FOUND' });
+  });
+
   it('no private key material in any ceremony directory or in anything printed', async () => {
     const secrets = [...ids.keys()].map((n) => readFileSync(at(`${n}.key`), 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'))[0] as string);
     for (const d of readdirSync(dir).filter((d) => d.startsWith('c-'))) {

@@ -33,7 +33,7 @@ import { loadSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import { ServiceClientError, type RepositoryStatus, type ServiceClient, type UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, serviceClient } from '../common.ts';
-import { ceremonyJson, parseCeremonyFile, readCeremony, standing, writeFileAtomic, type CeremonyFileRead, type CeremonyParsed, type CeremonyPlan, type CeremonyRead } from '../ceremony-dir.ts';
+import { ceremonyJson, nextStep, parseCeremonyFile, readCeremony, standing, writeFileAtomic, type CeremonyFileRead, type CeremonyParsed, type CeremonyPlan, type CeremonyRead } from '../ceremony-dir.ts';
 import { currentRoot } from './rotate.ts';
 
 const short = (id: string): string => id.slice(0, 12);
@@ -120,7 +120,13 @@ export async function signMetadataCommand(argv: string[]): Promise<void> {
   }
   for (const s of signed) await writeFileAtomic(s.f.path, s.bytes);
 
-  const now: CeremonyRead = { ...c, files: c.files.map((f) => signed.find((s) => s.f === f) ? { ...f, parsed: (signed.find((s) => s.f === f) as { parsed: CeremonyParsed }).parsed } : f) };
+  const now: CeremonyRead = {
+    ...c,
+    files: c.files.map((f) => {
+      const s = signed.find((x) => x.f === f);
+      return s ? { ...f, parsed: s.parsed } : f;
+    }),
+  };
   const out = output(values.json ?? false);
   out.say(`${c.manifest.summary} (${c.manifest.repository} on ${c.manifest.server})`);
   for (const s of signed) {
@@ -128,8 +134,7 @@ export async function signMetadataCommand(argv: string[]): Promise<void> {
   }
   for (const f of already) out.say(`already signed by this key: ${f.entry.file} (not signed again)`);
   for (const line of standing(now.files)) out.say(line);
-  const left = now.files.flatMap((f) => verifyGroups(f.parsed, f.entry.thresholds).filter((r) => !r.ok).map((r) => describeShortfall(f.entry.file, r)));
-  out.say(left.length ? `still needed before tufoci upload ${dir}: ${left.join('; ')}` : `every threshold is met: tufoci upload ${dir}`);
+  out.say(nextStep(now));
   out.result({ ...ceremonyJson(now), keyid: signer.keyid, signed: signed.map((s) => s.f.entry.file), alreadySigned: already.map((f) => f.entry.file) });
 }
 
