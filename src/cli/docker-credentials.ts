@@ -25,7 +25,6 @@
  * credentials JSON is a `CredentialHelperError` naming the helper, where it
  * was configured and the registry, never the secret. Nothing here logs.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +95,8 @@ export function runCredentialHelper(name: string, serverUrl: string, opts: Helpe
     return Promise.reject(new UsageError(`credential helper name "${name.slice(0, 100)}"${opts.origin ? ` (${opts.origin})` : ''} is not a plain program suffix (letters, digits, . _ -)`));
   }
   return new Promise((resolve, reject) => {
+    // Loaded only when a helper runs (node:child_process is a few ms of every command's start-up).
+    const { spawn } = process.getBuiltinModule('node:child_process');
     const child = spawn(program, ['get'], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let outBytes = 0;

@@ -15,7 +15,6 @@
  *   sentence naming the problem and the fix. Such failures are not transient:
  *   callers do not retry them.
  */
-import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 
 export class TlsTrustError extends Error {}
@@ -48,7 +47,9 @@ const trusted = new Set<string>();
 export function trustCertificates(pem: string, source: string): number {
   const certificates = parseCertificates(pem, source).filter((c) => !trusted.has(c));
   if (certificates.length === 0) return 0;
-  setDefaultCACertificates([...getCACertificates('default'), ...certificates]);
+  // Loaded only here: node:tls costs ~10 ms of start-up that commands without --ca-file need not pay.
+  const tls = process.getBuiltinModule('node:tls');
+  tls.setDefaultCACertificates([...tls.getCACertificates('default'), ...certificates]);
   for (const c of certificates) trusted.add(c);
   return certificates.length;
 }
