@@ -23,6 +23,8 @@ export const DOCKER_CREDENTIAL_PASS: SystemPackage = { pkg: 'golang-docker-crede
 export const PASS: SystemPackage = { pkg: 'pass', bin: '/usr/bin/pass' };
 export const GNUPG: SystemPackage = { pkg: 'gnupg', bin: '/usr/bin/gpg-agent' };
 export const OPENSSL: SystemPackage = { pkg: 'openssl', bin: '/usr/bin/openssl' };
+/** SoftHSM2 (softhsm2-util and /usr/lib/softhsm/libsofthsm2.so): the PKCS#11 token of test/keys/pkcs11.test.ts and test/cli/pkcs11.test.ts. */
+export const SOFTHSM2: SystemPackage = { pkg: 'softhsm2', bin: '/usr/bin/softhsm2-util' };
 /** securesystemslib for Debian's /usr/bin/python3: the oracle of test/oracles/securesystemslib.test.ts. */
 export const PYTHON3_SECURESYSTEMSLIB: SystemPackage = {
   pkg: 'python3-securesystemslib',

@@ -4,7 +4,8 @@
  * 1. Makes sure the system packages the integration tests start are installed
  *    (docker-registry, redis-server, skopeo; python3-securesystemslib for the
  *    oracle tests; docker-credential-pass with pass and gnupg, and openssl,
- *    for the credential helper and private-CA tests). When one is missing and we are root on Debian, it
+ *    for the credential helper and private-CA tests; softhsm2 for the PKCS#11
+ *    tests). When one is missing and we are root on Debian, it
  *    installs it with apt-get; otherwise it stops with the command to run. Tests never skip for a missing server.
  * 2. Runs vitest (default reporter on the terminal, JSON reporter to a file).
  * 3. Prints the plain closing line `N passed, N failed` derived from the JSON
@@ -12,9 +13,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { DOCKER_CREDENTIAL_PASS, DOCKER_REGISTRY, GNUPG, OPENSSL, PASS, PYTHON3_SECURESYSTEMSLIB, REDIS_SERVER, SKOPEO, ensureSystemPackages } from './system-packages.ts';
+import { DOCKER_CREDENTIAL_PASS, DOCKER_REGISTRY, GNUPG, OPENSSL, PASS, PYTHON3_SECURESYSTEMSLIB, REDIS_SERVER, SKOPEO, SOFTHSM2, ensureSystemPackages } from './system-packages.ts';
 
-const packages = ensureSystemPackages([DOCKER_REGISTRY, REDIS_SERVER, SKOPEO, PYTHON3_SECURESYSTEMSLIB, DOCKER_CREDENTIAL_PASS, PASS, GNUPG, OPENSSL], 'the integration tests');
+const packages = ensureSystemPackages([DOCKER_REGISTRY, REDIS_SERVER, SKOPEO, PYTHON3_SECURESYSTEMSLIB, DOCKER_CREDENTIAL_PASS, PASS, GNUPG, OPENSSL, SOFTHSM2], 'the integration tests');
 if (!packages.ok) {
   console.error(packages.message);
   process.exit(2);
