@@ -52,6 +52,10 @@ commands:
   sign-metadata  add your signature to a ceremony directory (init|delegate|rotate root --out DIR)
   upload     send a ceremony directory once every threshold is met
 
+keys: wherever a command takes a key file, a pkcs11: URI (RFC 7512) names a key in an HSM
+instead, e.g. --root-key 'pkcs11:token=tufoci;object=root-1?pin-source=file:/run/pin'
+(module: module-path=, TUFOCI_PKCS11_MODULE, else /usr/lib/softhsm/libsofthsm2.so)
+
 run "tufoci <command> --help" for a command's options; "tufoci --version" for the version`;
 
 const SERVE_HELP = `usage: tufoci serve [options]
