@@ -62,6 +62,14 @@ export function requestedBins(state: RepoState, role: string): number | undefine
   return undefined;
 }
 
+/**
+ * The hash bins a service-held role spreads its tags over: the count its delegation asks for, or
+ * the bins it already delegates to (set up by the service when the role outgrew one file).
+ */
+export function heldBins(state: RepoState, role: string): number | undefined {
+  return requestedBins(state, role) ?? state.targets.get(role)?.md.signed.delegations?.succinctRoles?.numberOfBins;
+}
+
 /** Job roles `role` delegates to, with the end of their grants. */
 export function jobsOf(targets: Targets | undefined): Array<{ role: string; endsAt: number }> {
   const out: Array<{ role: string; endsAt: number }> = [];

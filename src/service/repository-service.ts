@@ -42,9 +42,9 @@ import {
   type VerificationResult,
 } from '../engine/index.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
-import { buildTargets, isoExpiry, putDelegation, signParts, targetFile, type ImageTarget } from '../engine/build.ts';
+import { binsFor, buildTargets, isoExpiry, putDelegation, signParts, targetFile, type ImageTarget } from '../engine/build.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
-import { foldJobs, jobEndsAt, jobRoleName, jobsOf, requestedBins, serviceHeldRoles } from '../engine/jobs.ts';
+import { foldJobs, heldBins, jobEndsAt, jobRoleName, jobsOf, serviceHeldRoles } from '../engine/jobs.ts';
 import { signedFromJSON, signedToJSON } from '../engine/models.ts';
 import { currentVersion } from '../engine/state.ts';
 import { delegationChain, delegationOf, delegationsOf, resolveTarget } from '../engine/state.ts';
@@ -568,7 +568,16 @@ export class RepositoryService {
    */
   async #signTags(repository: string, state: RepoState, role: string, tags: ReadonlyMap<string, ImageTarget>): Promise<Array<{ state: RepoState; file: MetadataFile }>> {
     const entries = (m: ReadonlyMap<string, ImageTarget> | Record<string, unknown>) => (m instanceof Map ? [...m].map(([t, x]) => [t, targetFile(t, x).toJSON()] as const) : Object.entries(m));
-    const bins = requestedBins(state, role);
+    let bins = heldBins(state, role);
+    if (bins === undefined) {
+      // A role that would outgrow one file moves to hash bins the service sets up itself, rather
+      // than refusing the tags (publishTags refused them already if job roles keep it from that).
+      const listed = Object.keys(state.targets.get(role)?.md.signed.targets ?? {});
+      const total = new Set([...listed, ...tags.keys()]).size;
+      if (total > this.#d.policy.limits.maxTargetsPerRole && jobsOf(state.targets.get(role)?.md.signed).length === 0) {
+        bins = Math.max(2, binsFor(4 * total, this.#d.policy.bins.max));
+      }
+    }
     if (bins === undefined) {
       return [
         await this.#signServiceRole(repository, state, role, (json) => {
@@ -645,7 +654,7 @@ export class RepositoryService {
         detail: { repository, role },
       });
     }
-    if (requestedBins(head.state, role) !== undefined) {
+    if (heldBins(head.state, role) !== undefined) {
       throw new ServiceError('BAD_REQUEST', `"${role}" of ${repository} spreads its tags over hash bins, which cannot delegate to job roles; grants need a role without bins: tufoci delegate add ${repository} ${role} --online --expected-tags 0 --targets-key …`, {
         detail: { repository, role },
       });
@@ -1019,9 +1028,10 @@ export class RepositoryService {
       const pending = draft.tags.get(role);
       const fresh = names.filter((t) => !Object.hasOwn(listed, t) && !pending?.has(t)).length;
       const total = Object.keys(listed).length + (pending?.size ?? 0) + fresh;
-      // (A role with hash bins is bounded per bin, when the bins are signed.)
-      if (requestedBins(state, role) === undefined && total > policy.limits.maxTargetsPerRole) {
-        throw new EngineError('POLICY_VIOLATION', `${role} would list ${total} targets, above the limit of ${policy.limits.maxTargetsPerRole}; spread its tags over hash bins: tufoci delegate add ${repository} ${role} --online --paths <its paths> --expected-tags <how many> --targets-key <targets key> (the service then moves them)`, {
+      // A role with hash bins is bounded per bin, when the bins are signed; one without moves to
+      // bins then (#signTags), unless it delegates to job roles, which bins cannot hold.
+      if (heldBins(state, role) === undefined && jobsOf(state.targets.get(role)?.md.signed).length > 0 && total > policy.limits.maxTargetsPerRole) {
+        throw new EngineError('POLICY_VIOLATION', `${role} would list ${total} targets, above the limit of ${policy.limits.maxTargetsPerRole}, and it delegates to job roles, which hash bins cannot hold; once their grants have ended the service moves its tags into hash bins and takes more (no grants for ${role} meanwhile)`, {
           detail: { role, count: total, limit: policy.limits.maxTargetsPerRole },
         });
       }

@@ -5,7 +5,7 @@
  * them. Every verify runs through the client core and the unmodified tuf-js
  * Updater (both must agree), on the embedded-default service.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -14,8 +14,8 @@ import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
 import { VerifyError } from '../../src/client/verify-image.ts';
 import { verifyBothClients as verifyImage } from '../support/differential.ts';
-import { BINS_FIELD, binsFor, nextTargets, parseMetadata, signMetadata } from '../../src/engine/index.ts';
-import { generateKeyFiles, loadSignerFile, type FileSigner } from '../../src/keys/index.ts';
+import { BINS_FIELD, binsFor, buildTargets, isoExpiry, nextTargets, parseMetadata, signMetadata } from '../../src/engine/index.ts';
+import { InMemorySigner, generateKeyFiles, loadSignerFile, type FileSigner } from '../../src/keys/index.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { publishTag } from '../../src/cli/commands/publisher.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
@@ -149,5 +149,72 @@ describe('hash bins by default', () => {
       expect(e, String(bad)).toBeInstanceOf(ServiceClientError);
       expect((e as ServiceClientError).code).toBe('BAD_DELEGATION');
     }
+  });
+});
+
+describe('the service bins a role it holds once it outgrows one file', () => {
+  // A policy whose roles list at most 8 targets, so that "outgrows" takes 9 tags, not 4,097.
+  let small: RunningServer;
+  let smallClient: ServiceClient;
+  let SS: string[];
+  beforeAll(async () => {
+    const policy = JSON.parse(readFileSync(new URL('../../roles/default.json', import.meta.url), 'utf8')) as { limits: Record<string, number> };
+    policy.limits['maxTargetsPerRole'] = 8;
+    const policyFile = join(dir, 'small-roles.json');
+    writeFileSync(policyFile, JSON.stringify(policy));
+    small = await startServer({ dataDir: join(dir, 'small'), port: 0, policyFile, logger: pino({ level: 'silent' }) });
+    const token = readFileSync(join(dir, 'small', 'admin-token'), 'utf8').trim();
+    smallClient = new ServiceClient({ url: small.url, token });
+    SS = ['--server', small.url, '--token', token];
+  });
+  afterAll(async () => small?.close());
+
+  const put = async (repo: string, tags: string[], images: Map<string, PushedImage>): Promise<void> => {
+    const batch: Record<string, PushedImage> = {};
+    for (const tag of tags) batch[tag] = await pushImage(small.store, repo, tag, `${repo} ${tag}`);
+    for (const [t, i] of Object.entries(batch)) images.set(t, i);
+    await smallClient.publishTags(repo, 'ci', Object.fromEntries(Object.entries(batch).map(([t, i]) => [t, { ...i }])));
+  };
+  const ciOf = async (repo: string) => {
+    const r = (await smallClient.status(repo)).roles.find((x) => x.role === 'ci')!;
+    return parseMetadata('targets', await smallClient.metadata(repo, `${r.version}.ci.json`), 4 << 20, 'ci').md.signed;
+  };
+
+  it('service-signed tags past the limit go into hash bins the service sets up itself (no request, no refusal); every tag verifies; grants then are refused', async () => {
+    const repo = 'bins/auto';
+    const root = join(dir, 'auto.root.json');
+    await runCommandJson(init, [repo, '--root-key', join(dir, 'root.key'), '--targets-key', join(dir, 'targets.key'), '--root-out', root], SS);
+    await runCommandJson(delegate, ['add', repo, 'ci', '--online', '--paths', 'v*', '--targets-key', join(dir, 'targets.key')], SS);
+    const pin = readFileSync(root);
+    const images = new Map<string, PushedImage>();
+    await put(repo, ['v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8'], images);
+    expect(Object.keys((await ciOf(repo)).targets)).toHaveLength(8);
+    await put(repo, ['v9', 'v10'], images);
+    const ci = await ciOf(repo);
+    expect(ci.delegations?.succinctRoles?.numberOfBins).toBeGreaterThanOrEqual(2);
+    expect(Object.keys(ci.targets)).toEqual([]);
+    await put(repo, ['v11'], images); // later tags go straight into the bins
+    for (const [tag, image] of images) expect((await verifyImage({ store: small.store, repository: repo, tag, trustedRoot: pin })).digest, tag).toBe(image.digest);
+    const grant = await smallClient.createGrant(repo, { role: 'ci', paths: ['v*'], ttlSeconds: 600 }).catch((e: unknown) => e);
+    expect(grant).toBeInstanceOf(ServiceClientError);
+  });
+
+  it('a role with job roles delegated cannot move to bins: past the limit the tag is refused, naming the fix', async () => {
+    const repo = 'bins/jobs';
+    await runCommandJson(init, [repo, '--root-key', join(dir, 'root.key'), '--targets-key', join(dir, 'targets.key'), '--root-out', join(dir, 'jobs.root.json')], SS);
+    await runCommandJson(delegate, ['add', repo, 'ci', '--online', '--paths', 'v*', '--targets-key', join(dir, 'targets.key')], SS);
+    const images = new Map<string, PushedImage>();
+    await put(repo, ['v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8'], images);
+    const grant = await smallClient.createGrant(repo, { role: 'ci', paths: ['vjob*'], ttlSeconds: 600 });
+    const key = InMemorySigner.generate();
+    const job = await smallClient.withToken(grant.token).redeemGrant(repo, key.public);
+    const w1 = await pushImage(small.store, repo, 'vjob1', 'job build');
+    const jobRole = buildTargets({ version: 1, expires: isoExpiry(Date.now() + 30 * 60_000), targets: { vjob1: { digest: w1.digest, size: w1.size, mediaType: w1.mediaType } } });
+    await smallClient.withToken(grant.token).upload(repo, `1.${job.jobRole}.json`, await signMetadata(jobRole, [key]));
+    expect(Object.keys((await ciOf(repo)).delegations?.roles ?? {})).toEqual([job.jobRole]);
+    const e = await put(repo, ['v9'], images).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ServiceClientError);
+    expect((e as ServiceClientError).message).toMatch(/above the limit of 8/);
+    expect(Object.keys((await ciOf(repo)).targets)).toHaveLength(8);
   });
 });
