@@ -4,8 +4,8 @@
  * and targets): `init --out` with no key (and with one), separate `sign-metadata` runs per
  * keyholder, `upload` refused until every threshold is met; then `delegate add --out` and a root
  * rotation through a directory, old and new keys signing; CI publishes and the unmodified tuf-js
- * Updater (with the client core, test/support/differential.ts) verifies from the pinned 1.root.json.
- * Then bad input: a tampered file or manifest, a key that signs for nothing, a key that signed
+ * Updater (with the client core, test/support/differential.ts) verifies from the pinned 1.root.json;
+ * a keyholder signs with a key in an HSM (SoftHSM2). Then bad input: a tampered file or manifest, a key that signs for nothing, a key that signed
  * already, a directory that is no ceremony, a stale one, another service.
  */
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { verifyBothClients } from '../support/differential.ts';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';
 import { clientRefusal, runTufoci, type CliResult } from '../support/cli.ts';
+import { createSoftHsm, type SoftHsm } from '../support/softhsm.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tufoci-ceremony-'));
 const REPO = 'wabbit-networks/net-monitor';
@@ -31,6 +32,8 @@ let client: ServiceClient;
 let store: RegistryStore;
 let env: NodeJS.ProcessEnv;
 let v1: PushedImage;
+let hsm: SoftHsm;
+const HSM_PIN = '975310';
 const ids = new Map<string, string>();
 const runs: CliResult[] = [];
 
@@ -59,10 +62,16 @@ beforeAll(async () => {
     ['targets-1', 'ed25519'], ['targets-2', 'ecdsa-p256'], ['ci', 'ecdsa-p256'],
   ];
   for (const [name, type] of kinds) ids.set(name, (await generateKeyFiles(at(name), type)).keyid);
+  // One keyholder keeps a root key in an HSM (SoftHSM2 in a temporary directory).
+  hsm = createSoftHsm();
+  hsm.initToken('keyholder', HSM_PIN);
+  await hsm.generate('keyholder', HSM_PIN, [{ label: 'root-hsm', id: '21', type: 'ecdsa-p256' }]);
+  env = { ...env, ...hsm.env };
 });
 afterAll(async () => {
   await server?.close();
   await registry?.stop();
+  hsm?.remove();
 });
 
 describe('offline signing ceremony (roles/production.json: 2-of-3 root, 2-of-2 targets)', () => {
@@ -223,6 +232,25 @@ describe('offline signing ceremony (roles/production.json: 2-of-3 root, 2-of-2 t
     const carol = await tufoci('sign-metadata', 'c-rot3', '--key', 'root-carol.key');
     expect(carol.code).toBe(1);
     expect(carol.stderr).toMatch(/signs for none of the files in c-rot3 .*\(NOT_AUTHORIZED\)/);
+  });
+
+  it('a keyholder whose root key is in an HSM: named by its pkcs11: URI, signs with it; the PIN is never printed or written', async () => {
+    const HSM_REPO = 'wabbit-networks/hsm-ceremony';
+    const uri = 'pkcs11:token=keyholder;object=root-hsm';
+    const prep = await tufoci('init', HSM_REPO, '--root-pub', uri, '--root-pub', 'root-bob.pub', '--threshold', '2',
+      '--targets-pub', 'targets-1.pub', '--targets-pub', 'targets-2.pub', '--targets-threshold', '2', '--out', 'c-hsm', '--json');
+    expect(prep.code, prep.stderr).toBe(0);
+    const hsmId = (JSON.parse(prep.stdout).files[0].thresholds[0].unsigned as string[]).find((k) => k !== id('root-bob')) as string;
+    const signed = await tufoci('sign-metadata', 'c-hsm', '--key', `${uri}?pin-value=${HSM_PIN}`);
+    expect(signed.code, signed.stderr).toBe(0);
+    expect(signed.stdout).toContain(`signed 1.root.json with key ${hsmId.slice(0, 12)} (${uri}?pin-value=***)`);
+    expect(signersOf('c-hsm', '1.root.json')).toEqual([hsmId]);
+    for (const k of ['root-bob.key', 'targets-1.key', 'targets-2.key']) expect((await tufoci('sign-metadata', 'c-hsm', '--key', k)).code).toBe(0);
+    const up = await tufoci('upload', 'c-hsm');
+    expect(up.code, up.stderr).toBe(0);
+    expect((await client.status(HSM_REPO)).roles.find((r) => r.role === 'root')?.keyids.sort()).toEqual([hsmId, id('root-bob')].sort());
+    for (const r of runs) expect(r.stdout + r.stderr).not.toContain(HSM_PIN);
+    for (const f of readdirSync(at('c-hsm'))) expect(readFileSync(at('c-hsm', f), 'utf8')).not.toContain(HSM_PIN);
   });
 });
 

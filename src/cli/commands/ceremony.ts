@@ -51,7 +51,7 @@ on it verifies, and prints what you are signing. It refuses a key that signs for
 none of the files, and a key that signed every file it may sign already.
 
 options:
-  --key FILE    your private key
+  --key K       your private key: a key file, or a pkcs11: URI (a key in an HSM)
   --json        print the result as JSON
   -h, --help    this help`;
 
@@ -106,7 +106,7 @@ export async function signMetadataCommand(argv: string[]): Promise<void> {
     if (parsed.signatures.length <= f.parsed.signatures.length) throw new Error(`internal: signing ${f.entry.file} added no signature`);
     signed.push({ f, bytes, parsed });
   }
-  const who = `key ${short(signer.keyid)} (${values.key})`;
+  const who = `key ${short(signer.keyid)} (${signer.path})`; // path: a pkcs11: URI shown without its PIN
   if (!signed.length && !already.length) {
     const wants = c.files.map((f) => `${f.entry.file}: ${f.entry.thresholds.map((g) => `${g.label}: ${g.keyids.map(short).join(', ')}`).join('; ')}`);
     throw new CeremonyError('NOT_AUTHORIZED', `${who} signs for none of the files in ${dir} (${wants.join(' | ')}); nothing signed`, {
