@@ -356,6 +356,22 @@ describe('ceremony bad input: clear refusals, non-zero exits, nothing changed', 
     expect((await tufoci('upload', '--help')).stdout).toContain('usage: tufoci upload <DIR>');
   });
 
+  it('flags that do not go together, and a private key that is not one of the role\'s keys, are usage errors', async () => {
+    const cases: Array<[string[], string]> = [
+      [['init', OTHER, '--root-pub', 'root-alice.pub', '--targets-key', 'targets-1.key'], '--root-pub and --targets-pub name keys that sign later: they go with --out DIR'],
+      [['init', OTHER, '--root-pub', 'root-alice.pub', '--targets-pub', 'targets-1.pub', '--threshold', '2', '--out', 'c-none'], '--threshold 2 needs at least 2 --root-key or --root-pub'],
+      [['rotate', 'root', REPO, '--new-pub', 'root-alice.pub', '--targets-key-new', 'targets-1.key', '--out', 'c-none'], '--targets-key-new does not go with --out'],
+      [['delegate', 'add', REPO, 'x', '--key', 'ci.pub', '--targets-key', 'targets-1.key', '--trust', 'c-init/1.root.json'], '--trust goes with --out'],
+      [['delegate', 'add', REPO, 'x', '--key', 'ci.pub', '--targets-key', 'root-alice.key', '--out', 'c-none'], `key ${id('root-alice').slice(0, 12)} is not among the keys that sign 3.targets.json`],
+    ];
+    for (const [args, message] of cases) {
+      const r = await tufoci(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+    expect(existsSync(at('c-none'))).toBe(false);
+  });
+
   it('the service has the last word: a 1-of-1 ceremony meets its own thresholds, and production.json refuses it', async () => {
     const lax = await tufoci('init', 'wabbit-networks/lax', '--root-key', 'root-alice.key', '--targets-key', 'targets-1.key', '--out', 'c-lax');
     expect(lax.code, lax.stderr).toBe(0);

@@ -69,9 +69,9 @@ export async function init(argv: string[]): Promise<void> {
   if (values.help) return console.log(INIT_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(`init takes one repository\n\n${INIT_HELP}`);
+  if (!values.out && (values['root-pub'].length || values['targets-pub'].length)) throw new UsageError('--root-pub and --targets-pub name keys that sign later: they go with --out DIR');
   if (!values['root-key'].length && !(values.out && values['root-pub'].length)) throw new UsageError(values.out ? '--root-key or --root-pub is required' : '--root-key is required');
   if (!values['targets-key'] && !(values.out && values['targets-pub'].length)) throw new UsageError(values.out ? '--targets-key or --targets-pub is required' : '--targets-key is required');
-  if (!values.out && (values['root-pub'].length || values['targets-pub'].length)) throw new UsageError('--root-pub and --targets-pub name keys that sign later: they go with --out DIR');
   if (values.out && values['root-out']) throw new UsageError('with --out, the root is saved in DIR (or by tufoci upload DIR --root-out FILE)');
   const threshold = positiveInt(values.threshold, '--threshold', 1);
   const targetsThreshold = positiveInt(values['targets-threshold'], '--targets-threshold', 1);
