@@ -17,6 +17,7 @@
  */
 import { requestSignal, waitingFor } from './deadline.ts';
 import { readBodyBounded } from './http-body.ts';
+import { httpRequest, type HttpRequestInit, type HttpResponse } from './http-client.ts';
 import { StorageError, type StorageErrorDetail } from './storage-error.ts';
 
 /** A username and password, or an identity token (an OAuth2 refresh token for the registry's token service). */
@@ -157,6 +158,29 @@ export class RegistryAuth {
     return false;
   }
 
+  /**
+   * The token request: a GET follows up to 5 redirects (never from https to http), as fetch did;
+   * the OAuth2 POST follows none (its answer to a redirect is the status, refused below). The
+   * Authorization header does not follow a redirect to another origin.
+   */
+  async #tokenRequest(url: URL, init: HttpRequestInit): Promise<HttpResponse> {
+    let target = url;
+    for (let hops = 0; ; hops++) {
+      const response = await httpRequest(target, { ...init, signal: requestSignal(this.#timeoutMs) });
+      const location = response.headers.get('location');
+      if (init.method !== 'GET' || hops >= 5 || location === null || ![301, 302, 303, 307, 308].includes(response.status)) return response;
+      const next = new URL(location, target);
+      if (next.protocol !== 'https:' && !(next.protocol === 'http:' && target.protocol === 'http:')) return response;
+      await response.cancel();
+      // Credentials go to the token service's own origin only, as fetch does.
+      if (next.origin !== target.origin && init.headers) {
+        const { Authorization: _dropped, ...rest } = init.headers;
+        init = { ...init, headers: rest };
+      }
+      target = next;
+    }
+  }
+
   async #fetchToken(realm: string, service: string | undefined, scope: string | undefined, detail: StorageErrorDetail): Promise<CachedToken> {
     let url: URL;
     try {
@@ -169,7 +193,7 @@ export class RegistryAuth {
     }
     const identityToken = this.#credentials && 'identityToken' in this.#credentials ? this.#credentials.identityToken : undefined;
     const headers: Record<string, string> = { 'User-Agent': this.#userAgent, Accept: 'application/json' };
-    let init: RequestInit;
+    let init: HttpRequestInit;
     if (identityToken !== undefined) {
       // OAuth2 refresh-token grant (distribution's docs/spec/auth/oauth.md): a form POST; scopes space-separated.
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: identityToken, client_id: OAUTH_CLIENT_ID });
@@ -177,19 +201,19 @@ export class RegistryAuth {
       const scopes = (scope ?? '').split(' ').filter((s) => s);
       if (scopes.length) form.set('scope', scopes.join(' '));
       headers['Content-Type'] = 'application/x-www-form-urlencoded';
-      init = { method: 'POST', headers, body: form.toString(), redirect: 'error' }; // the token never follows a redirect
+      init = { method: 'POST', headers, body: form.toString() }; // the token never follows a redirect (httpRequest follows none)
     } else {
       if (service !== undefined) url.searchParams.set('service', service);
       if (scope !== undefined) for (const s of scope.split(' ')) if (s) url.searchParams.append('scope', s);
       const basic = this.#basicHeader();
       if (basic) headers['Authorization'] = basic;
-      init = { headers };
+      init = { method: 'GET', headers };
     }
     const method = identityToken !== undefined ? 'POST' : 'GET';
     this.tokenRequests++;
-    let response: Response;
+    let response: HttpResponse;
     try {
-      response = await waitingFor(() => `${method} ${url.origin}${url.pathname} (registry token): no response headers yet`, () => fetch(url, { ...init, signal: requestSignal(this.#timeoutMs) }));
+      response = await waitingFor(() => `${method} ${url.origin}${url.pathname} (registry token): no response headers yet`, () => this.#tokenRequest(url, init));
     } catch (error) {
       throw new StorageError('UNAVAILABLE', `token endpoint ${url.origin} unreachable for ${detail.repository}`, detail, { cause: error });
     }

@@ -34,6 +34,7 @@
 import { sha256Digest } from './digest.ts';
 import { deadlinePassed, requestSignal, retryPause, waitingFor } from './deadline.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
+import { emptyResponse, httpRequest, type HttpResponse } from './http-client.ts';
 import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest, checkManifestPut } from './manifest-refs.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
@@ -187,7 +188,7 @@ export class RegistryStore implements Store {
   }
 
   /** One request: redirects followed by hand, one retry after answering an auth challenge. */
-  async #send(spec: RequestSpec): Promise<Response> {
+  async #send(spec: RequestSpec): Promise<HttpResponse> {
     let url = new URL(spec.url);
     let method: string = spec.method;
     let body = spec.body;
@@ -200,14 +201,13 @@ export class RegistryStore implements Store {
       const authorization = sameOrigin ? this.auth.authorization(accessKey) : undefined;
       if (authorization) headers['Authorization'] = authorization;
       const target = url;
-      let response: Response;
+      let response: HttpResponse;
       try {
         response = await waitingFor(() => `${method} ${shownUrl(target)}: no response headers yet`, () =>
-          fetch(target, {
+          httpRequest(target, {
             method,
             headers,
             ...(body !== undefined ? { body } : {}),
-            redirect: 'manual',
             signal: requestSignal(this.#timeoutMs),
           }),
         );
@@ -242,18 +242,18 @@ export class RegistryStore implements Store {
         await discardBody(response);
         answeredChallenge = true;
         if (await this.auth.respond(header, accessKey, this.#detail(spec.repository, spec.reference))) continue;
-        return new Response(null, { status: 401 });
+        return emptyResponse(url.href, 401);
       }
       return response;
     }
   }
 
   /** `#send` with retries of idempotent requests on network errors, 429 and 5xx. */
-  async #request(spec: RequestSpec): Promise<Response> {
+  async #request(spec: RequestSpec): Promise<HttpResponse> {
     for (let attempt = 0; ; attempt++) {
       this.#checkDeadline(spec, attempt);
       const canRetry = spec.idempotent && attempt < this.#retries;
-      let response: Response;
+      let response: HttpResponse;
       try {
         response = await this.#send(spec);
       } catch (error) {
@@ -290,7 +290,7 @@ export class RegistryStore implements Store {
   }
 
   /** Turn an unexpected response into a typed error (the body read is bounded). */
-  async #unexpected(response: Response, spec: RequestSpec, what: string): Promise<StorageError> {
+  async #unexpected(response: HttpResponse, spec: RequestSpec, what: string): Promise<StorageError> {
     let errors: RegistryErrorEntry[] = [];
     let plainToTls = false;
     try {
@@ -331,7 +331,7 @@ export class RegistryStore implements Store {
     return this.#fail(code, `${what} ${spec.reference || ''} in ${spec.repository}: registry answered HTTP ${status}${reason}`.replace('  ', ' '), spec.repository, spec.reference, { status, registryErrors: errors });
   }
 
-  async #readBody(response: Response, spec: RequestSpec, maxBytes: number, what: string): Promise<Uint8Array> {
+  async #readBody(response: HttpResponse, spec: RequestSpec, maxBytes: number, what: string): Promise<Uint8Array> {
     let body;
     try {
       body = await waitingFor(() => `${spec.method} ${shownUrl(response.url || spec.url)}: reading the response body`, () => readBodyBounded(response, maxBytes));
@@ -504,7 +504,7 @@ export class RegistryStore implements Store {
     return out;
   }
 
-  #uploadLocation(response: Response, requestUrl: string, spec: RequestSpec): string {
+  #uploadLocation(response: HttpResponse, requestUrl: string, spec: RequestSpec): string {
     const location = response.headers.get('location');
     if (location === null) {
       throw this.#fail('PROTOCOL', `upload of ${spec.reference} to ${spec.repository}: HTTP ${response.status} without Location`, spec.repository, spec.reference);

@@ -120,8 +120,11 @@ export function describeTlsFailure(error: unknown, url: string | URL, hints: Tls
       const reason = message.replace(/;\s*if the root CA is installed locally.*$/s, '').slice(0, 300);
       return `TLS: the certificate of ${host} is not accepted: ${reason} (${code}); if it is issued by a private CA, ${ca}`;
     }
-    if (NOT_TLS_CODES.has(code)) {
-      return `TLS: ${host} does not answer in TLS (${code}), it may serve plain HTTP; ${plain}`;
+    // node:https names OpenSSL's record-layer failures EPROTO, with OpenSSL's reason in the message.
+    const notTls = NOT_TLS_CODES.has(code) || (code === 'EPROTO' && /wrong version number|packet length too long|http request|record layer failure/i.test(message));
+    if (notTls) {
+      const name = code === 'EPROTO' ? `ERR_SSL_${(/(wrong version number|packet length too long|http request|record layer failure)/i.exec(message)?.[1] ?? 'protocol').toUpperCase().replaceAll(' ', '_')}` : code;
+      return `TLS: ${host} does not answer in TLS (${name}), it may serve plain HTTP; ${plain}`;
     }
   }
   return undefined;
