@@ -47,12 +47,40 @@ if (left.length) {
 }
 
 const EXTERNAL = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client', 'pkcs11js'];
+
+/**
+ * Node's built-in modules by `process.getBuiltinModule`, not `import`: the ESM facade of a
+ * built-in reads every one of its exports, and the lazy ones load much of Node's library (node:util's
+ * diff loads assert's, node:crypto's loads webcrypto and argon2, node:fs's loads fs/promises and
+ * readline, node:http's loads undici): 20–30 ms of a command's start-up. Reading the named
+ * properties only touches those. Built-ins have no live bindings to lose.
+ */
+const BUILTIN_IMPORT = /^import\s+(?:([\w$]+)\s*,\s*)?(?:\{([^}]*)\}|\*\s+as\s+([\w$]+)|([\w$]+))\s+from\s+"(node:[a-z_/]+)";$/gm;
+function builtinsByGetter(code: string): string {
+  return code.replace(BUILTIN_IMPORT, (_m, defaultName: string | undefined, named: string | undefined, ns: string | undefined, single: string | undefined, id: string) => {
+    const get = `process.getBuiltinModule(${JSON.stringify(id)})`;
+    const out: string[] = [];
+    const whole = defaultName ?? ns ?? single;
+    if (whole) out.push(`const ${whole} = ${get};`);
+    if (named !== undefined) {
+      const names = named.split(',').map((n) => n.trim()).filter(Boolean).map((n) => n.replace(/^([\w$]+)\s+as\s+([\w$]+)$/, '$1: $2'));
+      out.push(`const { ${names.join(', ')} } = ${whole ?? get};`);
+    }
+    return out.join(' ');
+  });
+}
 const bundle = await rolldown({
   input: { tufoci: join(dist, 'cli', 'main.js') },
   platform: 'node',
   external: (id) => EXTERNAL.some((name) => id === name || id.startsWith(`${name}/`)),
   logLevel: 'warn',
+  plugins: [{ name: 'builtins-by-getter', renderChunk: (code: string) => ({ code: builtinsByGetter(code) }) }],
 });
 const written = await bundle.write({ dir: join(dist, 'bin'), format: 'esm', entryFileNames: '[name].js', chunkFileNames: '[name]-[hash].js' });
 await bundle.close();
+const leftImports = readdirSync(join(dist, 'bin')).filter((f) => /^import\s[^;]*from\s+"node:/m.test(readFileSync(join(dist, 'bin', f), 'utf8')));
+if (leftImports.length) {
+  console.error(`build: built-in imports left in ${leftImports.join(', ')}`);
+  process.exit(1);
+}
 console.error(`build: dist/ written (${files} declaration files; the command in ${written.output.length} chunks under dist/bin/)`);
