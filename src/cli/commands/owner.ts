@@ -19,7 +19,7 @@ import {
   signMetadata,
 } from '../../engine/index.ts';
 import { loadPublicKey, loadSigner, type KeySigner, type TufKeyJson } from '../../keys/index.ts';
-import { checkRelisting, legacyWarnings, repairCommand, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
+import { checkRelisting, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
@@ -244,50 +244,4 @@ export async function delegate(argv: string[]): Promise<void> {
   out.result(result);
 }
 
-export const STATUS_HELP = `usage: tufoci status <repo> [--server URL] [--json]
-
-Each role's version, expiry, keys and threshold, and who signs it.
-${SERVER_HELP}`;
-
-export async function status(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: SERVER_OPTIONS });
-  if (values.help) return console.log(STATUS_HELP);
-  const [repo, ...extra] = positionals;
-  if (!repo || extra.length) throw new UsageError(STATUS_HELP);
-  const s = await serviceClient(values).status(repo);
-  const out = output(values.json ?? false);
-  out.say(`${s.repository}`);
-  for (const r of s.roles) {
-    const days = (r.expiresInSeconds / 86_400).toFixed(1);
-    out.say(`  ${r.role.padEnd(12)} v${String(r.version).padEnd(5)} expires ${r.expires} (${days} d)  ${r.threshold} of ${r.keyids.length} key(s), ${r.signedBy}`);
-  }
-  for (const t of s.tombstones) out.say(`  ${t.role.padEnd(12)} v${t.version} (no longer delegated or verifiable)`);
-  for (const line of legacyWarnings(repo, s.legacyKeyIds)) out.say(line);
-  out.result({ ...s, legacyKeyIds: s.legacyKeyIds.map((l) => ({ ...l, repair: repairCommand(repo, l) })) });
-}
-
-export const EXPIRING_HELP = `usage: tufoci expiring --within 30d [--server URL] [--json]
-
-Lists every role of every repository that expires within the window. Exits 1
-when an offline role (root, targets, a delegation) does — a cron job's alarm;
-online roles (snapshot, timestamp) are re-signed by the service and only listed.
-${SERVER_HELP}`;
-
-export async function expiring(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...SERVER_OPTIONS, within: { type: 'string' } } });
-  if (values.help) return console.log(EXPIRING_HELP);
-  if (positionals.length) throw new UsageError(EXPIRING_HELP);
-  const windowSeconds = parseDuration(values.within ?? '30d', '--within') / 1000;
-  const client = serviceClient(values);
-  const found: Array<{ repository: string; role: string; version: number; expires: string; expiresInSeconds: number; signedBy: string }> = [];
-  for (const repository of await client.repositories()) {
-    const s = await client.status(repository);
-    for (const r of s.roles) if (r.expiresInSeconds <= windowSeconds) found.push({ repository, role: r.role, version: r.version, expires: r.expires, expiresInSeconds: r.expiresInSeconds, signedBy: r.signedBy });
-  }
-  const out = output(values.json ?? false);
-  for (const f of found) out.say(`${f.repository}  ${f.role} v${f.version} expires ${f.expires}${f.expiresInSeconds < 0 ? ' (EXPIRED)' : ''}  ${f.signedBy}`);
-  const offline = found.filter((f) => f.signedBy === 'offline');
-  out.say(offline.length ? `${offline.length} offline role(s) expire within ${values.within ?? '30d'}: re-sign them` : `no offline role expires within ${values.within ?? '30d'}`);
-  out.result(found);
-  if (offline.length) process.exitCode = 1;
-}
+export { STATUS_HELP, EXPIRING_HELP, status, expiring } from './status.ts';

@@ -31,7 +31,6 @@ import {
   signingIds,
   verifyThreshold,
   type KeyMap,
-  type LegacyKeyListing,
 } from '../../engine/index.ts';
 import { loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
@@ -136,24 +135,7 @@ export function withRelisting(edit: (json: Record<string, unknown>) => void): (j
   };
 }
 
-/** The command that repairs `l`, for `tufoci status`. */
-export function repairCommand(repo: string, l: LegacyKeyListing): string {
-  const rotate = `tufoci rotate root ${repo} --old-key <root key> --new-key <root key>`;
-  if (l.listedIn === 'root') {
-    return l.roles.includes('targets') ? `tufoci resign ${repo} --role targets --key <targets key>, then ${rotate}` : rotate;
-  }
-  const child = (r: string): string => r.replace(/-\*$/, '');
-  return `${l.roles.map((r) => `tufoci resign ${repo} --role ${child(r)} --key <${child(r)} key>`).join(', ')}, then tufoci resign ${repo} --role ${l.listedIn} --key <${l.listedIn} key>`;
-}
-
-/** One warning line per key listed under a legacy id. */
-export function legacyWarnings(repo: string, listings: readonly LegacyKeyListing[]): string[] {
-  return listings.map(
-    (l) =>
-      `warning: ${l.listedIn} lists the key of ${l.roles.join(', ')} under key id ${l.keyid}, the id tufoci wrote before it followed the TUF specification; ` +
-      `its key id is ${l.expected}. Repair: ${repairCommand(repo, l)}`,
-  );
-}
+export { legacyWarnings, repairCommand } from './status.ts';
 
 export async function resign(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
