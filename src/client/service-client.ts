@@ -45,6 +45,7 @@ export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../
 export type { GrantInfo, JobInfo } from '../api/types.ts';
 import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
 import type { ImageTarget } from '../engine/build.ts';
+import { httpRequest, type HttpHeaders, type HttpResponse } from '../storage/http-client.ts';
 import { describeTlsFailure } from '../storage/tls.ts';
 
 export class ServiceClient {
@@ -60,16 +61,20 @@ export class ServiceClient {
     this.#maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
   }
 
-  async #request(method: string, path: string, body?: Uint8Array | string): Promise<{ status: number; bytes: Uint8Array; headers: Headers }> {
+  async #request(method: string, path: string, body?: Uint8Array | string): Promise<{ status: number; bytes: Uint8Array; headers: HttpHeaders }> {
     const headers: Record<string, string> = {};
     if (this.#token) headers['authorization'] = `Bearer ${this.#token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
+    let response: HttpResponse;
     try {
-      response = await fetch(`${this.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.#timeoutMs), redirect: 'error' });
+      response = await httpRequest(new URL(`${this.url}${path}`), { method, headers, ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(this.#timeoutMs) });
     } catch (cause) {
       const tls = describeTlsFailure(cause, this.url, { plain: 'for a service on plain HTTP, an http:// URL' });
       throw new ServiceClientError(0, 'UNREACHABLE', `cannot reach the tufoci service at ${this.url}${tls ? `: ${tls}` : ''}`, { url: this.url }, cause);
+    }
+    if (response.status >= 300 && response.status < 400) {
+      await response.cancel();
+      throw new ServiceClientError(response.status, 'HTTP_ERROR', `${method} ${path} answered ${response.status} (a redirect: the service is never followed elsewhere)`, { path });
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
@@ -77,7 +82,6 @@ export class ServiceClient {
       for await (const chunk of response.body) {
         size += chunk.byteLength;
         if (size > this.#maxBytes) {
-          await response.body.cancel().catch(() => {});
           throw new ServiceClientError(response.status, 'TOO_LARGE', `response from ${path} exceeds ${this.#maxBytes} bytes`, { path });
         }
         chunks.push(chunk);

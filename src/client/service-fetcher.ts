@@ -29,6 +29,7 @@ import { DownloadHTTPError, DownloadLengthMismatchError } from 'tuf-js/dist/erro
 import { deadlinePassed, requestSignal, retryPause, waitingFor } from '../storage/deadline.ts';
 import { ROOT_VERSION_HEADER } from '../api/headers.ts';
 import { ServiceClientError } from './service-client.ts';
+import { httpRequest, type HttpHeaders, type HttpRequestInit, type HttpResponse } from '../storage/http-client.ts';
 import { parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
 
 export { ROOT_VERSION_HEADER };
@@ -41,13 +42,13 @@ export interface ServiceFetcherOptions extends TimestampFirstOptions {
   /** Bound for `fetch(url)` callers that pass no length (default 32 MiB). */
   maxBytes?: number;
   userAgent?: string;
-  /** The fetch implementation (default the global one); tests count requests with it. */
-  fetch?: typeof fetch;
+  /** The HTTP client (default src/storage/http-client.ts, node:http rather than fetch: start-up). */
+  request?: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
 }
 
 interface Answer {
   status: number;
-  headers: Headers;
+  headers: HttpHeaders;
   bytes: Uint8Array;
 }
 
@@ -61,7 +62,7 @@ export class ServiceFetcher extends TimestampFirstFetcher {
   readonly #retries: number;
   readonly #maxBytes: number;
   readonly #userAgent: string;
-  readonly #fetch: typeof fetch;
+  readonly #send: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
 
   constructor(options: ServiceFetcherOptions = {}) {
     super(options);
@@ -69,7 +70,7 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     this.#retries = options.retries ?? 2;
     this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
     this.#userAgent = options.userAgent ?? 'tufoci';
-    this.#fetch = options.fetch ?? fetch;
+    this.#send = options.request ?? httpRequest;
   }
 
   async #get(url: string, maxLength: number, headers: Record<string, string> = {}): Promise<Answer> {
@@ -86,10 +87,10 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     for (let attempt = 0; ; attempt++) {
       const passed = deadlinePassed();
       if (passed) throw new ServiceClientError(0, 'UNREACHABLE', `GET ${shown} stopped: ${passed.message}`, { url: shown, deadlineMs: passed.timeoutMs }, passed);
-      let response: Response;
+      let response: HttpResponse;
       try {
         response = await waitingFor(() => `GET ${shown}: no response headers yet`, () =>
-          this.#fetch(url, { headers: { 'user-agent': this.#userAgent, ...headers }, signal: requestSignal(this.#timeoutMs) }),
+          this.#send(parsed, { method: 'GET', headers: { 'user-agent': this.#userAgent, ...headers }, signal: requestSignal(this.#timeoutMs) }),
         );
       } catch (cause) {
         if (attempt < this.#retries && !deadlinePassed()) {
@@ -99,27 +100,27 @@ export class ServiceFetcher extends TimestampFirstFetcher {
         throw new ServiceClientError(0, 'UNREACHABLE', `cannot read ${shown} (${cause instanceof Error ? cause.message : String(cause)})`, { url: shown }, cause);
       }
       if (response.status >= 500 && attempt < this.#retries) {
-        await response.body?.cancel().catch(() => {});
+        await response.cancel();
         await waitingFor(() => `a retry of GET ${shown} (after HTTP ${response.status})`, () => retryPause(100 * 2 ** attempt));
         continue;
       }
       if (response.status === 304) {
-        await response.body?.cancel().catch(() => {});
+        await response.cancel();
         return { status: 304, headers: response.headers, bytes: new Uint8Array(0) };
       }
       if (response.status !== 200) {
-        await response.body?.cancel().catch(() => {});
+        await response.cancel();
         throw new DownloadHTTPError(`GET ${url.slice(0, 200)} answered ${response.status}`, response.status);
       }
       return { status: 200, headers: response.headers, bytes: await waitingFor(() => `GET ${shown}: reading the response body`, () => this.#body(response, url, maxLength)) };
     }
   }
 
-  async #body(response: Response, url: string, maxLength: number): Promise<Uint8Array> {
+  async #body(response: HttpResponse, url: string, maxLength: number): Promise<Uint8Array> {
     const tooLarge = (): DownloadLengthMismatchError => new DownloadLengthMismatchError(`${url.slice(0, 200)} exceeds ${maxLength} bytes`);
     const declared = response.headers.get('content-length');
     if (declared !== null && Number(declared) > maxLength) {
-      await response.body?.cancel().catch(() => {});
+      await response.cancel();
       throw tooLarge();
     }
     const chunks: Uint8Array[] = [];
@@ -127,10 +128,7 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     if (response.body) {
       for await (const chunk of response.body) {
         size += chunk.byteLength;
-        if (size > maxLength) {
-          await response.body.cancel().catch(() => {});
-          throw tooLarge();
-        }
+        if (size > maxLength) throw tooLarge(); // leaving the loop destroys the stream
         chunks.push(chunk);
       }
     }
