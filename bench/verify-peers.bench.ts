@@ -46,6 +46,8 @@
  *   BENCH_CLI_COLD_RUNS, BENCH_CLI_WARM_RUNS          CLI rounds (default: the same as above)
  *   BENCH_RSS_RUNS=3                   peak-RSS runs per size and mode
  *   BENCH_BEFORE=/path/to/old/tufoci   also time that checkout's CLI ("before" column)
+ *   BENCH_CLI_ROOT=<project>/node_modules/tufoci   time that installed package's CLI (built, bundled)
+ *                                      instead of the checkout's (npm pack, then npm i the tarball)
  *   BENCH_KEEP=1                       keep the temporary directory (printed)
  *
  * How to read it. Quote medians; every figure is one machine under whatever else runs on it (the
@@ -85,6 +87,8 @@ const CLI_COLD_RUNS = envInt('BENCH_CLI_COLD_RUNS', COLD_RUNS);
 const CLI_WARM_RUNS = envInt('BENCH_CLI_WARM_RUNS', WARM_RUNS);
 const RSS_RUNS = envInt('BENCH_RSS_RUNS', 3);
 const BEFORE = process.env['BENCH_BEFORE'] ? resolve(process.env['BENCH_BEFORE']) : undefined;
+/** Whose bin/tufoci.js is the CLI timed: the checkout (default), or an installed package (<project>/node_modules/tufoci). */
+const CLI_ROOT = process.env['BENCH_CLI_ROOT'] ? resolve(process.env['BENCH_CLI_ROOT']) : REPO_ROOT;
 const KEEP = process.env['BENCH_KEEP'] === '1';
 /** The `max` tufoci delegate add passes to binsFor (policy.bins.max by default). */
 const BINS_MAX = 16_384;
@@ -393,7 +397,7 @@ async function measureSize(f: Fixture, r: RepoFixture, peer: NotaryPeer | undefi
   await inProcess(f, r, f.proxy.url, countDir);
   const countedWarm = count(r.repo, f.proxy.requests);
   const proxyHost = f.proxy.url.replace(/^http:\/\//, '');
-  const current: CliTarget = { root: REPO_ROOT, label: 'tufoci' };
+  const current: CliTarget = { root: CLI_ROOT, label: 'tufoci' };
   f.proxy.reset();
   await cliVerify(f, r, current, await fresh(), 'cold', { host: proxyHost });
   const cliCold = f.proxy.requests.length;
