@@ -61,8 +61,8 @@
  * repository, a command that should succeed) failed. Every server is started here on a free
  * loopback port and stopped by PID at the end, on SIGINT/SIGTERM too.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -73,6 +73,7 @@ import { pushImage } from '../test/support/image.ts';
 import { startRegistry } from '../test/support/registry-server.ts';
 import { ADMIN_TOKEN, REPO_ROOT, assertNode24, envInt, startTufoci } from './service-read.bench.ts';
 import { machine, median } from './stats.ts';
+import { benchProcesses, type ChildRun } from './processes.ts';
 
 // ------------------------------------------------------------------ settings
 
@@ -93,85 +94,7 @@ function log(message: string): void {
 
 // ------------------------------------------------------------------ cleanup by PID
 
-/** PIDs of the servers and children this script started and has not yet seen stop. */
-const livePids = new Set<number>();
-/** Directories to remove if the process ends abruptly. */
-const liveDirs = new Set<string>();
-const stoppers: Array<() => Promise<void>> = [];
-
-function killLeftovers(): void {
-  for (const pid of livePids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  livePids.clear();
-  if (!KEEP) for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
-}
-
-async function stopAll(): Promise<void> {
-  while (stoppers.length) {
-    const stop = stoppers.pop() as () => Promise<void>;
-    await stop().catch((e: unknown) => log(`stopping: ${String(e)}`));
-  }
-}
-
-let signalled = false;
-function onSignal(signal: NodeJS.Signals): void {
-  if (signalled) return;
-  signalled = true;
-  log(`${signal}: stopping every server started here`);
-  // In reverse order of start; the exit hook SIGKILLs by PID whatever is still running if that takes too long.
-  const hard = setTimeout(() => process.exit(signal === 'SIGINT' ? 130 : 143), 8000);
-  void stopAll().finally(() => {
-    clearTimeout(hard);
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-
-// ------------------------------------------------------------------ child processes
-
-interface ChildRun {
-  ms: number;
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `node <args>` to completion, timed spawn→exit, SIGKILLed by PID after CHILD_TIMEOUT_MS. */
-async function runNode(args: readonly string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<ChildRun> {
-  const t0 = performance.now();
-  const child: ChildProcess = spawn(process.execPath, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const pid = child.pid;
-  if (pid !== undefined) livePids.add(pid);
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout?.on('data', (c: Buffer) => out.push(c));
-  child.stderr?.on('data', (c: Buffer) => err.push(c));
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    if (pid !== undefined) process.kill(pid, 'SIGKILL');
-  }, CHILD_TIMEOUT_MS);
-  const exited = new Promise<number>((res, rej) => {
-    child.once('exit', () => res(performance.now()));
-    child.once('error', rej);
-  });
-  const closed = new Promise<void>((res) => child.once('close', () => res()));
-  let t1: number;
-  try {
-    t1 = await exited;
-    await closed;
-  } finally {
-    clearTimeout(timer);
-    if (pid !== undefined) livePids.delete(pid);
-  }
-  const r = { ms: t1 - t0, code: child.exitCode, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-  if (timedOut) throw new Error(`node ${args.join(' ')} did not finish within ${CHILD_TIMEOUT_MS} ms; stderr: ${r.stderr.slice(-2000)}`);
-  return r;
-}
+const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
 
 /** npm (not timed) with `node` on PATH being this Node binary, so prepack and the install run on it. */
 async function npm(args: string[], cwd: string): Promise<string> {
