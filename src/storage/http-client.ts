@@ -85,6 +85,9 @@ class Response implements HttpResponse {
     this.status = status;
     this.headers = new Headers(res?.headers ?? {});
     this.#res = empty ? undefined : res;
+    // A connection lost after the headers is an error of the body read (the iterator rethrows it),
+    // never an unhandled 'error' event of a response nobody reads.
+    res?.on('error', () => {});
     if (empty) res?.resume();
   }
 
