@@ -133,8 +133,16 @@ export async function httpRequest(url: URL, init: HttpRequestInit): Promise<Http
   else if (method === 'POST' || method === 'PUT' || method === 'PATCH') headers['content-length'] = '0';
   init.signal?.throwIfAborted();
   return new Promise<HttpResponse>((resolve, reject) => {
-    const req = request(url, { method, headers, agent, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
+    const signal = init.signal;
+    const req = request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (res) => {
       const status = res.statusCode ?? 0;
+      if (signal) {
+        // After the headers, an abort ends the body read with an AbortError too (as fetch's does),
+        // not with the "aborted" of a lost connection.
+        const onAbort = (): void => void res.destroy(new DOMException('This operation was aborted', 'AbortError'));
+        signal.addEventListener('abort', onAbort, { once: true });
+        res.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
       resolve(new Response(url.href, status, res, method === 'HEAD' || status === 204 || status === 304));
     });
     req.on('error', reject);
