@@ -141,6 +141,10 @@ describe('keys in an HSM (SoftHSM2)', () => {
       const r = await verifyBothClients({ store, repository: REPO, tag: 'v1', trustedRoot: root, ...(serviceUrl ? { serviceUrl } : {}) });
       expect(r).toMatchObject({ digest: v1.digest, tuf: { root: 1 } });
     }
+    // The client names the signature key by the same URI: its public key object, no PIN.
+    const checked = await tufoci('verify', `${registry.url.replace('http://', '')}/${REPO}:v1`, '--trust', '1.root.json', '--ephemeral', '--sig-key', owner('ci'), '--json');
+    expect(checked.code, checked.stderr).toBe(0);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ digest: v1.digest, signers: [keyid('ci')] });
   });
 
   it('rotate root to a second token key (ed25519 → ECDSA P-256): root v2 is signed by both token keys, and a client pinned to v1 follows', async () => {

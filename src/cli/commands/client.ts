@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadPublicKeyFile } from '../../keys/key-files.ts';
+import { loadPublicKey } from '../../keys/key-files.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { verifyImage } from '../../client/verify-image.ts';
 import { TrustStore } from '../../client/trust-store.ts';
@@ -78,7 +78,7 @@ exits 1.
 options:
   --trust FILE           pinned root (default: the trust store, see tufoci trust)
   --server URL           read TUF metadata from a tufoci service instead of the registry
-  --sig-key FILE         a public key whose signature counts (repeatable)
+  --sig-key FILE         a public key whose signature counts: a file or a pkcs11: URI (repeatable)
   --sig-threshold N      distinct --sig-key signatures required (default 1)
   --state DIR            trusted TUF state kept between runs (default $TUFOCI_HOME/state/<repo>);
                          used only while it descends from the pinned root (else refused:
@@ -129,7 +129,7 @@ export async function verify(argv: string[]): Promise<void> {
   const store = new TrustStore();
   const root = values.trust ? readFileSync(values.trust) : store.rootFor(image.repository);
   if (!root) throw new UsageError(`no root of trust for ${image.repository}: pass --trust root.json or run tufoci trust add`);
-  const keys = await Promise.all((values['sig-key'] ?? []).map((f) => loadPublicKeyFile(f)));
+  const keys = await Promise.all((values['sig-key'] ?? []).map((f) => loadPublicKey(f)));
   const stateDir = values.ephemeral ? undefined : stateDirFor(store, image.repository, values.state);
   const result = await verifyImage({
     store: await registryFor(image.host, values),
