@@ -90,7 +90,7 @@ export interface CeremonyManifest {
   files: CeremonyFile[];
 }
 
-export const CEREMONY_COMMANDS = ['init', 'delegate add', 'delegate remove', 'delegate revoke-key', 'rotate root'] as const;
+export const CEREMONY_COMMANDS = ['init', 'delegate add', 'delegate remove', 'delegate revoke-key', 'rotate root', 'resign'] as const;
 export type CeremonyCommand = (typeof CEREMONY_COMMANDS)[number];
 
 /** A ceremony file name: `<version>.<role>.json`, nothing that could leave the directory. */
@@ -211,7 +211,7 @@ export function parseManifest(value: unknown): CeremonyManifest {
     return { file, role: m[2] as 'root' | 'targets', version, signedSha256: sha, thresholds: thresholds.map((g: unknown, j) => group(g, `${field}.thresholds[${j}]`)) };
   });
   const roles = parsedFiles.map((f) => f.role).join(',');
-  const shapes: Record<CeremonyCommand, string[]> = { init: ['root,targets'], 'rotate root': ['root', 'targets,root'], 'delegate add': ['targets'], 'delegate remove': ['targets'], 'delegate revoke-key': ['targets'] };
+  const shapes: Record<CeremonyCommand, string[]> = { init: ['root,targets'], 'rotate root': ['root', 'targets,root'], 'delegate add': ['targets'], 'delegate remove': ['targets'], 'delegate revoke-key': ['targets'], resign: ['targets'] };
   if (!shapes[command as CeremonyCommand].includes(roles)) bad(`a ${String(command)} ceremony holds ${shapes[command as CeremonyCommand].join(' or ')} files, not ${roles}`, 'files');
   if (command === 'init' && parsedFiles.some((f) => f.version !== 1)) bad('an init ceremony holds version 1 files', 'files');
   for (const f of parsedFiles) for (const g of f.thresholds) if (g.definedBy && !seen.has(g.definedBy.file)) bad(`${f.file}: a threshold is defined by ${g.definedBy.file}, which the ceremony does not hold`, 'files');

@@ -382,6 +382,35 @@ describe('ceremony bad input: clear refusals, non-zero exits, nothing changed', 
     expect(await clientRefusal(client.status('wabbit-networks/lax'))).toMatchObject({ code: 'REPO_NOT_FOUND' });
   });
 
+  it('resign --role targets --out: a 2-of-2 targets role is renewed by two keyholders apart; other roles are re-signed by their own key', async () => {
+    const before = await roleOf('targets');
+    const prep = await tufoci('resign', REPO, '--role', 'targets', '--key', 'targets-2.key', '--expires', '60d', '--out', 'c-resign');
+    expect(prep.code, prep.stderr).toBe(0);
+    const next = (before?.version ?? 0) + 1;
+    expect(manifestOf('c-resign')).toMatchObject({ command: 'resign', files: [{ file: `${next}.targets.json`, role: 'targets', version: next }] });
+    expect(signersOf('c-resign', `${next}.targets.json`)).toEqual([id('targets-2')]);
+    const short = await tufoci('upload', 'c-resign');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toContain('has 1 of the 2 signature(s) it needs: 1 more');
+    expect((await roleOf('targets'))?.version).toBe(before?.version);
+    expect((await tufoci('sign-metadata', 'c-resign', '--key', 'targets-1.key')).code).toBe(0);
+    const up = await tufoci('upload', 'c-resign');
+    expect(up.code, up.stderr).toBe(0);
+    const after = await roleOf('targets');
+    expect(after?.version).toBe(next);
+    expect(after?.expiresInSeconds).toBeGreaterThan(59 * 86_400);
+    expect(after!.expiresInSeconds).toBeLessThan(61 * 86_400);
+    // The tags and delegations are the same: CI's tag still verifies, by both clients, from the pin.
+    const r = await verifyBothClients({ store, repository: REPO, tag: 'v1', trustedRoot: readFileSync(at('c-init', '1.root.json')) });
+    expect(r.digest).toBe(v1.digest);
+    const other = await tufoci('resign', REPO, '--role', 'ci', '--out', 'c-resign-ci');
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain('--out re-signs the top-level targets role');
+    const stranger = await tufoci('resign', REPO, '--role', 'targets', '--key', 'ci.key', '--out', 'c-resign-stranger');
+    expect(stranger.code).toBe(2);
+    expect(stranger.stderr).toContain('is not a key of targets of');
+  });
+
   it('no private key material in any ceremony directory or in anything printed', async () => {
     const secrets = [...ids.keys()].map((n) => readFileSync(at(`${n}.key`), 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'))[0] as string);
     for (const d of readdirSync(dir).filter((d) => d.startsWith('c-'))) {

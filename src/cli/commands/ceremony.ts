@@ -188,7 +188,7 @@ function rootThreshold(label: string, root: Root): ThresholdGroup {
 
 export const UPLOAD_HELP = `usage: tufoci upload <DIR> [--trust FILE] [--root-out FILE] [options]
 
-Sends the metadata of a ceremony directory (tufoci init, delegate or rotate root
+Sends the metadata of a ceremony directory (tufoci init, delegate, rotate root or resign
 with --out DIR, signed with tufoci sign-metadata) to the service it was prepared
 for, once every threshold is met. Before sending anything it checks:
   - every file is what --out wrote, and every signature on it verifies;

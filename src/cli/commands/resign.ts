@@ -17,6 +17,7 @@
  * Also shared with the other owner commands: the ids to sign under
  * (`trustedIdsOf`), and the status lines that flag legacy ids (`legacyWarnings`).
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Targets } from '@tufjs/models';
 import {
@@ -36,8 +37,11 @@ import { loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { RepositoryStatus, ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
+import { writeCeremony } from '../ceremony-dir.ts';
+import { currentTargetsByRoot, targetsCeremonyPlan } from './ceremony.ts';
 
 export const RESIGN_HELP = `usage: tufoci resign <repo> --role <role> --key K [--key K2] [--expires D] [options]
+       tufoci resign <repo> --role targets [--key K] --out DIR [--trust FILE] [--expires D]
 
 Signs and uploads the next version of <role> (top-level "targets" or a
 delegated role; the name prefix of hash bins re-signs every bin) with the same
@@ -49,10 +53,17 @@ id, and any key its own delegations list under an old id is re-listed under its
 correct id. It refuses to re-list a key whose role is still signed under the
 old id only (that role would stop verifying): re-sign that role first.
 
+With --out DIR (top-level targets only), nothing is uploaded: the next targets
+version is written to DIR, signed by the --key given (if any), for the other
+targets keyholders to sign with tufoci sign-metadata and then tufoci upload DIR
+(a threshold of 2 targets keys, as roles/production.json asks).
+
 options:
   --role NAME      the role to re-sign
   --key FILE       a private key of the role (repeatable)
   --expires D      lifetime of the new version (default 90d for targets, 30d otherwise)
+  --out DIR        write the partly signed targets to DIR instead of uploading (a new or empty directory)
+  --trust FILE     with --out: the root you pinned; the service's current root must descend from it
 ${SERVER_HELP}`;
 
 /** The key ids the delegator of `role` lists for it (from the service's status). */
@@ -141,13 +152,15 @@ export async function resign(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...SERVER_OPTIONS, role: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' } },
+    options: { ...SERVER_OPTIONS, role: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' }, out: { type: 'string' }, trust: { type: 'string' } },
   });
   if (values.help) return console.log(RESIGN_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(`resign takes one repository\n\n${RESIGN_HELP}`);
   if (!values.role) throw new UsageError('--role is required: the role to re-sign ("targets" or a delegated role)');
-  if (!values.key?.length) throw new UsageError('--key is required: a private key of the role');
+  if (values.trust && !values.out) throw new UsageError('--trust goes with --out');
+  if (values.out !== undefined) return resignCeremony(repo, values.role, values.key ?? [], values.expires, values.out, values.trust, values);
+  if (!values.key?.length) throw new UsageError('--key is required: a private key of the role (or, for targets, --out DIR: the keyholders sign later)');
   const role = values.role;
   const expiresMs = parseDuration(values.expires ?? (role === 'targets' ? '90d' : '30d'), '--expires');
   const signers = await Promise.all(values.key.map((f) => loadSigner(f)));
@@ -195,4 +208,30 @@ export async function resign(argv: string[]): Promise<void> {
     for (const r of relisted) out.say(`  re-listed key ${r.keyid.slice(0, 12)} as ${r.expected.slice(0, 12)}`);
   }
   out.result({ repository: repo, resigned: results });
+}
+
+/**
+ * `resign --role targets --out DIR`: the next top-level targets, same content, signed by the keys
+ * given (none or some), written as a ceremony directory. What it builds on is the service's
+ * current targets, verified by the targets keys of its current root (no key may be at hand).
+ */
+async function resignCeremony(repo: string, role: string, keyRefs: readonly string[], expires: string | undefined, dir: string, trust: string | undefined, values: Parameters<typeof serviceClient>[0] & { json?: boolean | undefined }): Promise<void> {
+  if (role !== 'targets') throw new UsageError(`--out re-signs the top-level targets role; "${role.slice(0, 64)}" is re-signed by its own key: tufoci resign ${repo} --role ${role.slice(0, 64)} --key <its key>`);
+  const signers = await Promise.all(keyRefs.map((f) => loadSigner(f)));
+  const client = serviceClient(values);
+  const pinned = trust ? readFileSync(trust) : undefined;
+  const { current, status, policy } = await currentTargetsByRoot(client, repo, pinned);
+  const trusted = trustedIdsOf(status, 'targets');
+  const strangers = signers.filter((s) => !listedIdOf(s.public, trusted));
+  if (strangers.length) {
+    throw new UsageError(`--key ${strangers.map((s) => `${s.path} (${s.keyid.slice(0, 12)})`).join(', ')} is not a key of targets of ${repo}; its keys are ${trusted.map((k) => k.slice(0, 12)).join(', ')}`);
+  }
+  const next = nextTargets(current, isoExpiry(Date.now() + parseDuration(expires ?? '90d', '--expires')), (json) => {
+    const d = json['delegations'] as Record<string, unknown> | undefined;
+    if (d) relistLegacyKeyIds(d);
+  });
+  await checkRelisting(client, repo, status, current, next, policy);
+  const partly = await signMetadata(next, signers, { trustedIds: trusted });
+  const plan = await targetsCeremonyPlan(client, repo, 'resign', 'resign targets', partly, pinned);
+  await writeCeremony(dir, plan, output(values.json ?? false));
 }
