@@ -114,7 +114,7 @@ export class RegistryFetcher extends TimestampFirstFetcher {
     return error;
   }
 
-  protected override async readFile(url: string, maxLength: number): Promise<Uint8Array> {
+  protected async readFile(url: string, maxLength: number): Promise<Uint8Array> {
     const target = this.#target(url);
     try {
       return await waitingFor(() => `${target.fileName} of ${target.repository}`, () => this.#metadata.readMetadata(target.repository, target.fileName, maxLength));
@@ -123,9 +123,6 @@ export class RegistryFetcher extends TimestampFirstFetcher {
     }
   }
 
-  protected override readWithDefaultBound(url: string): Promise<Uint8Array> {
-    return this.readFile(url, this.#maxBytes);
-  }
 
   /**
    * timestamp.json, the way MetadataStore.readMetadata reads it (same checks,

@@ -135,15 +135,12 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     return new Uint8Array(Buffer.concat(chunks, size));
   }
 
-  protected override async readFile(url: string, maxLength: number): Promise<Uint8Array> {
+  protected async readFile(url: string, maxLength: number): Promise<Uint8Array> {
     return (await this.#get(url, maxLength)).bytes;
   }
 
-  protected override readWithDefaultBound(url: string): Promise<Uint8Array> {
-    return this.readFile(url, this.#maxBytes);
-  }
 
-  protected override async readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
+  protected async readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
     const answer = await this.#get(url, maxLength, trusted ? { 'if-none-match': etagOf(trusted) } : {});
     const rootVersion = parseVersionHint(answer.headers.get(ROOT_VERSION_HEADER));
     const hint = rootVersion === undefined ? {} : { rootVersion };

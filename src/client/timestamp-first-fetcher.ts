@@ -39,8 +39,13 @@
  * (verify-image.ts does): every probe then goes to the network, as in the
  * standard flow.
  */
-// The module, not the package index: the index loads the whole Updater, which only the tuf-js client needs.
-import { BaseFetcher } from 'tuf-js/dist/fetcher.js';
+// tuf-js's error module alone (it requires nothing): the unmodified Updater recognises "no such
+// file" by its DownloadHTTPError class. Its BaseFetcher is not used: it loads debug and a temp-file
+// helper, and reads every file through a temporary file; `downloadFile` below does what tuf-js's
+// Fetcher interface asks with the bytes in hand.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 
 /** tuf-js's default `timestampMaxLength`: the bound for a timestamp read ahead of time. */
@@ -122,7 +127,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-export abstract class TimestampFirstFetcher extends BaseFetcher {
+export abstract class TimestampFirstFetcher {
   readonly #trusted: TimestampFirstOptions['trustedTimestamp'];
   readonly #covered: TimestampFirstOptions['coveredTimestamp'];
   readonly #shortcuts: boolean;
@@ -146,7 +151,6 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
   readonly rootsFetched: Uint8Array[] = [];
 
   constructor(options: TimestampFirstOptions = {}) {
-    super();
     this.#trusted = options.trustedTimestamp;
     this.#covered = options.coveredTimestamp;
     this.#shortcuts = options.shortcuts ?? true;
@@ -172,7 +176,7 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
    * Every metadata file goes through `vet` (when given) before tuf-js sees it: the caller's checks
    * on bytes as served (strict JSON, calendar dates, the root's scope). A refusal throws there.
    */
-  override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+  async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
     const bytes = await this.#downloadUnvetted(url, maxLength);
     const { fileName } = splitMetadataUrl(url);
     this.#vet?.(fileName, bytes);
@@ -232,16 +236,19 @@ export abstract class TimestampFirstFetcher extends BaseFetcher {
     }
   }
 
-  /** A file for BaseFetcher.downloadFile (targets), bounded by the subclass's default maximum; downloadFile bounds the stream too. */
-  protected abstract readWithDefaultBound(url: string): Promise<Uint8Array>;
-
-  override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
-    const bytes = new Uint8Array(await this.readWithDefaultBound(url));
-    return new ReadableStream<Uint8Array<ArrayBuffer>>({
-      start(controller) {
-        controller.enqueue(bytes);
-        controller.close();
-      },
-    });
+  /**
+   * tuf-js's `Fetcher.downloadFile` (targets): the bytes, bounded by `maxLength` as they are read,
+   * in a temporary file (mode 0600) for `handler`, removed after it returns.
+   */
+  async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+    const bytes = await this.readFile(url, maxLength);
+    const dir = await mkdtemp(join(tmpdir(), 'tufoci-download-'));
+    try {
+      const file = join(dir, 'file');
+      await writeFile(file, bytes, { mode: 0o600 });
+      return await handler(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 }

@@ -75,7 +75,7 @@ describe('tuf-js Updater over RegistryFetcher', () => {
     const error = await updater.refresh().then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(DownloadLengthMismatchError);
     expect(((error as Error).cause as StorageError).code).toBe('TOO_LARGE');
-    // downloadFile (BaseFetcher's stream path) enforces it too
+    // downloadFile (tuf-js's Fetcher interface, for targets) enforces it too
     const viaStream = await fetcher.downloadFile(`${metadataBaseUrl(REPO)}/timestamp.json`, 10, async () => 'read').then(() => undefined, (e: unknown) => e);
     expect(viaStream).toBeInstanceOf(DownloadLengthMismatchError);
     expect(await fetcher.downloadFile(`${metadataBaseUrl(REPO)}/timestamp.json`, 1 << 20, async () => 'read')).toBe('read');

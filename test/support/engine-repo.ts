@@ -6,7 +6,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BaseFetcher, Updater } from 'tuf-js';
+import { BaseFetcher, Updater, type Fetcher } from 'tuf-js';
 import { DownloadHTTPError } from 'tuf-js/dist/error.js';
 import { InMemorySigner, type KeyType } from '../../src/keys/index.ts';
 import {
@@ -124,7 +124,7 @@ export class SimRepo {
    * (in `dir`, through `fetcher`) and tufoci's client core beside it, every answer compared
    * (differential.ts DualUpdater); it answers as tuf-js does.
    */
-  updater(dir = mkdtempSync(join(tmpdir(), 'tufoci-client-')), fetcher: BaseFetcher = new MapFetcher(this.files)): DualUpdater {
+  updater(dir = mkdtempSync(join(tmpdir(), 'tufoci-client-')), fetcher: Fetcher = new MapFetcher(this.files)): DualUpdater {
     const root = this.files.get('1.root.json');
     if (!root) throw new Error('no root');
     writeFileSync(join(dir, 'root.json'), root);

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MetaFile, Snapshot, Timestamp } from '@tufjs/models';
-import { BaseFetcher, Updater } from 'tuf-js';
+import { Updater, type Fetcher } from 'tuf-js';
 import { buildRoot, buildTargets, isoExpiry, SPEC_VERSION, signMetadata } from '../../src/engine/index.ts';
 import { InMemorySigner } from '../../src/keys/index.ts';
 
@@ -83,7 +83,7 @@ export async function buildTufRepo(now = Date.now()): Promise<TufRepo> {
 const clientDirs: string[] = [];
 
 /** An unmodified tuf-js Updater trusting 1.root.json, in a fresh metadata directory (see removeClientDirs). */
-export function updaterFor(repo: TufRepo, metadataBaseUrl: string, fetcher: BaseFetcher, config: Record<string, number> = {}): Updater {
+export function updaterFor(repo: TufRepo, metadataBaseUrl: string, fetcher: Fetcher, config: Record<string, number> = {}): Updater {
   const dir = mkdtempSync(join(tmpdir(), 'tufoci-storage-client-'));
   clientDirs.push(dir);
   writeFileSync(join(dir, 'root.json'), repo.files.get('1.root.json')!);
