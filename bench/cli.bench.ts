@@ -94,7 +94,8 @@ function log(message: string): void {
 
 // ------------------------------------------------------------------ cleanup by PID
 
-const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
+const processes = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
+const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = processes;
 
 /** npm (not timed) with `node` on PATH being this Node binary, so prepack and the install run on it. */
 async function npm(args: string[], cwd: string): Promise<string> {
@@ -387,17 +388,8 @@ async function main(): Promise<void> {
   const startedAt = performance.now();
   const startLoad = load();
   console.log(`cli.bench — ${machine()}; load average ${startLoad}; ${RUNS} rounds after ${WARMUP} warm-up rounds`);
-  process.on('exit', killLeftovers);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  const dir = await mkdtemp(join(tmpdir(), 'tufoci-cli-bench-'));
-  liveDirs.add(dir);
-  stoppers.push(async () => {
-    if (KEEP) console.log(`kept ${dir}`);
-    else await rm(dir, { recursive: true, force: true });
-    liveDirs.delete(dir);
-  });
+  processes.install();
+  const dir = await processes.tempDir('tufoci-cli-bench-');
   let s: Setup;
   let m: Measured;
   try {

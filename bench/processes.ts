@@ -5,6 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 export interface ChildRun {
@@ -27,6 +30,10 @@ export interface BenchProcesses {
   onSignal(signal: NodeJS.Signals): void;
   /** `node <args>` to completion, timed spawn→exit, SIGKILLed by PID after the child timeout. */
   runNode(args: readonly string[], opts: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<ChildRun>;
+  /** Install the exit hook and the SIGINT/SIGTERM handlers. */
+  install(): void;
+  /** A temporary directory under the OS's, removed at the end (kept, and printed, with BENCH_KEEP=1). */
+  tempDir(prefix: string): Promise<string>;
 }
 
 export function benchProcesses(opts: { log: (message: string) => void; keep: boolean; childTimeoutMs: number }): BenchProcesses {
@@ -98,5 +105,22 @@ export function benchProcesses(opts: { log: (message: string) => void; keep: boo
     return r;
   };
 
-  return { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode };
+  const install = (): void => {
+    process.on('exit', killLeftovers);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  };
+
+  const tempDir = async (prefix: string): Promise<string> => {
+    const dir = await mkdtemp(join(tmpdir(), prefix));
+    liveDirs.add(dir);
+    stoppers.push(async () => {
+      if (opts.keep) console.log(`kept ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
+      liveDirs.delete(dir);
+    });
+    return dir;
+  };
+
+  return { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode, install, tempDir };
 }

@@ -117,7 +117,8 @@ function log(message: string): void {
 
 // ------------------------------------------------------------------ cleanup by PID
 
-const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
+const processes = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
+const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = processes;
 
 /** A checkout's `tufoci` entry point: bin/tufoci.js where it has one (the package's bin), else src/cli/main.ts. */
 function cliEntry(root: string): string {
@@ -596,17 +597,8 @@ async function main(): Promise<void> {
   }
   const startedAt = performance.now();
   console.log(`verify-peers.bench — ${machine()}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; sizes ${SIZES.join(', ')}; notary up to ${NOTARY_MAX}${BEFORE ? `; before: ${BEFORE}` : ''}`);
-  process.on('exit', killLeftovers);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  const dir = await mkdtemp(join(tmpdir(), 'tufoci-verify-peers-'));
-  liveDirs.add(dir);
-  stoppers.push(async () => {
-    if (KEEP) console.log(`kept ${dir}`);
-    else await rm(dir, { recursive: true, force: true });
-    liveDirs.delete(dir);
-  });
+  processes.install();
+  const dir = await processes.tempDir('tufoci-verify-peers-');
   const rows: SizeRow[] = [];
   let big: BigRole;
   try {
