@@ -95,7 +95,7 @@ function log(message: string): void {
 // ------------------------------------------------------------------ cleanup by PID
 
 const processes = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
-const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = processes;
+const { livePids, liveDirs, stoppers, stopAll, runNode } = processes;
 
 /** npm (not timed) with `node` on PATH being this Node binary, so prepack and the install run on it. */
 async function npm(args: string[], cwd: string): Promise<string> {
@@ -455,13 +455,4 @@ async function main(): Promise<void> {
   report(s, m, startLoad, startedAt);
 }
 
-main().then(
-  () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  },
-  (err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  },
-);
+processes.run(main);

@@ -34,6 +34,8 @@ export interface BenchProcesses {
   install(): void;
   /** A temporary directory under the OS's, removed at the end (kept, and printed, with BENCH_KEEP=1). */
   tempDir(prefix: string): Promise<string>;
+  /** Run the bench's main: on success the signal handlers go (the exit hook stays); on failure exit code 1. */
+  run(main: () => Promise<void>): void;
 }
 
 export function benchProcesses(opts: { log: (message: string) => void; keep: boolean; childTimeoutMs: number }): BenchProcesses {
@@ -122,5 +124,18 @@ export function benchProcesses(opts: { log: (message: string) => void; keep: boo
     return dir;
   };
 
-  return { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode, install, tempDir };
+  const run = (main: () => Promise<void>): void => {
+    main().then(
+      () => {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      },
+      (err: unknown) => {
+        console.error(err);
+        process.exitCode = 1;
+      },
+    );
+  };
+
+  return { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode, install, tempDir, run };
 }

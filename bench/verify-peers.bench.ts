@@ -118,7 +118,7 @@ function log(message: string): void {
 // ------------------------------------------------------------------ cleanup by PID
 
 const processes = benchProcesses({ log, keep: KEEP, childTimeoutMs: CHILD_TIMEOUT_MS });
-const { livePids, liveDirs, stoppers, killLeftovers, stopAll, onSignal, runNode } = processes;
+const { livePids, liveDirs, stoppers, stopAll, onSignal, runNode } = processes;
 
 /** A checkout's `tufoci` entry point: bin/tufoci.js where it has one (the package's bin), else src/cli/main.ts. */
 function cliEntry(root: string): string {
@@ -672,13 +672,4 @@ async function main(): Promise<void> {
   report(rows, big, startedAt);
 }
 
-main().then(
-  () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  },
-  (err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  },
-);
+processes.run(main);
