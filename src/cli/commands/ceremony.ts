@@ -34,7 +34,7 @@ import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/pol
 import { ServiceClientError, type RepositoryStatus, type ServiceClient, type UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, serviceClient } from '../common.ts';
 import { ceremonyJson, nextStep, parseCeremonyFile, readCeremony, standing, writeFileAtomic, type CeremonyFileRead, type CeremonyParsed, type CeremonyPlan, type CeremonyRead } from '../ceremony-dir.ts';
-import { currentRoot } from './rotate.ts';
+import { currentRoot } from '../roots.ts';
 
 const short = (id: string): string => id.slice(0, 12);
 

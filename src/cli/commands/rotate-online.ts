@@ -21,7 +21,7 @@ import { loadSigner, type KeySigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
-import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from './rotate.ts';
+import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from '../roots.ts';
 
 export const ROTATE_ONLINE_HELP = `usage: tufoci rotate online <repo> --root-key K [--root-key K2] [--expires 365d] [options]
        tufoci rotate online --all --root-key K [--root-key K2] [options]

@@ -11,14 +11,13 @@
  * too (`--targets-key`), targets N+1 is signed by both and uploaded *before*
  * the root, so it verifies under either root: clients never see a gap.
  *
- * `tufoci rotate online` lives in rotate-online.ts.
+ * `tufoci rotate online` lives in rotate-online.ts; what both build on (the
+ * checked current root, the next root) in ../roots.ts.
  */
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { Key, Root } from '@tufjs/models';
 import {
-  buildRoot,
   describeVerification,
   isoExpiry,
   listedIdOf,
@@ -26,16 +25,18 @@ import {
   parseMetadata,
   signMetadata,
   verifyThreshold,
-  type RoleKeys,
 } from '../../engine/index.ts';
-import { scopeOf } from '../../engine/scope.ts';
 import { loadPublicKey, loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
-import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
-import type { ServiceClient, UploadResult } from '../../client/service-client.ts';
+import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
+import type { UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { rotateOnline } from './rotate-online.ts';
+import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from '../roots.ts';
 import { checkRelisting, withRelisting } from './resign.ts';
 import { OUT_HELP, rootCeremonyPlan, writeCeremony } from '../ceremony-dir.ts';
+
+/** Where the root builders live; named here too for the callers that know them as rotate's. */
+export { checkTargetsUnderNextRoot, currentRoot, keyJson, nextRoot, roleKeysOf } from '../roots.ts';
 
 export const ROTATE_HELP = `usage: tufoci rotate root <repo> --old-key K --new-key K [options]
        tufoci rotate online <repo> [options]
@@ -94,101 +95,10 @@ export async function rotate(argv: string[]): Promise<void> {
   }
 }
 
-/** A TUF key as @tufjs/models holds it → the key JSON the builders take. */
-export function keyJson(key: Key): TufKeyJson {
-  return { keytype: key.keyType, scheme: key.scheme, keyval: { public: key.keyVal['public'] ?? '' } };
-}
-
-/** A role of `root` as its keys and threshold. */
-export function roleKeysOf(root: Root, role: 'root' | 'targets' | 'snapshot' | 'timestamp'): RoleKeys {
-  const r = root.roles[role];
-  if (!r) throw new UsageError(`root v${root.version} defines no ${role} role`);
-  return {
-    keys: r.keyIDs.map((id) => {
-      const k = root.keys[id];
-      if (!k) throw new UsageError(`root v${root.version} lists key ${id.slice(0, 12)} for ${role} but does not define it`);
-      return keyJson(k);
-    }),
-    threshold: r.threshold,
-  };
-}
-
-/**
- * The next root: `current` with version + 1, a new expiry, and the roles in `changes` replaced.
- * It names `scope` (the repository), or the scope `current` names: a root older than scope
- * binding acquires it at its next rotation.
- */
-export function nextRoot(current: Root, expires: string, changes: Partial<Record<'root' | 'targets' | 'snapshot' | 'timestamp', RoleKeys>>, scope?: string): Root {
-  const kept = scopeOf(current);
-  return buildRoot({
-    version: current.version + 1,
-    expires,
-    ...(scope !== undefined ? { scope } : typeof kept === 'string' ? { scope: kept } : {}),
-    root: changes.root ?? roleKeysOf(current, 'root'),
-    targets: changes.targets ?? roleKeysOf(current, 'targets'),
-    snapshot: changes.snapshot ?? roleKeysOf(current, 'snapshot'),
-    timestamp: changes.timestamp ?? roleKeysOf(current, 'timestamp'),
-  });
-}
-
-/**
- * Root N+1 re-lists the targets keys under other ids than root N (a root written before the key id
- * fix, re-listed under the correct ids): the current targets must already be signed under the new
- * ids, or clients that take root N+1 refuse it. `tufoci resign R --role targets` signs it under both.
- */
-export async function checkTargetsUnderNextRoot(client: ServiceClient, repo: string, current: Root, next: Root, policy: Policy): Promise<void> {
-  const before = current.roles['targets'];
-  const after = next.roles['targets'];
-  if (!before || !after || [...before.keyIDs].sort().join(',') === [...after.keyIDs].sort().join(',')) return;
-  const status = await client.status(repo);
-  const t = status.roles.find((r) => r.role === 'targets');
-  if (!t) return;
-  const p = parseMetadata('targets', await client.metadata(repo, `${t.version}.targets.json`), policy.roles.targets.maxBytes);
-  if (verifyThreshold('targets', p.signedBytes, p.signatures, after, next.keys).ok) return;
-  throw new UsageError(
-    `root v${next.version} lists the targets key under its correct key id, but targets v${t.version} of ${repo} is signed under the legacy key id only: clients taking root v${next.version} would refuse it. ` +
-      `First run: tufoci resign ${repo} --role targets --key <targets key>`,
-  );
-}
-
 /** Signers without repeats (a kept key passed as old and new signs once). */
 function distinct(signers: readonly Signer[]): Signer[] {
   const seen = new Set<string>();
   return signers.filter((s) => !seen.has(s.keyid) && seen.add(s.keyid));
-}
-
-/**
- * The service's current root, checked: parses, is the version the status
- * names, is signed by a threshold of its own root keys, and — with a pinned
- * root — is reached from it by a chain each step of which is signed by a
- * threshold of the previous root's keys and of its own.
- */
-export async function currentRoot(client: ServiceClient, repo: string, policy: Policy, pinned?: Uint8Array): Promise<{ root: Root; bytes: Uint8Array }> {
-  const status = await client.status(repo);
-  const r = status.roles.find((x) => x.role === 'root');
-  if (!r) throw new UsageError(`the service reports no root for ${repo}`);
-  const max = policy.roles.root.maxBytes;
-  const check = (label: string, p: ReturnType<typeof parseMetadata<'root'>>, trusted: Root): void => {
-    const role = trusted.roles['root'];
-    const v = role ? verifyThreshold(label, p.signedBytes, p.signatures, role, trusted.keys) : undefined;
-    if (!v?.ok) throw new UsageError(`${label} of ${repo} does not verify (${v ? describeVerification(v) : 'no root role'}); refusing to build on it`);
-  };
-  if (pinned) {
-    let trusted = parseMetadata('root', pinned, max).md.signed;
-    if (trusted.version > r.version) throw new UsageError(`your pinned root is v${trusted.version} but the service's root of ${repo} is v${r.version} (rollback?); refusing to rotate`);
-    for (let v = trusted.version + 1; v <= r.version; v++) {
-      const p = parseMetadata('root', await client.metadata(repo, `${v}.root.json`), max);
-      if (p.md.signed.version !== v) throw new UsageError(`the service's ${v}.root.json of ${repo} holds version ${p.md.signed.version}`);
-      check(`root v${v} (by the keys of v${v - 1})`, p, trusted);
-      check(`root v${v} (by its own keys)`, p, p.md.signed);
-      trusted = p.md.signed;
-    }
-  }
-  const bytes = await client.metadata(repo, `${r.version}.root.json`);
-  const parsed = parseMetadata('root', bytes, max);
-  if (parsed.md.signed.version !== r.version) throw new UsageError(`the service's ${r.version}.root.json of ${repo} holds version ${parsed.md.signed.version}`);
-  check(`root v${r.version}`, parsed, parsed.md.signed);
-  return { root: parsed.md.signed, bytes };
 }
 
 export async function rotateRoot(argv: string[]): Promise<void> {
