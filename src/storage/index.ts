@@ -2,6 +2,7 @@
 export type { BlobRef, ListReferrersOptions, Manifest, ManifestPut, ReferrerDescriptor, Store } from './store.ts';
 export { MANIFEST_MEDIA_TYPES, OCI_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE } from './store.ts';
 export { StorageError, isStorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
+export { CheckedStore, checkedStore, type CheckedStoreOptions, type StoreCall, type StoreObserver, type StoreOperation } from './checked-store.ts';
 export { MemoryStore } from './memory-store.ts';
 export { OciLayoutStore, type OciLayoutStoreOptions } from './oci-layout-store.ts';
 export { RegistryStore, type RegistryStoreOptions } from './registry-store.ts';

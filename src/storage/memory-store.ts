@@ -5,9 +5,10 @@
  * behaves the same on disk and over HTTP.
  */
 import { sha256Digest } from './digest.ts';
-import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { CheckedStore, type CheckedStoreOptions } from './checked-store.ts';
+import { MAX_MANIFEST_BYTES } from './limits.ts';
 import { checkManifest, type ManifestRefs } from './manifest-refs.ts';
-import { assertDigest, assertReference, assertRepositoryName, assertTag, isDigest } from './names.ts';
+import { isDigest } from './names.ts';
 import { StorageError } from './storage-error.ts';
 import type { BlobRef, Manifest, ManifestPut, Store } from './store.ts';
 
@@ -24,7 +25,8 @@ interface Repository {
 
 const BACKEND = 'memory';
 
-export class MemoryStore implements Store {
+/** The backend behind `MemoryStore`'s checks: arguments are well-formed here. */
+class MemoryBackend implements Store {
   readonly backend = BACKEND;
   readonly #repositories = new Map<string, Repository>();
 
@@ -44,7 +46,6 @@ export class MemoryStore implements Store {
   }
 
   async putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef> {
-    assertRepositoryName(BACKEND, repository);
     const digest = sha256Digest(bytes);
     const repo = this.#repo(repository, true)!;
     if (!repo.blobs.has(digest)) repo.blobs.set(digest, Uint8Array.from(bytes));
@@ -52,15 +53,10 @@ export class MemoryStore implements Store {
   }
 
   async hasBlob(repository: string, digest: string): Promise<boolean> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
     return this.#repo(repository, false)?.blobs.has(digest) ?? false;
   }
 
   async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
-    assertMaxBytes(maxBytes);
     const bytes = this.#repo(repository, false)?.blobs.get(digest);
     if (!bytes) throw this.#error('NOT_FOUND', `blob ${digest} not found in ${repository}`, repository, digest);
     if (bytes.byteLength > maxBytes) {
@@ -73,20 +69,17 @@ export class MemoryStore implements Store {
   }
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
-    assertRepositoryName(BACKEND, repository);
     return this.#storeManifest(repository, reference, bytes, mediaType, this.#checkManifestPut(repository, reference, bytes, mediaType));
   }
 
   /** Every check first, then the blobs, then the manifests in order (see `Store.putManifests`). */
   async putManifests(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>> {
-    assertRepositoryName(BACKEND, repository);
     const refs = puts.map((p) => this.#checkManifestPut(repository, p.reference, p.bytes, p.mediaType));
     for (const p of puts) for (const b of p.blobs) await this.putBlob(repository, b);
     return puts.map((p, i) => this.#storeManifest(repository, p.reference, p.bytes, p.mediaType, refs[i] as ManifestRefs));
   }
 
   #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): ManifestRefs {
-    assertReference(BACKEND, repository, reference);
     const digest = sha256Digest(bytes);
     const detail = { backend: BACKEND, repository, reference };
     if (isDigest(reference) && reference !== digest) {
@@ -123,10 +116,6 @@ export class MemoryStore implements Store {
 
   /** Undefined when `reference` names the manifest `digest`; the manifest otherwise. */
   async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
-    assertRepositoryName(BACKEND, repository);
-    assertReference(BACKEND, repository, reference);
-    assertDigest(BACKEND, repository, digest);
-    assertMaxBytes(maxBytes);
     const repo = this.#repo(repository, false);
     const current = isDigest(reference) ? reference : repo?.tags.get(reference);
     if (current === digest && repo?.manifests.has(digest)) return undefined;
@@ -134,9 +123,6 @@ export class MemoryStore implements Store {
   }
 
   async getManifest(repository: string, reference: string, maxBytes: number): Promise<Manifest> {
-    assertRepositoryName(BACKEND, repository);
-    assertReference(BACKEND, repository, reference);
-    assertMaxBytes(maxBytes);
     const repo = this.#repo(repository, false);
     const digest = isDigest(reference) ? reference : repo?.tags.get(reference);
     const stored = digest === undefined ? undefined : repo?.manifests.get(digest);
@@ -157,13 +143,10 @@ export class MemoryStore implements Store {
   }
 
   async listTags(repository: string): Promise<string[]> {
-    assertRepositoryName(BACKEND, repository);
     return [...(this.#repo(repository, false)?.tags.keys() ?? [])].sort();
   }
 
   async deleteManifest(repository: string, digest: string): Promise<void> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
     const repo = this.#repo(repository, false);
     if (!repo?.manifests.delete(digest)) {
       throw this.#error('NOT_FOUND', `manifest ${digest} not found in ${repository}`, repository, digest);
@@ -172,18 +155,32 @@ export class MemoryStore implements Store {
   }
 
   async deleteTag(repository: string, tag: string): Promise<void> {
-    assertRepositoryName(BACKEND, repository);
-    assertTag(BACKEND, repository, tag);
     if (!this.#repo(repository, false)?.tags.delete(tag)) {
       throw this.#error('NOT_FOUND', `tag ${tag} not found in ${repository}`, repository, tag);
     }
   }
 
-  /** Test hook: overwrite a stored blob with other bytes, as a failing disk would. */
   corruptBlobForTesting(repository: string, digest: string, bytes: Uint8Array): void {
     const repo = this.#repo(repository, false);
     if (repo?.blobs.has(digest)) repo.blobs.set(digest, Uint8Array.from(bytes));
     else if (repo?.manifests.has(digest)) repo.manifests.get(digest)!.bytes = Uint8Array.from(bytes);
     else throw new Error(`no blob ${digest} in ${repository}`);
+  }
+}
+
+export class MemoryStore extends CheckedStore {
+  declare readonly putManifests: NonNullable<CheckedStore['putManifests']>;
+  declare readonly getManifestIfNoneMatch: NonNullable<CheckedStore['getManifestIfNoneMatch']>;
+  readonly #backend: MemoryBackend;
+
+  constructor(options: CheckedStoreOptions = {}) {
+    const backend = new MemoryBackend();
+    super(backend, options);
+    this.#backend = backend;
+  }
+
+  /** Test hook: overwrite a stored blob with other bytes, as a failing disk would. */
+  corruptBlobForTesting(repository: string, digest: string, bytes: Uint8Array): void {
+    this.#backend.corruptBlobForTesting(repository, digest, bytes);
   }
 }

@@ -26,9 +26,9 @@ import type { Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isErrno, readFileBounded, syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { sha256Digest } from './digest.ts';
-import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { CheckedStore, type CheckedStoreOptions } from './checked-store.ts';
 import { checkManifestPut } from './manifest-refs.ts';
-import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName } from './names.ts';
+import { assertRepositoryName, clip, isDigest, isRepositoryName } from './names.ts';
 import { StorageError, type StorageErrorCode } from './storage-error.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX_MEDIA_TYPE, type BlobRef, type Manifest, type ManifestPut, type Store } from './store.ts';
 
@@ -37,7 +37,7 @@ const REF_NAME = 'org.opencontainers.image.ref.name';
 const LAYOUT_FILE_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
 const RESERVED_COMPONENTS = new Set(['blobs', 'index.json', 'oci-layout']);
 
-export interface OciLayoutStoreOptions {
+export interface OciLayoutStoreOptions extends CheckedStoreOptions {
   /** Directory holding one layout directory per repository; created on demand. */
   root: string;
   /** Bound on index.json (default 64 MiB, about 200,000 tags). */
@@ -161,7 +161,8 @@ function refName(descriptor: IndexDescriptor): string | undefined {
   return descriptor.annotations?.[REF_NAME];
 }
 
-export class OciLayoutStore implements Store {
+/** The backend behind `OciLayoutStore`'s checks: names, digests and bounds are well-formed here. */
+class OciLayoutBackend implements Store {
   readonly backend = BACKEND;
   readonly #root: string;
   readonly #maxIndexBytes: number;
@@ -178,9 +179,8 @@ export class OciLayoutStore implements Store {
     this.#fsync = options.fsync ?? true;
   }
 
-  /** The layout directory of a repository: usable as `oci:<dir>:<tag>` with skopeo. */
+  /** The layout directory of a (well-formed) repository name; its components may not be the layout's own names. */
   layoutDirectory(repository: string): string {
-    assertRepositoryName(BACKEND, repository);
     const components = repository.split('/');
     const reserved = components.find((c) => RESERVED_COMPONENTS.has(c));
     if (reserved !== undefined) {
@@ -360,7 +360,6 @@ export class OciLayoutStore implements Store {
 
   async hasBlob(repository: string, digest: string): Promise<boolean> {
     const dir = this.layoutDirectory(repository);
-    assertDigest(BACKEND, repository, digest);
     try {
       return (await stat(this.#blobPath(dir, digest))).isFile();
     } catch (error) {
@@ -388,8 +387,6 @@ export class OciLayoutStore implements Store {
 
   async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
     const dir = this.layoutDirectory(repository);
-    assertDigest(BACKEND, repository, digest);
-    assertMaxBytes(maxBytes);
     return this.#readVerified(dir, repository, digest, digest, maxBytes, 'blob');
   }
 
@@ -458,7 +455,6 @@ export class OciLayoutStore implements Store {
 
   /** Reference, digest, size and media type of a manifest to put; the blobs it references. */
   #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): { digest: string; refs: string[] } {
-    assertReference(BACKEND, repository, reference);
     const { digest, refs } = checkManifestPut(reference, bytes, mediaType, (code, message) => this.#fail(code, `${message} (${repository})`, repository, reference));
     return { digest, refs: [...refs.blobs, ...refs.manifests] };
   }
@@ -469,14 +465,11 @@ export class OciLayoutStore implements Store {
 
   /** Undefined when index.json maps `reference` to `digest` (no blob is read); the manifest otherwise. */
   async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
-    assertDigest(BACKEND, repository, digest);
     return this.#getManifest(repository, reference, maxBytes, digest);
   }
 
   async #getManifest(repository: string, reference: string, maxBytes: number, ifNoneMatch: string | undefined): Promise<Manifest | undefined> {
     const dir = this.layoutDirectory(repository);
-    assertReference(BACKEND, repository, reference);
-    assertMaxBytes(maxBytes);
     let index: ImageIndex;
     try {
       index = await this.#readIndex(dir, repository);
@@ -556,7 +549,6 @@ export class OciLayoutStore implements Store {
 
   async deleteManifest(repository: string, digest: string): Promise<void> {
     const dir = this.layoutDirectory(repository);
-    assertDigest(BACKEND, repository, digest);
     try {
       const blobExists = await this.hasBlob(repository, digest);
       await this.#updateIndex(dir, repository, (draft) => {
@@ -575,7 +567,6 @@ export class OciLayoutStore implements Store {
 
   async deleteTag(repository: string, tag: string): Promise<void> {
     const dir = this.layoutDirectory(repository);
-    assertTag(BACKEND, repository, tag);
     try {
       await this.#updateIndex(dir, repository, (draft) => {
         if (!draft.hasTag(tag)) throw this.#fail('NOT_FOUND', `tag ${tag} not found in ${repository}`, repository, tag);
@@ -584,5 +575,23 @@ export class OciLayoutStore implements Store {
     } catch (error) {
       throw this.#io(error, 'deleting a tag', repository, tag);
     }
+  }
+}
+
+export class OciLayoutStore extends CheckedStore {
+  declare readonly putManifests: NonNullable<CheckedStore['putManifests']>;
+  declare readonly getManifestIfNoneMatch: NonNullable<CheckedStore['getManifestIfNoneMatch']>;
+  readonly #backend: OciLayoutBackend;
+
+  constructor(options: OciLayoutStoreOptions) {
+    const backend = new OciLayoutBackend(options);
+    super(backend, options);
+    this.#backend = backend;
+  }
+
+  /** The layout directory of a repository: usable as `oci:<dir>:<tag>` with skopeo. */
+  layoutDirectory(repository: string): string {
+    assertRepositoryName(this.backend, repository);
+    return this.#backend.layoutDirectory(repository);
   }
 }

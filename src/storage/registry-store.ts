@@ -35,9 +35,9 @@ import { sha256Digest } from './digest.ts';
 import { deadlinePassed, requestSignal, retryPause, waitingFor } from './deadline.ts';
 import { discardBody, mediaTypeOf, readBodyBounded } from './http-body.ts';
 import { emptyResponse, httpRequest, type HttpResponse } from './http-client.ts';
-import { assertMaxBytes, MAX_MANIFEST_BYTES } from './limits.ts';
+import { CheckedStore, type CheckedStoreOptions } from './checked-store.ts';
 import { checkManifest, checkManifestPut } from './manifest-refs.ts';
-import { assertDigest, assertReference, assertRepositoryName, assertTag, clip, isDigest, isRepositoryName, isTag } from './names.ts';
+import { clip, isDigest, isRepositoryName, isTag } from './names.ts';
 import { RegistryAuth, type Credentials } from './registry-auth.ts';
 import { StorageError, type StorageErrorCode, type StorageErrorDetail } from './storage-error.ts';
 import { describeTlsFailure } from './tls.ts';
@@ -52,7 +52,7 @@ const MAX_KNOWN_BLOBS = 16_384;
 /** Blob uploads of one `putManifests` in flight at once. */
 const UPLOAD_CONCURRENCY = 4;
 
-export interface RegistryStoreOptions {
+export interface RegistryStoreOptions extends CheckedStoreOptions {
   /** Base URL of the registry, e.g. `https://registry.example` or `http://127.0.0.1:5000`. */
   url: string;
   credentials?: Credentials;
@@ -125,7 +125,8 @@ export function nextLink(header: string | null): string | undefined {
   return undefined;
 }
 
-export class RegistryStore implements Store {
+/** The backend behind `RegistryStore`'s checks: names, digests and bounds are well-formed here. */
+class RegistryBackend implements Store {
   readonly backend = BACKEND;
   readonly #base: URL;
   /** Origin plus any path prefix, without a trailing slash: `#url('/v2/')` appends to it. */
@@ -353,8 +354,6 @@ export class RegistryStore implements Store {
   }
 
   async hasBlob(repository: string, digest: string): Promise<boolean> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
     const spec: RequestSpec = { method: 'HEAD', url: this.#url(`/v2/${repository}/blobs/${digest}`), repository, reference: digest, idempotent: true, access: 'pull' };
     const response = await this.#request(spec);
     await discardBody(response);
@@ -378,9 +377,6 @@ export class RegistryStore implements Store {
   }
 
   async getBlob(repository: string, digest: string, maxBytes: number): Promise<Uint8Array> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
-    assertMaxBytes(maxBytes);
     const spec: RequestSpec = { method: 'GET', url: this.#url(`/v2/${repository}/blobs/${digest}`), repository, reference: digest, idempotent: true, access: 'pull' };
     const response = await this.#request(spec);
     if (response.status !== 200) throw await this.#unexpected(response, spec, 'blob');
@@ -398,7 +394,6 @@ export class RegistryStore implements Store {
   }
 
   async putBlob(repository: string, bytes: Uint8Array): Promise<BlobRef> {
-    assertRepositoryName(BACKEND, repository);
     const digest = sha256Digest(bytes);
     const ref = { digest, size: bytes.byteLength };
     if (this.#isKnownBlob(repository, digest) || (await this.hasBlob(repository, digest))) return ref;
@@ -474,7 +469,6 @@ export class RegistryStore implements Store {
    * another in the given order, stopping at the first failure.
    */
   async putManifests(repository: string, puts: readonly ManifestPut[]): Promise<Array<{ digest: string }>> {
-    assertRepositoryName(BACKEND, repository);
     const checked = puts.map((p) => this.#checkManifestPut(repository, p.reference, p.bytes, p.mediaType));
     const blobs = new Map<string, Uint8Array>();
     for (const p of puts) {
@@ -565,13 +559,11 @@ export class RegistryStore implements Store {
   }
 
   async putManifest(repository: string, reference: string, bytes: Uint8Array, mediaType: string): Promise<{ digest: string }> {
-    assertRepositoryName(BACKEND, repository);
     return this.#sendManifest(repository, reference, bytes, mediaType, this.#checkManifestPut(repository, reference, bytes, mediaType));
   }
 
   /** Everything checked before a manifest is sent: reference, digest, size, media type and JSON shape. */
   #checkManifestPut(repository: string, reference: string, bytes: Uint8Array, mediaType: string): CheckedManifest {
-    assertReference(BACKEND, repository, reference);
     const { digest, refs } = checkManifestPut(reference, bytes, mediaType, (code, message) => this.#fail(code, `${message} (${repository})`, repository, reference));
     return { digest, blobs: refs.blobs };
   }
@@ -609,15 +601,10 @@ export class RegistryStore implements Store {
 
   /** `getManifest` with `If-None-Match: "<digest>"`: undefined on 304 Not Modified (distribution compares it with the manifest digest). */
   async getManifestIfNoneMatch(repository: string, reference: string, digest: string, maxBytes: number): Promise<Manifest | undefined> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
     return this.#getManifest(repository, reference, maxBytes, digest);
   }
 
   async #getManifest(repository: string, reference: string, maxBytes: number, ifNoneMatch: string | undefined): Promise<Manifest | undefined> {
-    assertRepositoryName(BACKEND, repository);
-    assertReference(BACKEND, repository, reference);
-    assertMaxBytes(maxBytes);
     const spec: RequestSpec = {
       method: 'GET',
       url: this.#url(`/v2/${repository}/manifests/${reference}`),
@@ -652,7 +639,6 @@ export class RegistryStore implements Store {
   }
 
   async listTags(repository: string): Promise<string[]> {
-    assertRepositoryName(BACKEND, repository);
     return this.#listPaged(`/v2/${repository}/tags/list`, 'tags', repository, 'tags/list', 'pull', isTag);
   }
 
@@ -707,8 +693,6 @@ export class RegistryStore implements Store {
   }
 
   async deleteManifest(repository: string, digest: string): Promise<void> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
     const spec: RequestSpec = { method: 'DELETE', url: this.#url(`/v2/${repository}/manifests/${digest}`), repository, reference: digest, idempotent: false, access: 'delete' };
     const response = await this.#request(spec);
     if (response.status !== 202 && response.status !== 200 && response.status !== 204) throw await this.#unexpected(response, spec, 'deleting manifest');
@@ -716,8 +700,6 @@ export class RegistryStore implements Store {
   }
 
   async deleteTag(repository: string, tag: string): Promise<void> {
-    assertRepositoryName(BACKEND, repository);
-    assertTag(BACKEND, repository, tag);
     const spec: RequestSpec = { method: 'DELETE', url: this.#url(`/v2/${repository}/manifests/${tag}`), repository, reference: tag, idempotent: false, access: 'delete' };
     const response = await this.#request(spec);
     if (response.status === 202 || response.status === 200 || response.status === 204) {
@@ -742,9 +724,6 @@ export class RegistryStore implements Store {
    * here too, since registries may ignore it. At most `maxCount` entries.
    */
   async listReferrers(repository: string, digest: string, options: ListReferrersOptions): Promise<ReferrerDescriptor[]> {
-    assertRepositoryName(BACKEND, repository);
-    assertDigest(BACKEND, repository, digest);
-    assertMaxBytes(options.maxBytes);
     const maxCount = options.maxCount ?? 1000;
     const query = options.artifactType !== undefined ? `?artifactType=${encodeURIComponent(options.artifactType)}` : '';
     const out: ReferrerDescriptor[] = [];
@@ -792,5 +771,19 @@ export class RegistryStore implements Store {
       }
     }
     return out;
+  }
+}
+
+export class RegistryStore extends CheckedStore {
+  declare readonly listReferrers: NonNullable<CheckedStore['listReferrers']>;
+  declare readonly putManifests: NonNullable<CheckedStore['putManifests']>;
+  declare readonly getManifestIfNoneMatch: NonNullable<CheckedStore['getManifestIfNoneMatch']>;
+  /** The registry's auth state (tokens obtained, challenges answered). */
+  readonly auth: RegistryAuth;
+
+  constructor(options: RegistryStoreOptions) {
+    const backend = new RegistryBackend(options);
+    super(backend, options);
+    this.auth = backend.auth;
   }
 }
