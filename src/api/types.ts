@@ -1,10 +1,120 @@
 /**
- * The service's HTTP API as data: what its JSON answers hold. The service builds them
- * (src/service/repository-service.ts), the client and the CLI read them
- * (src/client/service-client.ts); this module holds types only, so naming them loads nothing.
+ * The service's HTTP API as data: what its JSON requests and answers hold (routes.ts names the
+ * paths). The service builds the answers (src/service/repository-service.ts, src/service/app.ts),
+ * the client and the CLI read them (src/client/service-client.ts); this module holds types only,
+ * so naming them loads nothing.
  */
+import type { ImageTarget } from '../engine/build.ts';
 import type { LegacyKeyListing } from '../engine/legacy-keyids.ts';
 import type { VerificationResult } from '../engine/signatures.ts';
+import type { TufKeyJson } from '../keys/tuf-key.ts';
+
+// ------------------------------------------------------------------ requests
+
+/** `POST /v1/repos/<repo>`: the first root and targets, as the JSON of 1.root.json and 1.targets.json. */
+export interface CreateRepositoryRequest {
+  root: unknown;
+  targets: unknown;
+}
+
+/** `POST /v1/repos/<repo>/tags`: tags for a role delegated to the service's CI key (default `ci`). */
+export interface PublishTagsRequest {
+  role?: string;
+  tags: Record<string, ImageTarget>;
+}
+
+/** `POST /v1/repos/<repo>/grants`. */
+export interface CreateGrantRequest {
+  /** Tag patterns the job may publish. */
+  paths: string[];
+  /** Default 600. */
+  ttlSeconds?: number;
+  /** The delegated role the job role hangs under (default `ci`). */
+  role?: string;
+}
+
+/** `POST /v1/repos/<repo>/grants/redeem` (with the grant token as bearer): the job's own public key. */
+export interface RedeemGrantRequest {
+  key: TufKeyJson;
+}
+
+/** `POST /v1/online-keys/revoke`: a key id (or its first 8+ hex digits) or a set number. */
+export interface RevokeOnlineKeysRequest {
+  key?: string;
+  set?: number;
+  reason?: string;
+}
+
+// ------------------------------------------------------------------ answers
+
+/** Every refusal: the error's code, message and detail (the codes: src/service/errors.ts, src/engine/errors.ts). */
+export interface ErrorBody {
+  error: { code: string; message: string; detail: Record<string, unknown> };
+}
+
+/** `GET /v1/repos`. */
+export interface RepositoriesResult {
+  repositories: string[];
+}
+
+/** One online key set as the API lists it. */
+export interface KeySetSummary {
+  id: number;
+  created: string;
+  kind: 'derived' | 'shared';
+  /** Key id per role (for the repository asked about, when derived). */
+  keyids: Record<string, string>;
+  revoked?: { at: string; reason: string };
+}
+
+export interface ListedKey {
+  keyid: string;
+  key: TufKeyJson;
+}
+
+/** `GET /v1/online-keys[?repository=R]`. */
+export interface OnlineKeys {
+  repository?: string;
+  /** The online key set these keys belong to. */
+  set?: number;
+  snapshot: ListedKey[];
+  timestamp: ListedKey[];
+  /** The service's CI key (for service-held delegations such as `ci`). */
+  ci?: ListedKey[];
+  kind?: 'derived' | 'shared';
+  /** Every key set (its key ids for the repository asked about, when derived). */
+  sets?: KeySetSummary[];
+}
+
+/** `POST /v1/repos/<repo>/online-keys`: the keys the repository's next root should list. */
+export interface NextOnlineKeys {
+  /** A new set was generated (the repository's root already listed the current one). */
+  generated: boolean;
+  set: KeySetSummary;
+  snapshot: ListedKey[];
+  timestamp: ListedKey[];
+  ci: ListedKey[];
+}
+
+/** `GET /v1/online-keys/usage` (admin). */
+export interface OnlineKeyUsage {
+  current: number;
+  sets: KeySetSummary[];
+  repositories: Array<{ repository: string; sets: number[]; onRevoked: boolean; onCurrent: boolean }>;
+}
+
+/** `POST /v1/online-keys/rotate` (admin). */
+export interface RotateOnlineKeysResult {
+  set: KeySetSummary;
+}
+
+/** `POST /v1/online-keys/revoke` (admin). */
+export interface RevokeOnlineKeysResult {
+  revoked: KeySetSummary;
+  current: KeySetSummary;
+  /** Repositories whose roots list the revoked set. */
+  affected: string[];
+}
 
 export interface TagsResult extends UploadResult {
   tags: string[];

@@ -16,7 +16,9 @@ import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from './online-keys.ts';
 import type { TokenAuth } from './auth.ts';
 import { ServiceError, httpStatusOf } from './errors.ts';
-import { ROOT_VERSION_HEADER, cachedRootVersion } from './fast-read.ts';
+import { metadataHeaders } from '../api/headers.ts';
+import { ROUTES } from '../api/routes.ts';
+import { cachedRootVersion } from './fast-read.ts';
 import type { Metrics } from './metrics.ts';
 import { GRANT_PREFIX, type JobGrant, type Logger, type RepositoryService } from './repository-service.ts';
 
@@ -243,11 +245,11 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  router.get('/healthz', (ctx) => {
+  router.get(ROUTES.health, (ctx) => {
     ctx.body = { ok: true };
   });
 
-  router.get('/readyz', async (ctx) => {
+  router.get(ROUTES.ready, async (ctx) => {
     try {
       await deps.ready();
       ctx.body = { ready: true };
@@ -257,12 +259,12 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  router.get('/metrics', async (ctx) => {
+  router.get(ROUTES.metrics, async (ctx) => {
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });
 
-  router.get('/v1/online-keys', (ctx) => {
+  router.get(ROUTES.onlineKeys, (ctx) => {
     // Derived key sets give every repository its own keys: ask with ?repository=<repo>.
     const repository = typeof ctx.query['repository'] === 'string' ? ctx.query['repository'] : undefined;
     const keys = service.onlineKeys(repository);
@@ -278,19 +280,19 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   // Operators: which repositories list which online key set; rotate; revoke a compromised set.
-  router.get('/v1/online-keys/usage', async (ctx) => {
+  router.get(ROUTES.onlineKeyUsage, async (ctx) => {
     auth.authorize(ctx.get('authorization') || undefined, 'admin');
     ctx.body = { current: service.keyring.current().id, sets: service.keyring.sets().map(setSummary), repositories: await service.onlineKeyUsage() };
   });
 
-  router.post('/v1/online-keys/rotate', async (ctx) => {
+  router.post(ROUTES.rotateOnlineKeys, async (ctx) => {
     auth.authorize(ctx.get('authorization') || undefined, 'admin');
     const set = await service.keyring.rotate();
     ctx.status = 201;
     ctx.body = { set: setSummary(set) };
   });
 
-  router.post('/v1/online-keys/revoke', async (ctx) => {
+  router.post(ROUTES.revokeOnlineKeys, async (ctx) => {
     auth.authorize(ctx.get('authorization') || undefined, 'admin');
     const body = await readJson(ctx, 16 * 1024);
     const ref = body['key'] ?? body['set'];
@@ -300,37 +302,33 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = { revoked: setSummary(r.revoked), current: setSummary(r.current), affected: r.affected };
   });
 
-  router.get('/v1/repos', async (ctx) => {
+  router.get(ROUTES.repositories, async (ctx) => {
     auth.authorize(ctx.get('authorization') || undefined, 'read', '*');
     ctx.body = { repositories: await service.repositories() };
   });
 
-  router.get('/v1/repos/*repo/metadata/:file', async (ctx) => {
+  router.get(ROUTES.metadata, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'read', repo);
     const file = await service.read(repo, ctx.params['file'] as string);
-    ctx.set('ETag', file.etag);
-    ctx.set('Cache-Control', file.immutable ? 'public, max-age=31536000, immutable' : `public, max-age=${tsMaxAge}`);
-    if (!file.immutable) {
-      // Read synchronously from the head just served (or a newer one): a hint for clients.
-      const rootVersion = cachedRootVersion(service, repo);
-      if (rootVersion !== undefined) ctx.set(ROOT_VERSION_HEADER, String(rootVersion));
-    }
-    if (ctx.get('if-none-match') === file.etag) {
+    // The root version is read synchronously from the head just served (or a newer one): a hint for clients.
+    const rootVersion = file.immutable ? undefined : cachedRootVersion(service, repo);
+    const notModified = ctx.get('if-none-match') === file.etag;
+    metadataHeaders({ setHeader: (name, value) => ctx.set(name, value) }, file, rootVersion, notModified, tsMaxAge);
+    if (notModified) {
       ctx.status = 304;
       return;
     }
-    ctx.type = 'application/json';
     ctx.body = Buffer.from(file.bytes.buffer, file.bytes.byteOffset, file.bytes.byteLength);
   });
 
-  router.get('/v1/repos/*repo/status', async (ctx) => {
+  router.get(ROUTES.status, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'read', repo);
     ctx.body = await service.status(repo);
   });
 
-  router.put('/v1/repos/*repo/metadata/:file', async (ctx) => {
+  router.put(ROUTES.metadata, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     const fileName = ctx.params['file'] as string;
     // A CI job's grant token authorizes exactly its job role, while the grant lasts.
@@ -375,7 +373,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   // Owners: the online keys the repository's next root should list (`tufoci rotate online`).
-  router.post('/v1/repos/*repo/online-keys', async (ctx) => {
+  router.post(ROUTES.nextOnlineKeys, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const { set, generated } = await service.nextOnlineKeys(repo); // keys for this repository
@@ -384,7 +382,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   // Job-scoped CI keys: an operator or owner issues a grant; a CI job redeems it with its own key.
-  router.post('/v1/repos/*repo/grants/redeem', async (ctx) => {
+  router.post(ROUTES.redeemGrant, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     const token = grantToken(ctx);
     if (!token) throw new ServiceError('GRANT_INVALID', `send the grant as "Authorization: Bearer ${GRANT_PREFIX}…"`, { detail: {} });
@@ -396,7 +394,7 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = job;
   });
 
-  router.post('/v1/repos/*repo/grants', async (ctx) => {
+  router.post(ROUTES.grants, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const body = await readJson(ctx, 16 * 1024);
@@ -412,7 +410,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   // Service-signed tags: publish into a role the owner delegated to the service's CI key.
-  router.post('/v1/repos/*repo/tags', async (ctx) => {
+  router.post(ROUTES.tags, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"role": "ci", "tags": {"<tag>": {"digest": "sha256:<hex>", "size": <manifest bytes>, "mediaType": "<manifest media type>"}}}';
@@ -442,7 +440,7 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
-  router.post('/v1/repos/*repo', async (ctx) => {
+  router.post(ROUTES.repository, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>}';

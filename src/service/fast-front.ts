@@ -30,6 +30,11 @@
  * inside the subset, so node:http refuses a bad head as early as it would
  * have alone.
  *
+ * Three modules: fast-front-head.ts reads a head's bytes against the subset,
+ * fast-front-responses.ts builds the answers (prebuilt per file and second),
+ * and this one owns the connections: reading, pipelining, backpressure,
+ * node's timeouts, and the hand-over.
+ *
  * No library does this: node's llhttp cannot be driven per connection from
  * JavaScript (its parser binding is internal to node:http), and node:http's
  * per-request machinery (IncomingMessage, ServerResponse, header objects) is
@@ -38,7 +43,8 @@
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TokenAuth } from './auth.ts';
-import { METADATA_PATH, ROOT_VERSION_HEADER, ROUTE, cachedRootVersion, fastRequestId } from './fast-read.ts';
+import { COMPLETE, CRLFCRLF, MAX_HEAD, OUTSIDE, head, scanHead } from './fast-front-head.ts';
+import { frontResponses } from './fast-front-responses.ts';
 import type { Metrics } from './metrics.ts';
 import type { RepositoryService } from './repository-service.ts';
 
@@ -55,202 +61,16 @@ export interface FastFront {
   readonly connections: number;
   /** Requests answered by the front; connections handed to node:http. */
   readonly stats: { answered: number; delegated: number };
-}
-
-/**
- * Heads longer than this are handed to node:http (whose limit is 16 KiB):
- * the front never answers a head node would refuse for its size.
- */
-const MAX_HEAD = 8 * 1024;
-/** More header lines than this: handed over (node keeps 2,000 at most). */
-const MAX_HEADER_LINES = 100;
-/** Echoed request ids are cut to this many bytes (as the Koa middleware does). */
-const MAX_REQUEST_ID = 64;
-
-// Byte classes (RFC 9110 §5.1, §5.5; RFC 9112 §3.2).
-const TOKEN = 1;
-const VALUE = 2; // VCHAR / SP / HTAB / obs-text
-const TARGET = 4; // the only bytes allowed in an answered request target
-const OWS = 8;
-const CLASS = new Uint8Array(256);
-for (let c = 0; c < 256; c++) {
-  const ch = String.fromCharCode(c);
-  const alnum = /[A-Za-z0-9]/.test(ch);
-  if (alnum || "!#$%&'*+-.^_`|~".includes(ch)) CLASS[c] = (CLASS[c] as number) | TOKEN;
-  if ((c >= 0x21 && c <= 0x7e) || c === 0x20 || c === 0x09 || c >= 0x80) CLASS[c] = (CLASS[c] as number) | VALUE;
-  if (alnum || '._/-'.includes(ch)) CLASS[c] = (CLASS[c] as number) | TARGET;
-  if (c === 0x20 || c === 0x09) CLASS[c] = (CLASS[c] as number) | OWS;
-}
-
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
-const GET_SLASH = Buffer.from('GET /', 'latin1');
-const HTTP11 = Buffer.from(' HTTP/1.1\r\n', 'latin1');
-const lower = (s: string): Buffer => Buffer.from(s, 'latin1');
-const H_HOST = lower('host');
-const H_EXPECT = lower('expect');
-const H_UPGRADE = lower('upgrade');
-const H_CONNECTION = lower('connection');
-const H_REQUEST_ID = lower('x-request-id');
-const H_IF_NONE_MATCH = lower('if-none-match');
-const H_AUTHORIZATION = lower('authorization');
-const H_CONTENT_LENGTH = lower('content-length');
-const H_PROXY_CONNECTION = lower('proxy-connection');
-const H_TRANSFER_ENCODING = lower('transfer-encoding');
-const V_KEEP_ALIVE = lower('keep-alive');
-const V_CLOSE = lower('close');
-
-/** `buf[at…]` equals `lit` ignoring ASCII case (`lit` lower case letters and '-'; `buf` token bytes). */
-function named(buf: Buffer, at: number, lit: Buffer): boolean {
-  for (let k = 0; k < lit.length; k++) if (((buf[at + k] as number) | 0x20) !== lit[k]) return false;
-  return true;
-}
-
-/** What the front needs from a head inside the subset (one scratch object: parsing is synchronous). */
-interface Head {
-  target: string;
-  close: boolean;
-  ifNoneMatch: string | undefined;
-  /** Byte range of the X-Request-Id value, or idStart = -1. */
-  idStart: number;
-  idEnd: number;
-}
-const head: Head = { target: '', close: false, ifNoneMatch: undefined, idStart: -1, idEnd: -1 };
-
-/** scanHead results. */
-const OUTSIDE = 0;
-const COMPLETE = 1;
-const SO_FAR = 2;
-
-/**
- * Check the head starting at `buf[start]` against the subset, filling `head`.
- * `stop` is `end + 2` for a complete head (`end`: where its CRLFCRLF starts):
- * COMPLETE when it is inside the subset, else OUTSIDE. For bytes that are not
- * yet a complete head, `stop` is `buf.length`: SO_FAR while they can still
- * begin a head inside the subset, OUTSIDE as soon as they cannot (so that
- * node:http sees a bad head as early as it would have without the front).
- */
-function scanHead(buf: Buffer, start: number, stop: number, complete: boolean): number {
-  // Request line: "GET " target " HTTP/1.1" CRLF, target only [A-Za-z0-9._/-], starting with "/".
-  for (let k = 0; k < GET_SLASH.length; k++) {
-    if (start + k >= stop) return SO_FAR;
-    if (buf[start + k] !== GET_SLASH[k]) return OUTSIDE;
-  }
-  let p = start + 4;
-  while (((CLASS[buf[p] as number] as number) & TARGET) !== 0) p++;
-  const targetEnd = p;
-  for (let k = 0; k < HTTP11.length; k++, p++) {
-    if (p >= stop) return SO_FAR;
-    if (buf[p] !== HTTP11[k]) return OUTSIDE;
-  }
-  head.target = buf.toString('latin1', start + 4, targetEnd);
-  head.close = false;
-  head.ifNoneMatch = undefined;
-  head.idStart = -1;
-  head.idEnd = -1;
-  let hosts = 0;
-  let connection = false;
-  let lines = 0;
-  // Header lines, up to the empty line at end + 2 (complete). Scans stop at a CR, or where the bytes end.
-  while (p < stop) {
-    if (++lines > MAX_HEADER_LINES) return OUTSIDE;
-    const nameStart = p;
-    while (((CLASS[buf[p] as number] as number) & TOKEN) !== 0) p++;
-    const nameLength = p - nameStart;
-    if (p >= stop) return SO_FAR;
-    if (nameLength === 0 && buf[p] === 0x0d && p + 1 >= stop) return SO_FAR; // the final CRLF, under way
-    if (nameLength === 0 || buf[p] !== 0x3a) return OUTSIDE; // obs-fold, whitespace before ':', no name
-    p++;
-    while (((CLASS[buf[p] as number] as number) & OWS) !== 0) p++;
-    const valueStart = p;
-    let obsText = false;
-    for (;;) {
-      const c = buf[p] as number;
-      if (((CLASS[c] as number) & VALUE) === 0) break;
-      if (c >= 0x80) obsText = true;
-      p++;
-    }
-    if (p >= stop) return SO_FAR;
-    if (buf[p] !== 0x0d) return OUTSIDE; // a control byte, a bare LF
-    if (p + 1 >= stop) return SO_FAR;
-    if (buf[p + 1] !== 0x0a) return OUTSIDE; // a bare CR
-    let valueEnd = p;
-    while (valueEnd > valueStart && ((CLASS[buf[valueEnd - 1] as number] as number) & OWS) !== 0) valueEnd--;
-    p += 2;
-    switch (nameLength) {
-      case 4:
-        if (named(buf, nameStart, H_HOST)) hosts++;
-        break;
-      case 6:
-        if (named(buf, nameStart, H_EXPECT)) return OUTSIDE;
-        break;
-      case 7:
-        if (named(buf, nameStart, H_UPGRADE)) return OUTSIDE;
-        break;
-      case 10:
-        if (named(buf, nameStart, H_CONNECTION)) {
-          if (connection) return OUTSIDE;
-          connection = true;
-          const length = valueEnd - valueStart;
-          if (length === V_CLOSE.length && named(buf, valueStart, V_CLOSE)) head.close = true;
-          else if (!(length === V_KEEP_ALIVE.length && named(buf, valueStart, V_KEEP_ALIVE))) return OUTSIDE;
-        }
-        break;
-      case 12:
-        if (named(buf, nameStart, H_REQUEST_ID)) {
-          // obs-text would be re-encoded by node:http on some paths: not echoed here.
-          if (head.idStart !== -1 || obsText) return OUTSIDE;
-          head.idStart = valueStart;
-          head.idEnd = valueEnd;
-        }
-        break;
-      case 13:
-        if (named(buf, nameStart, H_AUTHORIZATION)) return OUTSIDE;
-        if (named(buf, nameStart, H_IF_NONE_MATCH)) {
-          if (head.ifNoneMatch !== undefined) return OUTSIDE;
-          head.ifNoneMatch = buf.toString('latin1', valueStart, valueEnd);
-        }
-        break;
-      case 14:
-        if (named(buf, nameStart, H_CONTENT_LENGTH)) return OUTSIDE;
-        break;
-      case 16:
-        if (named(buf, nameStart, H_PROXY_CONNECTION)) return OUTSIDE;
-        break;
-      case 17:
-        if (named(buf, nameStart, H_TRANSFER_ENCODING)) return OUTSIDE;
-        break;
-    }
-  }
-  if (!complete) return hosts <= 1 ? SO_FAR : OUTSIDE;
-  return hosts === 1 ? COMPLETE : OUTSIDE;
+  /**
+   * Calls `listener` with the socket each time a connection in fast mode stops reading because its
+   * client does not take its answers (backpressure). For tests and diagnostics; returns its remover.
+   */
+  onPause(listener: (socket: Socket) => void): () => void;
 }
 
 // Responses node:http writes itself when it gives up on a connection (lib/_http_server.js).
 const BAD_REQUEST = Buffer.from('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n', 'latin1');
 const REQUEST_TIMEOUT = Buffer.from('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n', 'latin1');
-const START_200 = Buffer.from('HTTP/1.1 200 OK\r\nX-Request-Id: ', 'latin1');
-const START_304 = Buffer.from('HTTP/1.1 304 Not Modified\r\nX-Request-Id: ', 'latin1');
-
-/** What follows the X-Request-Id value in a keep-alive response, for one file, root version and Date. */
-interface Tails {
-  date: string;
-  etag: string;
-  immutable: boolean;
-  rootVersion: number | undefined;
-  ok: Buffer;
-  notModified: Buffer;
-}
-
-let dateValue = '';
-let dateUntil = 0;
-/** The Date header value, computed once per second (as node:http does). */
-function httpDate(now: number): string {
-  if (now >= dateUntil) {
-    dateValue = new Date(now).toUTCString();
-    dateUntil = now - (now % 1000) + 1000;
-  }
-  return dateValue;
-}
 
 /**
  * Put the front before `server`'s own connection handling. `server` keeps
@@ -259,83 +79,15 @@ function httpDate(now: number): string {
  * `close()`) also end the connections still in fast mode.
  */
 export function attachFastFront(server: Server, deps: FastFrontDeps): FastFront {
-  const { service, auth, metrics } = deps;
-  const tsCache = `public, max-age=${deps.timestampMaxAge ?? 10}`;
-  const okCount = metrics.requests.labels('GET', ROUTE, '200');
-  const notModifiedCount = metrics.requests.labels('GET', ROUTE, '304');
+  const { auth } = deps;
+  const responses = frontResponses(server, deps);
   const nodeListeners = server.listeners('connection') as Array<(socket: Socket) => void>;
   if (nodeListeners.length === 0) throw new Error('attachFastFront: the server has no connection listener to hand connections to');
   server.removeAllListeners('connection');
   const live = new Set<Connection>();
   const stats = { answered: 0, delegated: 0 };
-  const tails = new WeakMap<Uint8Array, Tails>();
+  const pauseListeners = new Set<(socket: Socket) => void>();
   const options = server as Server & { httpAllowHalfOpen?: boolean; keepAliveTimeoutBuffer?: number };
-
-  const connectionHeaders = (keepAlive: boolean): string => {
-    if (!keepAlive) return 'Connection: close\r\n';
-    const timeout = server.keepAliveTimeout;
-    return timeout ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n` : 'Connection: keep-alive\r\n';
-  };
-  const buildTail = (file: { bytes: Uint8Array; etag: string; immutable: boolean }, rootVersion: number | undefined, date: string, keepAlive: boolean, notModified: boolean): Buffer => {
-    let s = `\r\nETag: ${file.etag}\r\nCache-Control: ${file.immutable ? 'public, max-age=31536000, immutable' : tsCache}\r\n`;
-    if (rootVersion !== undefined) s += `${ROOT_VERSION_HEADER}: ${rootVersion}\r\n`;
-    if (notModified) return Buffer.from(`${s}Date: ${date}\r\n${connectionHeaders(keepAlive)}\r\n`, 'latin1');
-    s += `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${file.bytes.byteLength}\r\nDate: ${date}\r\n${connectionHeaders(keepAlive)}\r\n`;
-    const headLength = Buffer.byteLength(s, 'latin1');
-    const out = Buffer.allocUnsafe(headLength + file.bytes.byteLength);
-    out.write(s, 0, 'latin1');
-    out.set(file.bytes, headLength);
-    return out;
-  };
-
-  /** The response to the request in `head` (read from `buf`), or undefined when it is not answered here. */
-  const respond = (buf: Buffer, now: number): Buffer | undefined => {
-    const m = METADATA_PATH.exec(head.target);
-    if (!m) return undefined;
-    const repository = m[1] as string;
-    const file = service.cachedFile(repository, m[2] as string);
-    if (!file) return undefined;
-    const rootVersion = file.immutable ? undefined : cachedRootVersion(service, repository);
-    const notModified = head.ifNoneMatch === file.etag;
-    const date = httpDate(now);
-    let tail: Buffer;
-    if (head.close) {
-      tail = buildTail(file, rootVersion, date, false, notModified);
-    } else {
-      let t = tails.get(file.bytes);
-      if (!t || t.date !== date || t.rootVersion !== rootVersion || t.etag !== file.etag || t.immutable !== file.immutable) {
-        t = {
-          date,
-          etag: file.etag,
-          immutable: file.immutable,
-          rootVersion,
-          ok: buildTail(file, rootVersion, date, true, false),
-          notModified: buildTail(file, rootVersion, date, true, true),
-        };
-        tails.set(file.bytes, t);
-      }
-      tail = notModified ? t.notModified : t.ok;
-    }
-    const start = notModified ? START_304 : START_200;
-    let out: Buffer;
-    if (head.idStart !== -1) {
-      const idLength = Math.min(head.idEnd - head.idStart, MAX_REQUEST_ID);
-      out = Buffer.allocUnsafe(start.length + idLength + tail.length);
-      start.copy(out, 0);
-      buf.copy(out, start.length, head.idStart, head.idStart + idLength);
-      tail.copy(out, start.length + idLength);
-    } else {
-      const id = fastRequestId();
-      out = Buffer.allocUnsafe(start.length + id.length + tail.length);
-      start.copy(out, 0);
-      out.write(id, start.length, 'latin1');
-      tail.copy(out, start.length + id.length);
-    }
-    if (notModified) notModifiedCount.inc();
-    else okCount.inc();
-    stats.answered++;
-    return out;
-  };
 
   class Connection {
     readonly socket: Socket;
@@ -494,8 +246,9 @@ export function attachFastFront(server: Server, deps: FastFrontDeps): FastFront 
           return;
         }
         if (end + 4 - start > MAX_HEAD || scanHead(buf, start, end + 2, true) !== COMPLETE) break;
-        const response = respond(buf, now);
+        const response = responses.respond(buf, now);
         if (response === undefined) break;
+        stats.answered++;
         this.answered++;
         this.clearHeadersTimer();
         start = end + 4;
@@ -522,6 +275,7 @@ export function attachFastFront(server: Server, deps: FastFrontDeps): FastFront 
           s.pause();
           s.once('drain', this.onDrain);
           if (corked) s.uncork();
+          for (const listener of pauseListeners) listener(s);
           return;
         }
       }
@@ -576,5 +330,9 @@ export function attachFastFront(server: Server, deps: FastFrontDeps): FastFront 
       return live.size;
     },
     stats,
+    onPause(listener) {
+      pauseListeners.add(listener);
+      return () => pauseListeners.delete(listener);
+    },
   };
 }

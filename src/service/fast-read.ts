@@ -1,8 +1,8 @@
 /**
  * The read fast path: `GET /v1/repos/<repo>/metadata/<file>` for a file that
  * is already in the head cache is answered here, before Koa, with the same
- * bytes and headers the Koa route sends (ETag, Cache-Control, 304 on
- * If-None-Match). Everything else — a cache miss, private reads, other routes,
+ * bytes and headers the Koa route sends (metadataHeaders in src/api/headers.ts;
+ * 304 on If-None-Match). Everything else — a cache miss, private reads, other routes,
  * errors — goes to the Koa app unchanged. Koa's middleware stack and router
  * were a quarter of the CPU of a timestamp read (bench/service-read.bench.ts).
  * In `startServer` connections first meet the connection-level front
@@ -13,12 +13,8 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { TokenAuth } from './auth.ts';
 import type { Metrics } from './metrics.ts';
 import type { RepositoryService } from './repository-service.ts';
-import { ROOT_VERSION_HEADER } from '../api/headers.ts';
-
-/** `/v1/repos/<repo>/metadata/<file>`: the route the fast paths answer (repository still percent-encoded). */
-export const METADATA_PATH = /^\/v1\/repos\/(.+)\/metadata\/([A-Za-z0-9_.-]+)$/;
-
-export { ROOT_VERSION_HEADER };
+import { MAX_REQUEST_ID_LENGTH, REQUEST_ID_HEADER, metadataHeaders } from '../api/headers.ts';
+import { METADATA_PATH, ROUTES } from '../api/routes.ts';
 
 const knownRoots = new WeakMap<RepositoryService, Map<string, number>>();
 
@@ -50,8 +46,8 @@ export function cachedRootVersion(service: RepositoryService, repository: string
   }
   return undefined;
 }
-/** The metrics label of that route, as the Koa router reports it. */
-export const ROUTE = '/v1/repos/*repo/metadata/:file';
+/** The metrics label of the metadata route, as the Koa router reports it. */
+export const ROUTE = ROUTES.metadata;
 
 const requestIdPrefix = `${process.pid.toString(36)}-`;
 let requestIds = 0;
@@ -65,8 +61,7 @@ export function withFastReads(
   deps: { service: RepositoryService; auth: TokenAuth; metrics: Metrics; timestampMaxAge?: number },
   fallback: RequestListener,
 ): RequestListener {
-  const { service, auth, metrics } = deps;
-  const tsCache = `public, max-age=${deps.timestampMaxAge ?? 10}`;
+  const { service, auth, metrics, timestampMaxAge } = deps;
   const ok = metrics.requests.labels('GET', ROUTE, '200');
   const notModified = metrics.requests.labels('GET', ROUTE, '304');
   return (req: IncomingMessage, res: ServerResponse) => {
@@ -83,22 +78,17 @@ export function withFastReads(
         const file = repository === undefined ? undefined : service.cachedFile(repository, m[2] as string);
         if (file) {
           const requestId = req.headers['x-request-id'];
-          res.setHeader('X-Request-Id', typeof requestId === 'string' ? requestId.slice(0, 64) : fastRequestId());
-          res.setHeader('ETag', file.etag);
-          res.setHeader('Cache-Control', file.immutable ? 'public, max-age=31536000, immutable' : tsCache);
-          if (!file.immutable) {
-            const rootVersion = cachedRootVersion(service, repository as string);
-            if (rootVersion !== undefined) res.setHeader(ROOT_VERSION_HEADER, rootVersion);
-          }
-          if (req.headers['if-none-match'] === file.etag) {
+          res.setHeader(REQUEST_ID_HEADER, typeof requestId === 'string' ? requestId.slice(0, MAX_REQUEST_ID_LENGTH) : fastRequestId());
+          const rootVersion = file.immutable ? undefined : cachedRootVersion(service, repository as string);
+          const isNotModified = req.headers['if-none-match'] === file.etag;
+          metadataHeaders(res, file, rootVersion, isNotModified, timestampMaxAge);
+          if (isNotModified) {
             res.statusCode = 304;
             res.end();
             notModified.inc();
             return;
           }
           res.statusCode = 200;
-          res.setHeader('Content-Type', 'application/json; charset=utf-8');
-          res.setHeader('Content-Length', file.bytes.byteLength);
           res.end(file.bytes);
           ok.inc();
           return;

@@ -554,6 +554,17 @@ describe('generated requests: the front answers as node:http does', () => {
 });
 
 describe('flow control and errors', () => {
+  /** Resolves when the front stops reading `client`'s connection because the client does not take its answers. */
+  function serverPaused(client: Socket): Promise<void> {
+    return new Promise((resolve) => {
+      const remove = w.running.fastFront.onPause((serverSide) => {
+        if (serverSide.remotePort !== client.localPort) return;
+        remove();
+        resolve();
+      });
+    });
+  }
+
   /** `n` pipelined GETs of 1.root.json with ids r<i>, a HEAD (handed over) at `headAt`; written while the client does not read. */
   async function burst(n: number, headAt: number, endAfterWrite: boolean): Promise<{ responses: RawResponse[]; methods: string[]; closed: boolean }> {
     const methods: string[] = [];
@@ -570,9 +581,10 @@ describe('flow control and errors', () => {
     const socket = connect(w.port, '127.0.0.1');
     await new Promise<void>((res) => socket.once('connect', res));
     socket.pause(); // the server's writes back up until we read
+    const backedUp = serverPaused(socket);
     if (endAfterWrite) socket.end(batch);
     else socket.write(batch);
-    await new Promise((res) => setTimeout(res, 200));
+    await backedUp;
     const chunks: Buffer[] = [];
     let tail = Buffer.alloc(0);
     const last = `X-Request-Id: r${n - 1}\r\n`;
@@ -623,8 +635,9 @@ describe('flow control and errors', () => {
     await new Promise<void>((res) => socket.once('connect', res));
     socket.on('error', () => undefined);
     socket.pause();
+    const backedUp = serverPaused(socket);
     socket.write(get(`${BASE}/1.root.json`).repeat(2000));
-    await new Promise((res) => setTimeout(res, 50));
+    await backedUp; // the server is writing answers the client does not read
     socket.resetAndDestroy();
     const r = await one(w.port, get(`${BASE}/timestamp.json`));
     expect(r.status).toBe(200);
