@@ -12,12 +12,15 @@ export const BACKOFF_MAX_MS = 100;
 /**
  * `wakeOn`, when given, registers a callback that cuts the current pause short (a lock released
  * by its holder while others wait): the next try happens at once. It returns its unregistration.
+ * `onWaiting`, when given, is called once, after the first try that came back empty with budget
+ * left: the caller is now waiting (and, with `wakeOn`, registered to be woken).
  */
 export async function pollWithin<T>(
   waitMs: number,
   attempt: () => Promise<T | undefined>,
   signal?: AbortSignal,
   wakeOn?: (wake: () => void) => () => void,
+  onWaiting?: () => void,
 ): Promise<T | undefined> {
   const deadline = performance.now() + waitMs;
   let delay = BACKOFF_MIN_MS;
@@ -35,6 +38,15 @@ export async function pollWithin<T>(
       if (result !== undefined) return result;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return undefined;
+      if (onWaiting !== undefined) {
+        const waiting = onWaiting;
+        onWaiting = undefined;
+        try {
+          waiting();
+        } catch {
+          // a hook, not part of the wait: its failure does not end the wait
+        }
+      }
       if (woken) continue; // released while that try was on its way: try again now
       const pause = Math.min(remaining, delay / 2 + Math.random() * (delay / 2));
       const ac = new AbortController();

@@ -11,8 +11,9 @@
  * Everything is lost with the process, which also ends every holder.
  */
 import { randomUUID } from 'node:crypto';
-import { ArgumentChecker, parseGrant } from './arguments.ts';
+import { parseGrant } from './arguments.ts';
 import { pollWithin, Wakers } from './backoff.ts';
+import { CheckedCoordinator, type CheckedCoordinatorOptions } from './checked-coordinator.ts';
 import { CoordError } from './coord-error.ts';
 import type {
   AcquireOptions,
@@ -26,7 +27,7 @@ import type {
 } from './coordinator.ts';
 import { LockHandle, type LockCheck } from './lock-handle.ts';
 
-export interface InProcessCoordinatorOptions {
+export interface InProcessCoordinatorOptions extends CheckedCoordinatorOptions {
   /** Wall clock in epoch ms for lock and grant lifetimes (default `Date.now`). */
   now?: () => number;
   /** Where a throwing listener is reported (default: `process.emitWarning`). */
@@ -51,7 +52,7 @@ class Hub {
   readonly leases = new Map<string, { token: string; expiresAtMs: number }>();
   readonly repositories = new Set<string>();
   readonly grants = new Map<string, { text: string; expiresAt: number }>();
-  readonly members = new Set<InProcessCoordinator>();
+  readonly members = new Set<InProcessBackend>();
   /** Acquirers waiting for a repository's lock: woken when it is released. */
   readonly waiting = new Wakers();
   grantPuts = 0;
@@ -68,10 +69,9 @@ function warn(error: unknown): void {
   process.emitWarning(error instanceof Error ? error : new Error(String(error)));
 }
 
-export class InProcessCoordinator implements Coordinator {
+/** The implementation behind `InProcessCoordinator`'s checks: arguments are well-formed here, and it is open. */
+class InProcessBackend implements Coordinator {
   readonly backend = 'in-process';
-  readonly #options: InProcessCoordinatorOptions;
-  readonly #args = new ArgumentChecker('in-process');
   readonly #onError: (error: unknown) => void;
   readonly #headListeners = new Set<HeadListener>();
   readonly #resyncListeners = new Set<ResyncListener>();
@@ -79,23 +79,20 @@ export class InProcessCoordinator implements Coordinator {
   #hub: Hub;
   #closed = false;
 
-  constructor(options: InProcessCoordinatorOptions = {}) {
-    this.#options = options;
+  constructor(options: InProcessCoordinatorOptions) {
     this.#onError = options.onError ?? warn;
     this.#hub = new Hub(options.now);
     this.#hub.members.add(this);
   }
 
-  /** Another coordinator on the same state, as a second service instance would be. */
-  peer(): InProcessCoordinator {
-    this.#open('peer');
-    const peer = new InProcessCoordinator(this.#options);
-    peer.#hub.members.delete(peer);
-    peer.#hub = this.#hub;
-    peer.#hub.members.add(peer);
-    return peer;
+  /** Leave this backend's own state for `other`'s, as a peer of it. */
+  join(other: InProcessBackend): void {
+    this.#hub.members.delete(this);
+    this.#hub = other.#hub;
+    this.#hub.members.add(this);
   }
 
+  /** Closed while an `acquire` was waiting. */
   #open(operation: string): void {
     if (this.#closed) throw new CoordError('CLOSED', 'the coordinator is closed', { detail: { backend: 'in-process', operation } });
   }
@@ -103,10 +100,7 @@ export class InProcessCoordinator implements Coordinator {
   // --- writer lock -------------------------------------------------------
 
   async acquire(repository: string, options: AcquireOptions): Promise<Lock | undefined> {
-    this.#open('acquire');
-    this.#args.name('acquire', 'repository', repository);
-    const ttlMs = this.#args.duration('acquire', 'ttlMs', options.ttlMs, 1);
-    const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
+    const { ttlMs, waitMs } = options;
     return pollWithin(
       waitMs,
       async () => {
@@ -115,6 +109,7 @@ export class InProcessCoordinator implements Coordinator {
       },
       options.signal,
       waitMs > 0 ? this.#hub.waiting.on(repository) : undefined,
+      options.onWaiting,
     );
   }
 
@@ -136,7 +131,6 @@ export class InProcessCoordinator implements Coordinator {
       backend: 'in-process',
       repository,
       fence,
-      args: this.#args,
       ...(hub.injectedClock ? {} : { timing: { startedAt, ttlMs } }),
       onEnd: (ended) => this.#locks.delete(ended),
       ops: {
@@ -168,9 +162,6 @@ export class InProcessCoordinator implements Coordinator {
   // --- heads -------------------------------------------------------------
 
   async publishHead(repository: string, version: number): Promise<boolean> {
-    this.#open('publishHead');
-    this.#args.name('publishHead', 'repository', repository);
-    this.#args.count('publishHead', 'version', version);
     const recorded = this.#hub.heads.get(repository);
     if (recorded !== undefined && recorded >= version) return false;
     this.#hub.heads.set(repository, version);
@@ -189,13 +180,10 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   async getHead(repository: string): Promise<number | undefined> {
-    this.#open('getHead');
-    this.#args.name('getHead', 'repository', repository);
     return this.#hub.heads.get(repository);
   }
 
   onHead(listener: HeadListener): () => void {
-    this.#open('onHead');
     // A wrapper, so the same function registered twice is two subscriptions.
     const entry: HeadListener = (repository, version) => listener(repository, version);
     this.#headListeners.add(entry);
@@ -205,7 +193,6 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   onResync(listener: ResyncListener): () => void {
-    this.#open('onResync');
     // Nothing to resynchronise in one process; kept for the interface.
     const entry: ResyncListener = (reason) => listener(reason);
     this.#resyncListeners.add(entry);
@@ -217,9 +204,6 @@ export class InProcessCoordinator implements Coordinator {
   // --- refresh schedule --------------------------------------------------
 
   async scheduleRefresh(repository: string, atMs: number): Promise<void> {
-    this.#open('scheduleRefresh');
-    this.#args.name('scheduleRefresh', 'repository', repository);
-    this.#args.count('scheduleRefresh', 'atMs', atMs);
     const hub = this.#hub;
     const scheduled = hub.due.get(repository);
     if (scheduled === undefined || atMs < scheduled) hub.due.set(repository, atMs);
@@ -227,10 +211,7 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   async claimDueRefreshes(nowMs: number, options: ClaimOptions): Promise<RefreshClaim[]> {
-    this.#open('claimDueRefreshes');
-    this.#args.count('claimDueRefreshes', 'nowMs', nowMs);
-    const limit = this.#args.count('claimDueRefreshes', 'limit', options.limit);
-    const leaseMs = this.#args.duration('claimDueRefreshes', 'leaseMs', options.leaseMs, 1);
+    const { limit, leaseMs } = options;
     const hub = this.#hub;
     const byTimeThenName = (a: [string, number], b: [string, number]): number =>
       a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
@@ -254,10 +235,7 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   async completeRefresh(claim: RefreshClaim, nextAtMs: number): Promise<boolean> {
-    this.#open('completeRefresh');
-    const repository = this.#args.name('completeRefresh', 'repository', claim.repository);
-    const token = this.#args.name('completeRefresh', 'lease.token', claim.lease.token);
-    this.#args.count('completeRefresh', 'nextAtMs', nextAtMs);
+    const { repository, lease: { token } } = claim;
     const hub = this.#hub;
     if (hub.leases.get(repository)?.token !== token) return false;
     hub.leases.delete(repository);
@@ -267,17 +245,13 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   async knownRepositories(): Promise<string[]> {
-    this.#open('knownRepositories');
     return [...this.#hub.repositories].sort();
   }
 
   // --- grants ------------------------------------------------------------
 
   async putGrant(id: string, value: JsonObject, ttlMs: number): Promise<boolean> {
-    this.#open('putGrant');
-    this.#args.name('putGrant', 'id', id);
-    const text = this.#args.grant('putGrant', id, value);
-    this.#args.duration('putGrant', 'ttlMs', ttlMs, 1);
+    const text = JSON.stringify(value);
     const hub = this.#hub;
     const now = hub.now();
     if (++hub.grantPuts % GRANT_SWEEP_EVERY === 0) {
@@ -290,16 +264,12 @@ export class InProcessCoordinator implements Coordinator {
   }
 
   async takeGrant(id: string): Promise<JsonObject | undefined> {
-    this.#open('takeGrant');
-    this.#args.name('takeGrant', 'id', id);
     const text = this.#liveGrant(id);
     this.#hub.grants.delete(id);
     return text === undefined ? undefined : parseGrant(text);
   }
 
   async peekGrant(id: string): Promise<JsonObject | undefined> {
-    this.#open('peekGrant');
-    this.#args.name('peekGrant', 'id', id);
     const text = this.#liveGrant(id);
     return text === undefined ? undefined : parseGrant(text);
   }
@@ -314,9 +284,7 @@ export class InProcessCoordinator implements Coordinator {
 
   // --- lifecycle -----------------------------------------------------------
 
-  async ping(): Promise<void> {
-    this.#open('ping');
-  }
+  async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -328,5 +296,25 @@ export class InProcessCoordinator implements Coordinator {
     this.#headListeners.clear();
     this.#resyncListeners.clear();
     this.#hub.members.delete(this);
+  }
+}
+
+export class InProcessCoordinator extends CheckedCoordinator {
+  readonly #options: InProcessCoordinatorOptions;
+  readonly #backend: InProcessBackend;
+
+  constructor(options: InProcessCoordinatorOptions = {}) {
+    const backend = new InProcessBackend(options);
+    super(backend, options);
+    this.#options = options;
+    this.#backend = backend;
+  }
+
+  /** Another coordinator on the same state, as a second service instance would be. */
+  peer(): InProcessCoordinator {
+    this.assertOpen('peer');
+    const peer = new InProcessCoordinator(this.#options);
+    peer.#backend.join(this.#backend);
+    return peer;
   }
 }

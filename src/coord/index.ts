@@ -7,6 +7,8 @@ export type {
   AcquireOptions,
   ClaimOptions,
   Coordinator,
+  Grants,
+  HeadAnnouncements,
   HeadListener,
   IsCurrentOptions,
   JsonObject,
@@ -14,9 +16,19 @@ export type {
   Lock,
   RefreshClaim,
   RefreshLease,
+  RefreshSchedule,
   ResyncListener,
   ResyncReason,
+  WriterLocks,
 } from './coordinator.ts';
+export {
+  CheckedCoordinator,
+  checkedCoordinator,
+  type CheckedCoordinatorOptions,
+  type CoordCall,
+  type CoordObserver,
+  type CoordOperation,
+} from './checked-coordinator.ts';
 export { CoordError, isCoordError, type CoordBackend, type CoordErrorCode, type CoordErrorDetail, type CoordErrorOptions } from './coord-error.ts';
 export { InProcessCoordinator, type InProcessCoordinatorOptions } from './in-process-coordinator.ts';
 export { RedisCoordinator, DEFAULT_KEY_PREFIX, DEFAULT_COMMAND_TIMEOUT_MS, type RedisCoordinatorOptions } from './redis-coordinator.ts';

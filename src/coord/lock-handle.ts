@@ -1,10 +1,10 @@
 /**
  * The `Lock` every coordinator hands out. The backend supplies three
  * compare-against-token operations; this class adds what is the same
- * everywhere: argument checks, the local TTL deadline, the `signal` and the
+ * everywhere: the argument checks of `extend` and `isCurrent`, the local TTL deadline, the `signal` and the
  * rule that a lock, once its signal aborted, is dead.
  */
-import type { ArgumentChecker } from './arguments.ts';
+import { ArgumentChecker } from './arguments.ts';
 import { CoordError, type CoordBackend } from './coord-error.ts';
 import type { IsCurrentOptions, Lock } from './coordinator.ts';
 
@@ -27,7 +27,6 @@ export interface LockHandleInit {
   repository: string;
   fence: number;
   ops: LockOps;
-  args: ArgumentChecker;
   /**
    * `performance.now()` taken just before the request that set the TTL, and
    * that TTL: arms the local deadline. Omitted: no local deadline timer.
@@ -56,7 +55,7 @@ export class LockHandle implements Lock {
     this.fence = init.fence;
     this.#backend = init.backend;
     this.#ops = init.ops;
-    this.#args = init.args;
+    this.#args = new ArgumentChecker(init.backend);
     this.#onEnd = init.onEnd;
     this.#timed = init.timing !== undefined;
     if (init.timing !== undefined) this.#arm(init.timing.startedAt + init.timing.ttlMs);

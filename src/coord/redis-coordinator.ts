@@ -31,6 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ArgumentChecker, parseGrant } from './arguments.ts';
 import { pollWithin, Wakers } from './backoff.ts';
+import { CheckedCoordinator, type CheckedCoordinatorOptions } from './checked-coordinator.ts';
 import { CoordError } from './coord-error.ts';
 import type {
   AcquireOptions,
@@ -62,7 +63,7 @@ export const DEFAULT_KEY_PREFIX = 'tufoci:';
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
 const SUBSCRIBE_RETRY_MS = 200;
 
-export interface RedisCoordinatorOptions {
+export interface RedisCoordinatorOptions extends CheckedCoordinatorOptions {
   /** `redis://[user:password@]host:port[/db]`; default `redis://127.0.0.1:6379`. */
   url?: string;
   /** Further ioredis options, applied over this coordinator's defaults. */
@@ -94,12 +95,12 @@ function decimal(reply: unknown): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
-export class RedisCoordinator implements Coordinator {
+/** The implementation behind `RedisCoordinator`'s checks: arguments are well-formed here, and it is open. */
+class RedisBackend implements Coordinator {
   readonly backend = 'redis';
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #onError: (error: unknown) => void;
-  readonly #args = new ArgumentChecker('redis');
   readonly #redis: Redis;
   readonly #gate: RedisReadyGate;
   readonly #headListeners = new Set<HeadListener>();
@@ -118,10 +119,9 @@ export class RedisCoordinator implements Coordinator {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  constructor(options: RedisCoordinatorOptions = {}) {
+  constructor(options: RedisCoordinatorOptions) {
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
-    this.#timeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    this.#args.duration('constructor', 'commandTimeoutMs', this.#timeoutMs, 1);
+    this.#timeoutMs = new ArgumentChecker('redis').duration('constructor', 'commandTimeoutMs', options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 1);
     this.#onError = options.onError ?? warn;
     const redisOptions: RedisOptions = {
       connectionName: 'tufoci-coord',
@@ -156,6 +156,7 @@ export class RedisCoordinator implements Coordinator {
     });
   }
 
+  /** Closed while an `acquire` was waiting. */
   #open(operation: string): void {
     if (this.#closed) throw new CoordError('CLOSED', 'the coordinator is closed', { detail: { backend: 'redis', operation } });
   }
@@ -188,10 +189,7 @@ export class RedisCoordinator implements Coordinator {
   // --- writer lock -------------------------------------------------------
 
   async acquire(repository: string, options: AcquireOptions): Promise<Lock | undefined> {
-    this.#open('acquire');
-    this.#args.name('acquire', 'repository', repository);
-    const ttlMs = this.#args.duration('acquire', 'ttlMs', options.ttlMs, 1);
-    const waitMs = this.#args.duration('acquire', 'waitMs', options.waitMs, 0);
+    const { ttlMs, waitMs } = options;
     // Waiters are woken by a release that found the repository marked as waited for (RELEASE
     // publishes it on the `released` channel; every instance's subscriber wakes its own waiters).
     return pollWithin(
@@ -202,6 +200,7 @@ export class RedisCoordinator implements Coordinator {
       },
       options.signal,
       waitMs > 0 ? this.#waiting.on(repository) : undefined,
+      options.onWaiting,
     );
   }
 
@@ -221,7 +220,6 @@ export class RedisCoordinator implements Coordinator {
       backend: 'redis',
       repository,
       fence,
-      args: this.#args,
       timing: { startedAt, ttlMs },
       onEnd: (ended) => this.#locks.delete(ended),
       ops: {
@@ -243,9 +241,6 @@ export class RedisCoordinator implements Coordinator {
   // --- heads -------------------------------------------------------------
 
   async publishHead(repository: string, version: number): Promise<boolean> {
-    this.#open('publishHead');
-    this.#args.name('publishHead', 'repository', repository);
-    this.#args.count('publishHead', 'version', version);
     const message = JSON.stringify({ repository, version });
     const reply = await this.#script('publishHead', { repository }, PUBLISH_HEAD, [this.#key('head', repository)], [
       version,
@@ -256,8 +251,6 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async getHead(repository: string): Promise<number | undefined> {
-    this.#open('getHead');
-    this.#args.name('getHead', 'repository', repository);
     const reply = await this.#exec('getHead', { repository }, (redis) => redis.call('GET', this.#key('head', repository)));
     if (reply === null) return undefined;
     const version = decimal(reply);
@@ -266,7 +259,6 @@ export class RedisCoordinator implements Coordinator {
   }
 
   onHead(listener: HeadListener): () => void {
-    this.#open('onHead');
     const entry: HeadListener = (repository, version) => listener(repository, version);
     this.#headListeners.add(entry);
     this.#subscribe().catch(() => undefined); // retried in the background; ping() reports it
@@ -351,7 +343,6 @@ export class RedisCoordinator implements Coordinator {
   }
 
   onResync(listener: ResyncListener): () => void {
-    this.#open('onResync');
     const entry: ResyncListener = (reason) => listener(reason);
     this.#resyncListeners.add(entry);
     return () => {
@@ -389,17 +380,11 @@ export class RedisCoordinator implements Coordinator {
   // --- refresh schedule --------------------------------------------------
 
   async scheduleRefresh(repository: string, atMs: number): Promise<void> {
-    this.#open('scheduleRefresh');
-    this.#args.name('scheduleRefresh', 'repository', repository);
-    this.#args.count('scheduleRefresh', 'atMs', atMs);
     await this.#script('scheduleRefresh', { repository }, SCHEDULE, [this.#key('refresh:due'), this.#key('repositories')], [atMs, repository]);
   }
 
   async claimDueRefreshes(nowMs: number, options: ClaimOptions): Promise<RefreshClaim[]> {
-    this.#open('claimDueRefreshes');
-    this.#args.count('claimDueRefreshes', 'nowMs', nowMs);
-    const limit = this.#args.count('claimDueRefreshes', 'limit', options.limit);
-    const leaseMs = this.#args.duration('claimDueRefreshes', 'leaseMs', options.leaseMs, 1);
+    const { limit, leaseMs } = options;
     const reply = await this.#script(
       'claimDueRefreshes',
       {},
@@ -420,10 +405,7 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async completeRefresh(claim: RefreshClaim, nextAtMs: number): Promise<boolean> {
-    this.#open('completeRefresh');
-    const repository = this.#args.name('completeRefresh', 'repository', claim.repository);
-    const token = this.#args.name('completeRefresh', 'lease.token', claim.lease.token);
-    this.#args.count('completeRefresh', 'nextAtMs', nextAtMs);
+    const { repository, lease: { token } } = claim;
     const reply = await this.#script(
       'completeRefresh',
       { repository },
@@ -435,7 +417,6 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async knownRepositories(): Promise<string[]> {
-    this.#open('knownRepositories');
     const reply = await this.#exec('knownRepositories', {}, (redis) => redis.call('SMEMBERS', this.#key('repositories')));
     if (!Array.isArray(reply) || !reply.every((item) => typeof item === 'string')) throw this.#unexpected('knownRepositories', reply);
     return (reply as string[]).sort();
@@ -444,23 +425,16 @@ export class RedisCoordinator implements Coordinator {
   // --- grants ------------------------------------------------------------
 
   async putGrant(id: string, value: JsonObject, ttlMs: number): Promise<boolean> {
-    this.#open('putGrant');
-    this.#args.name('putGrant', 'id', id);
-    const text = this.#args.grant('putGrant', id, value);
-    this.#args.duration('putGrant', 'ttlMs', ttlMs, 1);
+    const text = JSON.stringify(value);
     const reply = await this.#exec('putGrant', { id }, (redis) => redis.call('SET', this.#key('grant', id), text, 'PX', ttlMs, 'NX'));
     return reply === 'OK';
   }
 
   async takeGrant(id: string): Promise<JsonObject | undefined> {
-    this.#open('takeGrant');
-    this.#args.name('takeGrant', 'id', id);
     return this.#grant('takeGrant', id, await this.#exec('takeGrant', { id }, (redis) => redis.call('GETDEL', this.#key('grant', id))));
   }
 
   async peekGrant(id: string): Promise<JsonObject | undefined> {
-    this.#open('peekGrant');
-    this.#args.name('peekGrant', 'id', id);
     return this.#grant('peekGrant', id, await this.#exec('peekGrant', { id }, (redis) => redis.call('GET', this.#key('grant', id))));
   }
 
@@ -474,7 +448,6 @@ export class RedisCoordinator implements Coordinator {
   // --- lifecycle -----------------------------------------------------------
 
   async ping(): Promise<void> {
-    this.#open('ping');
     const reply = await this.#exec('ping', {}, (redis) => redis.call('PING'));
     if (reply !== 'PONG') throw this.#unexpected('ping', reply);
     if (this.#headListeners.size > 0) await this.#subscribe();
@@ -508,5 +481,11 @@ export class RedisCoordinator implements Coordinator {
       if (answered) return;
     }
     redis.disconnect();
+  }
+}
+
+export class RedisCoordinator extends CheckedCoordinator {
+  constructor(options: RedisCoordinatorOptions = {}) {
+    super(new RedisBackend(options), options);
   }
 }
