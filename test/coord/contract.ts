@@ -6,16 +6,15 @@
  * instances would; tests use fresh repository names.
  */
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CoordError, isCoordError, type CoordErrorCode } from '../../src/coord/coord-error.ts';
-import type { Coordinator, Lock, RefreshClaim } from '../../src/coord/coordinator.ts';
+import type { AcquireOptions, Coordinator, Lock, RefreshClaim } from '../../src/coord/coordinator.ts';
 import { requireCurrent, withLock } from '../../src/coord/with-lock.ts';
 
 export interface ContractHarness {
   /** A new coordinator on the shared state (another service instance). */
   open(): Promise<Coordinator>;
-  /** Let `ms` of lock and grant lifetime pass (a fake clock, or real time). */
+  /** Let `ms` of lock and grant lifetime pass, without waiting for it (a fake clock, or TTLs shortened on the server). */
   elapse(ms: number): Promise<void>;
   /** Close every coordinator opened here. */
   close(): Promise<void>;
@@ -29,13 +28,94 @@ const LONG_TTL_MS = 30_000;
 let counter = 0;
 export const freshName = (prefix: string): string => `${prefix}/r${++counter}-${randomBytes(3).toString('hex')}`;
 
-/** Wait for a condition; fails after a generous bound. */
-export async function eventually(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(2);
+/**
+ * What a listener heard, and a promise for the first value (heard already, or
+ * later) that passes a test: tests wait on events, never on the clock.
+ */
+export class Heard<T> {
+  readonly values: T[] = [];
+  #waiters: Array<{ test: (value: T) => boolean; resolve: () => void }> = [];
+
+  readonly push = (value: T): void => {
+    this.values.push(value);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!waiter.test(value)) return true;
+      waiter.resolve();
+      return false;
+    });
+  };
+
+  until(test: (value: T) => boolean): Promise<void> {
+    if (this.values.some(test)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ test, resolve }));
   }
+}
+
+/** Resolves when `coordinator` hears `version` of `repository`; listening starts at once. */
+export function headArrives(coordinator: Coordinator, repository: string, version: number): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = coordinator.onHead((r, v) => {
+      if (r !== repository || v !== version) return;
+      stop();
+      resolve();
+    });
+  });
+}
+
+/** An `onWaiting` hook, and a promise that resolves once the acquirer is registered as a waiter. */
+export function waiter(): { onWaiting: () => void; registered: Promise<void> } {
+  let onWaiting!: () => void;
+  const registered = new Promise<void>((resolve) => {
+    onWaiting = resolve;
+  });
+  return { onWaiting, registered };
+}
+
+/** Resolves once the lock's signal has aborted (at once if it already has). */
+export function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+/** Let every other ready task run once (not a timed pause). */
+const yieldToOthers = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * `coordinator` with every lock it hands out watched: `next()` resolves at the
+ * next successful `extend` of any of them (how a test follows withLock's renewals).
+ */
+function watchingRenewals(coordinator: Coordinator): { coordinator: Coordinator; next(): Promise<void> } {
+  let waiting: Array<() => void> = [];
+  const extended = (): void => {
+    const woken = waiting;
+    waiting = [];
+    for (const wake of woken) wake();
+  };
+  const forward = <T extends object>(target: T, prop: string | symbol): unknown => {
+    const value: unknown = Reflect.get(target, prop, target);
+    return typeof value === 'function' ? value.bind(target) : value;
+  };
+  const watchLock = (lock: Lock): Lock =>
+    new Proxy(lock, {
+      get: (target, prop) =>
+        prop === 'extend'
+          ? async (ttlMs: number) => {
+              const ok = await target.extend(ttlMs);
+              if (ok) extended();
+              return ok;
+            }
+          : forward(target, prop),
+    });
+  const watched = new Proxy(coordinator, {
+    get: (target, prop) =>
+      prop === 'acquire'
+        ? async (repository: string, options: AcquireOptions) => {
+            const lock = await target.acquire(repository, options);
+            return lock === undefined ? undefined : watchLock(lock);
+          }
+        : forward(target, prop),
+  });
+  return { coordinator: watched, next: () => new Promise<void>((resolve) => waiting.push(resolve)) };
 }
 
 export async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -113,7 +193,7 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
             maxInside = Math.max(maxInside, inside);
             fences.push(lock.fence);
             expect(await lock.isCurrent()).toBe(true);
-            await sleep(1);
+            await yieldToOthers();
             inside -= 1;
             expect(await lock.release()).toBe(true);
           }),
@@ -126,17 +206,18 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
       it('answers undefined when the lock stays busy for the whole waitMs', async () => {
         const repository = freshName('busy');
         const lock = await held(a, repository);
-        const started = performance.now();
-        expect(await b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 150 })).toBeUndefined();
-        expect(performance.now() - started).toBeLessThan(5_000);
+        let waited = 0;
+        expect(await b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 150, onWaiting: () => waited++ })).toBeUndefined();
+        expect(waited).toBe(1);
         expect(await lock.isCurrent()).toBe(true);
       });
 
       it('hands the lock to a waiter as soon as the holder releases', async () => {
         const repository = freshName('handover');
         const lock = await held(a, repository);
-        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 10_000 });
-        await sleep(30);
+        const { onWaiting, registered } = waiter();
+        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 10_000, onWaiting });
+        await registered;
         await lock.release();
         const next = await waiting;
         expect(next).toBeDefined();
@@ -150,8 +231,9 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
         expect(await lock.release()).toBe(true);
         expect(lock.waiters).toBe(false);
         lock = await held(a, repository);
-        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 10_000 });
-        await sleep(30);
+        const { onWaiting, registered } = waiter();
+        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 10_000, onWaiting });
+        await registered;
         expect(await lock.release()).toBe(true);
         expect(lock.waiters).toBe(true);
         const next = await waiting;
@@ -238,17 +320,23 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
         const repository = freshName('abort');
         await held(a, repository);
         const controller = new AbortController();
-        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 20_000, signal: controller.signal });
-        await sleep(20);
+        const { onWaiting, registered } = waiter();
+        const waiting = b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 20_000, signal: controller.signal, onWaiting });
+        await registered;
         controller.abort(new Error('client went away'));
         expect(await rejectionOf(waiting)).toEqual(new Error('client went away'));
         await expect(b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 0, signal: controller.signal })).rejects.toThrow('client went away');
       });
 
-      it('withLock keeps renewing the lock while the work outlasts its TTL (real time)', async () => {
+      it('withLock keeps renewing the lock while the work outlasts its TTL', async () => {
         const repository = freshName('renew');
-        await withLock(a, repository, { ttlMs: 300, waitMs: 0, renewEveryMs: 60 }, async (lock) => {
-          await sleep(800);
+        const renewals = watchingRenewals(a);
+        await withLock(renewals.coordinator, repository, { ttlMs: 300, waitMs: 0, renewEveryMs: 60 }, async (lock) => {
+          // 4 × 200 ms of lock lifetime pass, each time right after a renewal: 800 ms in all, beyond the 300 ms TTL.
+          for (let i = 0; i < 4; i++) {
+            await renewals.next();
+            await harness.elapse(200);
+          }
           expect(lock.signal.aborted).toBe(false);
           expect(await lock.isCurrent()).toBe(true);
           expect(await b.acquire(repository, { ttlMs: LONG_TTL_MS, waitMs: 0 })).toBeUndefined();
@@ -282,10 +370,11 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
         const unsubscribe = b.onHead((r, v) => {
           if (r === repository) seen.push([r, v]);
         });
+        const third = headArrives(b, repository, 3);
         await b.ping(); // readiness includes a live head subscription
         expect(await b.getHead(repository)).toBeUndefined();
         expect(await a.publishHead(repository, 3)).toBe(true);
-        await eventually(() => seen.length === 1, 'the head message');
+        await third;
         expect(seen).toEqual([[repository, 3]]);
         expect(await b.getHead(repository)).toBe(3);
         expect(await a.publishHead(repository, 3)).toBe(false);
@@ -294,29 +383,22 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
 
         // After unsubscribing, nothing arrives; a second listener shows the later message was delivered.
         unsubscribe();
-        let marker = 0;
-        const stop = b.onHead((r, v) => {
-          if (r === repository) marker = v;
-        });
+        const fourth = headArrives(b, repository, 4);
         await b.ping();
         expect(await a.publishHead(repository, 4)).toBe(true);
-        await eventually(() => marker === 4, 'the second listener');
+        await fourth;
         expect(seen).toEqual([[repository, 3]]);
-        stop();
       });
 
       it('delivers to the publisher\u2019s own listeners too, and isolates a throwing listener', async () => {
         const repository = freshName('head-own');
-        const got: number[] = [];
         a.onHead(() => {
           throw new Error('listener bug');
         });
-        a.onHead((r, v) => {
-          if (r === repository) got.push(v);
-        });
+        const own = headArrives(a, repository, 1);
         await a.ping();
         expect(await a.publishHead(repository, 1)).toBe(true);
-        await eventually(() => got.length === 1, 'own head message');
+        await own;
       });
 
       it('measures the head invalidation delay to another instance (median of 50)', async () => {
@@ -333,8 +415,7 @@ export function coordinatorContract(name: string, setup: () => Promise<ContractH
           });
           const started = performance.now();
           await a.publishHead(repository, version);
-          const received = await Promise.race([arrived, sleep(10_000, -1)]);
-          expect(received).toBe(version);
+          expect(await arrived).toBe(version);
           delays.push(performance.now() - started);
         }
         const ms = median(delays);

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Coordinator } from '../../src/coord/coordinator.ts';
 import { InProcessCoordinator } from '../../src/coord/in-process-coordinator.ts';
-import { coordinatorContract, eventually, freshName, type ContractHarness } from './contract.ts';
+import { aborted, coordinatorContract, freshName, type ContractHarness } from './contract.ts';
 
 async function inProcessHarness(): Promise<ContractHarness> {
   const clock = { now: 1_700_000_000_000 };
@@ -52,7 +52,7 @@ describe('InProcessCoordinator', () => {
     const coordinator = new InProcessCoordinator();
     const lock = await coordinator.acquire(freshName('deadline'), { ttlMs: 60, waitMs: 0 });
     expect(lock?.signal.aborted).toBe(false);
-    await eventually(() => lock?.signal.aborted === true, 'the local deadline');
+    await aborted(lock!.signal);
     expect((lock?.signal.reason as { detail: { reason: string } }).detail.reason).toBe('expired');
     expect(await lock?.isCurrent()).toBe(false);
     await coordinator.close();
