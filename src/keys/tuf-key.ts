@@ -38,7 +38,12 @@ export type KeyErrorCode =
   | 'KEY_NOT_FOUND'
   | 'KEY_AMBIGUOUS'
   | 'PIN_REQUIRED'
-  | 'PIN_INCORRECT';
+  | 'PIN_INCORRECT'
+  // online key sets (src/keys/online-keyring.ts)
+  | 'BAD_KEYRING' // keyring.json is not a list of sets
+  | 'TOO_MANY_KEY_SETS'
+  | 'KEY_SET_NOT_FOUND'
+  | 'BUSY'; // another instance is creating the key set asked for: retry
 
 export class KeyError extends TufociError<KeyErrorCode> {}
 

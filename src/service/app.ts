@@ -13,7 +13,7 @@ import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts'
 import { parseMetadataFileName } from '../engine/names.ts';
 import { StrictJsonError, StrictJsonStream, parseStrictJson, type StreamScanned } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
-import type { KeySetInfo } from './online-keys.ts';
+import type { KeySetInfo } from '../keys/online-keyring.ts';
 import type { TokenAuth } from './auth.ts';
 import { ServiceError, httpStatusOf } from './errors.ts';
 import { metadataHeaders } from '../api/headers.ts';

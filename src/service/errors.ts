@@ -121,6 +121,10 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
   KeyError: {
     BAD_KEY: 422,
     UNSUPPORTED_KEY: 422,
+    BAD_KEYRING: 400,
+    TOO_MANY_KEY_SETS: 409,
+    KEY_SET_NOT_FOUND: 404,
+    BUSY: 409,
   },
 };
 

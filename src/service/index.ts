@@ -28,8 +28,8 @@ export type {
 } from './repository-service.ts';
 export { TokenAuth, loadTokens, parseTokens } from './auth.ts';
 export type { TokenEntry, Action, Principal } from './auth.ts';
-export { OnlineKeyring, ONLINE_ROLES } from './online-keys.ts';
-export type { OnlineKeyringOptions, OnlineRole, KeySetInfo } from './online-keys.ts';
+export { OnlineKeyring, ONLINE_ROLES } from '../keys/online-keyring.ts';
+export type { OnlineKeyringOptions, OnlineRole, KeySetInfo } from '../keys/online-keyring.ts';
 export { createMetrics } from './metrics.ts';
 export type { Metrics } from './metrics.ts';
 export { withFastReads } from './fast-read.ts';

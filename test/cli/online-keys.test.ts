@@ -17,7 +17,7 @@ import { ServiceClient, ServiceClientError } from '../../src/client/service-clie
 import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { isoExpiry, parseMetadata, signMetadata } from '../../src/engine/index.ts';
 import { loadSignerFile, type Signer } from '../../src/keys/index.ts';
-import { OnlineKeyring } from '../../src/service/online-keys.ts';
+import { OnlineKeyring } from '../../src/keys/online-keyring.ts';
 import { nextRoot } from '../../src/cli/commands/rotate.ts';
 import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
 import { pushImage, type PushedImage } from '../support/image.ts';

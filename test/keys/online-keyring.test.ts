@@ -3,12 +3,12 @@
  * instance that opens the same directory; file modes; concurrent creation;
  * old data directories (snapshot.key/timestamp.key) kept as a shared set.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateKeyFiles } from '../../src/keys/index.ts';
-import { OnlineKeyring } from '../../src/service/online-keys.ts';
+import { OnlineKeyring } from '../../src/keys/online-keyring.ts';
 
 const fresh = (): string => join(mkdtempSync(join(tmpdir(), 'tufoci-keyring-')), 'keys');
 
@@ -37,10 +37,14 @@ describe('online keyring', () => {
     const dir = fresh();
     const a = await OnlineKeyring.open({ dir });
     const b = await OnlineKeyring.open({ dir });
+    const file = join(dir, 'keyring.json');
+    const before = statSync(file);
     await a.rotate();
     expect(b.current().id).toBe(0);
-    await new Promise((r) => setTimeout(r, 15)); // mtime resolution
+    // A rewrite within one tick of the file system's clock: the same modification time as before.
+    utimesSync(file, before.atime, before.mtime);
     expect(await b.sync()).toBe(true);
+    expect(await b.sync()).toBe(false); // nothing changed since
     expect(b.current().id).toBe(1);
     expect(b.current('r').keys.timestamp?.keyid).toBe(a.current('r').keys.timestamp?.keyid);
     // Two instances rotating "from set 1" agree on one new set.

@@ -1,47 +1,35 @@
 /**
  * The service's online keys, as a keyring of numbered key sets.
  *
- * Every repository gets **its own** snapshot, timestamp and CI keys. TUF
- * metadata does not name its repository: if two repositories trusted the same
- * timestamp/snapshot keys, a registry could serve repository X's timestamp and
- * snapshot under R, and a client would walk R's older targets files under a
- * fresh timestamp (a cross-repository mix-and-match that rolls R back).
- * Distinct keys make that signature check fail. A *derived* set therefore
- * holds one 256-bit master secret, and the key of role `r` for repository `R`
- * is the ed25519 key whose seed is HMAC-SHA256(master, "tufoci online key
- * v1" ‖ r ‖ R): nothing per repository is stored, every instance sharing the
- * keyring derives the same keys.
+ * Every repository gets **its own** snapshot, timestamp and CI keys (online-derivation.ts): a
+ * *derived* set holds one master secret from which each repository's keys derive, so nothing
+ * per repository is stored and every instance sharing the keyring derives the same keys.
  *
- * A *shared* set holds one key per role for every repository: key files or
- * `pkcs11:` URIs of HSM keys an operator supplies (TUFOCI_SNAPSHOT_KEY…), data
- * directories from before derivation, or signers injected by tests. The cross-repository
- * check then rests on each client pinning one root per repository; new
- * deployments use derived sets.
+ * A *shared* set holds one key per role for every repository: key files or `pkcs11:` URIs of
+ * HSM keys an operator supplies (TUFOCI_SNAPSHOT_KEY…), data directories from before
+ * derivation, or signers injected by tests. The cross-repository check then rests on each
+ * client pinning one root per repository; new deployments use derived sets.
  *
- * The newest set that is not revoked is *current*: new roots list its keys.
- * Older sets keep signing for repositories whose root still lists them (the
- * engine's `signWith` uses only the signers a root authorizes) until their
- * owners sign a root listing a newer one (`tufoci rotate online`). A revoked
- * set may not appear in a new root, yet keeps signing the repositories still on
- * it: the attacker holds that key anyway, and withholding signatures would only
- * freeze them (docs/SECURITY.md).
+ * The newest set that is not revoked is *current*: new roots list its keys. Older sets keep
+ * signing for repositories whose root still lists them (the engine's `signWith` uses only the
+ * signers a root authorizes) until their owners sign a root listing a newer one (`tufoci rotate
+ * online`). A revoked set may not appear in a new root, yet keeps signing the repositories still
+ * on it: the attacker holds that key anyway, and withholding signatures would only freeze them
+ * (docs/SECURITY.md).
  *
- * Embedded default: `<dataDir>/keys/keyring.json` plus `set-<n>/master.key`
- * (mode 0600). Several instances share the directory (one volume) and pick up
- * each other's changes through `sync()`; sets are created with an exclusive
- * `mkdir`, so concurrent creators agree on one.
+ * On disk (keyring-file.ts): `<dir>/keyring.json` plus `set-<n>/master.key` (mode 0600).
+ * Several instances share the directory and pick up each other's changes through `sync()`.
  */
-import { createHmac, createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
-import { CoordError } from '../coord/index.ts';
-import { InMemorySigner, KeyError, generateKeyFiles, isPkcs11Uri, legacyKeyId, loadSigner, type Signer, type TufKeyJson } from '../keys/index.ts';
-import { writeFileAtomic } from '../storage/atomic-file.ts';
-import { ServiceError } from './errors.ts';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateKeyFiles, loadSigner } from './key-files.ts';
+import { KeyringFile, refuseStoredPin, type KeyringFileSet, type Revocation } from './keyring-file.ts';
+import { ONLINE_ROLES, deriveSigners, newMaster, readMaster, writeMaster, type OnlineRole } from './online-derivation.ts';
+import type { Signer } from './signer.ts';
+import { KeyError, legacyKeyId, type TufKeyJson } from './tuf-key.ts';
 
-export const ONLINE_ROLES = ['snapshot', 'timestamp', 'ci'] as const;
-export type OnlineRole = (typeof ONLINE_ROLES)[number];
+export { ONLINE_ROLES, type OnlineRole } from './online-derivation.ts';
 
 export interface OnlineSigners {
   snapshot: readonly Signer[];
@@ -56,72 +44,19 @@ export interface KeySetInfo {
   kind: 'derived' | 'shared';
   /** The set's public keys — for one repository when the set is derived (absent without one). */
   keys: Record<OnlineRole, { keyid: string; key: TufKeyJson } | undefined>;
-  revoked?: { at: string; reason: string };
+  revoked?: Revocation;
 }
 
 interface KeySet {
   id: number;
   created: string;
-  revoked?: { at: string; reason: string };
+  revoked?: Revocation;
   master?: Buffer;
   shared?: Partial<Record<OnlineRole, Signer>>;
 }
 
-interface KeyringFileSet {
-  id: number;
-  created: string;
-  kind?: 'derived' | 'shared';
-  /** derived: the master secret's file. */
-  master?: string;
-  /** shared: one PEM file per role. */
-  files?: Partial<Record<OnlineRole, string>>;
-  revoked?: { at: string; reason: string };
-}
-
 const MAX_SETS = 64;
 const CACHE_ENTRIES = 4096;
-/** PKCS#8 DER prefix of an ed25519 private key; the 32-byte seed follows. */
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
-function deriveSigner(master: Buffer, role: OnlineRole, repository: string): Signer {
-  const seed = createHmac('sha256', master).update(`tufoci online key v1\0${role}\0${repository}`).digest();
-  return new InMemorySigner(createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }));
-}
-
-async function readMaster(path: string): Promise<Buffer> {
-  const st = await stat(path);
-  if ((st.mode & 0o077) !== 0) {
-    throw new KeyError('KEY_FILE_PERMISSIONS', `${path} is readable by group or others; run: chmod 600 ${path}`, { detail: { path } });
-  }
-  const hex = (await readFile(path, 'utf8')).split('\n').filter((l) => l && !l.startsWith('#'))[0] ?? '';
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new KeyError('BAD_KEY', `${path} does not hold a 64-hex-digit master secret`, { detail: { path } });
-  return Buffer.from(hex, 'hex');
-}
-
-/**
- * keyring.json (mode 0644) names a shared set's keys; a `pkcs11:` URI there must not carry its PIN,
- * which would then be readable by everyone who can read the data directory.
- */
-function refuseStoredPin(role: OnlineRole, ref: string, where: string): void {
-  if (isPkcs11Uri(ref) && /[?&]pin-value=/.test(ref)) {
-    throw new KeyError(
-      'BAD_KEY_URI',
-      `the ${role} key's pkcs11: URI carries pin-value, and ${where} would keep it readable by all; give the PIN with pin-source=file:/path (mode 0600) or TUFOCI_PKCS11_PIN instead`,
-      { detail: { role } },
-    );
-  }
-}
-
-async function writeMaster(path: string, id: number): Promise<void> {
-  const handle = await open(path, 'wx', 0o600);
-  try {
-    await handle.writeFile(`# tufoci online key master secret, set ${id}. Every repository's online keys derive from it: keep it secret.\n${randomBytes(32).toString('hex')}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 export interface OnlineKeyringOptions {
   /** Directory of keyring.json and the key files; omitted: in memory. */
   dir?: string;
@@ -133,16 +68,17 @@ export interface OnlineKeyringOptions {
 }
 
 export class OnlineKeyring {
-  readonly #dir: string | undefined;
+  readonly #file: KeyringFile | undefined;
   readonly #now: () => number;
   #sets: KeySet[] = [];
-  #mtime = -1;
+  /** The version of keyring.json last loaded (KeyringFile.version). */
+  #loaded: string | undefined;
   readonly #derived = new Map<string, Record<OnlineRole, Signer>>();
   /** Key files generated by the last load (to log once). */
   readonly generated: string[] = [];
 
   private constructor(dir: string | undefined, now: () => number) {
-    this.#dir = dir;
+    this.#file = dir === undefined ? undefined : new KeyringFile(dir);
     this.#now = now;
   }
 
@@ -165,7 +101,7 @@ export class OnlineKeyring {
   /** An in-memory keyring with one derived set (tests of the derivation, throwaway services). */
   static inMemory(now: () => number = Date.now): OnlineKeyring {
     const ring = new OnlineKeyring(undefined, now);
-    ring.#sets.push({ id: 0, created: new Date(now()).toISOString(), master: randomBytes(32) });
+    ring.#sets.push({ id: 0, created: new Date(now()).toISOString(), master: newMaster() });
     return ring;
   }
 
@@ -175,21 +111,20 @@ export class OnlineKeyring {
     if (!opts.dir) return OnlineKeyring.inMemory(opts.now);
     const ring = new OnlineKeyring(opts.dir, opts.now ?? Date.now);
     await mkdir(opts.dir, { recursive: true, mode: 0o700 });
-    if (!existsSync(ring.#file())) await ring.#createFirstSet(opts.paths ?? {});
+    if (!existsSync(ring.#disk().path)) await ring.#createFirstSet(opts.paths ?? {});
     await ring.#load();
     return ring;
   }
 
   async #createFirstSet(paths: Partial<Record<OnlineRole, string>>): Promise<void> {
-    const dir = this.#dir as string;
+    const file = this.#disk();
+    const dir = file.dir;
     for (const role of ONLINE_ROLES) {
       const explicit = paths[role];
-      if (explicit) refuseStoredPin(role, explicit, this.#file()); // before set 0 exists: a corrected start can create it
+      if (explicit) refuseStoredPin(role, explicit, file.path); // before set 0 exists: a corrected start can create it
     }
-    try {
-      await mkdir(join(dir, 'set-0'), { mode: 0o700 }); // exclusive: one of several starting instances creates set 0
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    if (!(await file.claimSet(0))) {
+      // One of several starting instances creates set 0; the others wait for it.
       await this.#waitFor(0);
       return;
     }
@@ -198,7 +133,7 @@ export class OnlineKeyring {
     if (Object.keys(paths).length === 0 && !legacy) {
       await writeMaster(join(dir, 'set-0', 'master.key'), 0);
       this.generated.push(join(dir, 'set-0', 'master.key'));
-      await this.#write([{ id: 0, created, kind: 'derived', master: join('set-0', 'master.key') }]);
+      await file.write([{ id: 0, created, kind: 'derived', master: join('set-0', 'master.key') }]);
       return;
     }
     // Operator-supplied key files, or a data directory from before derivation: one shared key per role.
@@ -216,34 +151,25 @@ export class OnlineKeyring {
       }
       files[role] = `${role}.key`;
     }
-    await this.#write([{ id: 0, created, kind: 'shared', files }]);
+    await file.write([{ id: 0, created, kind: 'shared', files }]);
   }
 
-  #file(): string {
-    return join(this.#dir as string, 'keyring.json');
-  }
-
-  async #write(sets: KeyringFileSet[]): Promise<void> {
-    await writeFileAtomic(this.#file(), new TextEncoder().encode(`${JSON.stringify({ sets }, null, 2)}\n`));
-  }
-
-  async #readFileSets(): Promise<KeyringFileSet[]> {
-    const parsed = JSON.parse(await readFile(this.#file(), 'utf8')) as { sets?: unknown };
-    if (!Array.isArray(parsed.sets)) throw new ServiceError('BAD_REQUEST', `${this.#file()}: "sets" must be an array`, { detail: {} });
-    return parsed.sets as KeyringFileSet[];
+  /** The keyring file of an on-disk keyring. */
+  #disk(): KeyringFile {
+    if (!this.#file) throw new Error('an in-memory keyring has no file');
+    return this.#file;
   }
 
   async #load(): Promise<void> {
-    const dir = this.#dir as string;
-    const st = await stat(this.#file());
+    const file = this.#disk();
+    const version = await file.version();
     const known = new Map(this.#sets.map((s) => [s.id, s]));
     const sets: KeySet[] = [];
-    const resolve = (f: string): string => (isAbsolute(f) || isPkcs11Uri(f) ? f : join(dir, f));
-    for (const fs of await this.#readFileSets()) {
+    for (const fs of await file.read()) {
       const have = known.get(fs.id);
       const set: KeySet = { id: fs.id, created: fs.created, ...(fs.revoked ? { revoked: fs.revoked } : {}) };
       if (fs.kind === 'derived' || fs.master) {
-        set.master = have?.master ?? (await readMaster(resolve(fs.master as string)));
+        set.master = have?.master ?? (await readMaster(file.resolve(fs.master as string)));
       } else {
         let shared = have?.shared;
         if (!shared) {
@@ -251,8 +177,8 @@ export class OnlineKeyring {
           for (const role of ONLINE_ROLES) {
             const f = fs.files?.[role];
             if (!f) continue;
-            refuseStoredPin(role, f, this.#file());
-            shared[role] = await loadSigner(resolve(f));
+            refuseStoredPin(role, f, file.path);
+            shared[role] = await loadSigner(file.resolve(f));
           }
         }
         set.shared = shared;
@@ -260,14 +186,14 @@ export class OnlineKeyring {
       sets.push(set);
     }
     this.#sets = sets.sort((a, b) => a.id - b.id);
-    this.#mtime = st.mtimeMs;
+    this.#loaded = version;
   }
 
   /** Re-read the keyring when another instance changed it. Returns true when it did. */
   async sync(): Promise<boolean> {
-    if (!this.#dir) return false;
-    const st = await stat(this.#file()).catch(() => undefined);
-    if (!st || st.mtimeMs === this.#mtime) return false;
+    if (!this.#file) return false;
+    const version = await this.#file.version();
+    if (version === undefined || version === this.#loaded) return false;
     await this.#load();
     return true;
   }
@@ -281,7 +207,7 @@ export class OnlineKeyring {
       this.#derived.delete(key); // LRU: most recent last
     } else {
       const master = set.master as Buffer;
-      signers = { snapshot: deriveSigner(master, 'snapshot', repository), timestamp: deriveSigner(master, 'timestamp', repository), ci: deriveSigner(master, 'ci', repository) };
+      signers = deriveSigners(master, repository);
       if (this.#derived.size >= CACHE_ENTRIES) this.#derived.delete(this.#derived.keys().next().value as string);
     }
     this.#derived.set(key, signers);
@@ -375,48 +301,47 @@ export class OnlineKeyring {
     await this.sync();
     if (ifCurrent !== undefined && this.#currentSet().id !== ifCurrent) return this.current();
     if (this.#sets.filter((s) => !s.revoked).length >= MAX_SETS) {
-      throw new ServiceError('TOO_MANY_KEY_SETS', `the service already holds ${MAX_SETS} online key sets; retire unused ones first`, { detail: { max: MAX_SETS } });
+      throw new KeyError('TOO_MANY_KEY_SETS', `the service already holds ${MAX_SETS} online key sets; retire unused ones first`, { detail: { max: MAX_SETS } });
     }
     const id = (this.#sets.at(-1)?.id ?? -1) + 1;
     const created = new Date(this.#now()).toISOString();
-    if (!this.#dir) {
-      this.#sets.push({ id, created, master: randomBytes(32) });
+    const file = this.#file;
+    if (!file) {
+      this.#sets.push({ id, created, master: newMaster() });
       return this.current();
     }
-    const sub = `set-${id}`;
-    try {
-      await mkdir(join(this.#dir, sub), { mode: 0o700 }); // exclusive: another instance creating set `id` wins
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    if (!(await file.claimSet(id))) {
+      // Another instance is creating set `id`: it wins.
       await this.#waitFor(id);
       return this.current();
     }
-    await writeMaster(join(this.#dir, sub, 'master.key'), id);
-    await this.#write([...(await this.#readFileSets()), { id, created, kind: 'derived', master: join(sub, 'master.key') }]);
+    const sub = `set-${id}`;
+    await writeMaster(join(file.dir, sub, 'master.key'), id);
+    await file.write([...(await file.read()), { id, created, kind: 'derived', master: join(sub, 'master.key') }]);
     await this.#load();
     return this.current();
   }
 
   async #waitFor(id: number): Promise<void> {
     for (let i = 0; i < 100; i++) {
-      if (existsSync(this.#file())) {
+      if (existsSync(this.#disk().path)) {
         await this.sync();
         if (this.#sets.some((s) => s.id === id)) return;
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new CoordError('BUSY', `online key set ${id} is being created by another instance; retry`, { detail: { id, retryAfterSeconds: 1 } });
+    throw new KeyError('BUSY', `online key set ${id} is being created by another instance; retry`, { detail: { id, retryAfterSeconds: 1 } });
   }
 
   /** Mark set `id` revoked; a new current set is made when it was the newest. */
   async revoke(id: number, reason: string): Promise<{ revoked: KeySetInfo; current: KeySetInfo }> {
     await this.sync();
     const target = this.#sets.find((s) => s.id === id);
-    if (!target) throw new ServiceError('NOT_FOUND', `no online key set ${id}`, { detail: { set: id } });
+    if (!target) throw new KeyError('KEY_SET_NOT_FOUND', `no online key set ${id}`, { detail: { set: id } });
     const revoked = { at: new Date(this.#now()).toISOString(), reason: reason.slice(0, 500) };
     if (!target.revoked) {
-      if (this.#dir) {
-        await this.#write((await this.#readFileSets()).map((s) => (s.id === id ? { ...s, revoked } : s)));
+      if (this.#file) {
+        await this.#file.write((await this.#file.read()).map((s): KeyringFileSet => (s.id === id ? { ...s, revoked } : s)));
         await this.#load();
       } else {
         target.revoked = revoked;
