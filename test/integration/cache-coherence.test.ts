@@ -10,7 +10,6 @@
  * while A writes, which makes the overlap certain rather than likely (the
  * concurrency test in two-instances.test.ts meets it by chance).
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { startRedis } from '../support/redis-server.ts';
 import { startTufoci } from '../support/tufoci-process.ts';
@@ -25,7 +24,8 @@ describe('head caches of two instances', () => {
     const redis = await startRedis();
     const tap = await startRegistryTap(registry.url);
     const common = { redis: redis.url, tokens: TOKENS, snapshotKey: keys.snapshotKey, timestampKey: keys.timestampKey };
-    const [a, b] = await Promise.all([startTufoci({ ...common, registry: registry.url, name: 'A' }), startTufoci({ ...common, registry: tap.url, name: 'B' })]);
+    // B logs at debug level, where it tells that a peer's head announcement reached it.
+    const [a, b] = await Promise.all([startTufoci({ ...common, registry: registry.url, name: 'A' }), startTufoci({ ...common, registry: tap.url, name: 'B', logLevel: 'debug' })]);
     logProblemsOnFailure([a, b]);
     const traffic = new Traffic();
     const repo = 'it/cache/overlap';
@@ -40,7 +40,8 @@ describe('head caches of two instances', () => {
       const put = await traffic.call(A, 'PUT', `/v1/repos/${repo}/metadata/1.ci.json`, { token: CI_TOKEN, body: await owner.ciBytes(1, { v1: imageFor(repo, 'v1') }) });
       expect(put.status).toBe(201);
       expect(put.json<{ timestampVersion: number }>().timestampVersion).toBe(2);
-      await sleep(500); // A announced version 2 before answering; let the message reach B first
+      // A announced version 2 before answering; B's load is still held: let the announcement reach B first.
+      await b.waitForLog((l) => l['msg'] === 'head announcement received' && l['repository'] === repo && l['timestampVersion'] === 2);
       hold.release();
       expect([1, 2]).toContain((await firstRead).version); // a read that began before the write may answer the older head
 

@@ -76,6 +76,11 @@ export interface TufociProcess {
   output(): string;
   /** Its JSON log lines, parsed (non-JSON lines skipped). */
   logs(): Array<Record<string, unknown>>;
+  /**
+   * Resolves with the first JSON log line (already written or still to come) that `match`
+   * accepts; rejects if none has come within `timeoutMs` (default 10 s) or the process exits.
+   */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** The last `lines` lines of output, for assertion messages. */
   tail(lines?: number): string;
   /** SIGTERM, wait for exit (SIGKILL after `graceMs`, default 15 s); removes a temporary data dir. */
@@ -138,9 +143,29 @@ async function launch(options: TufociProcessOptions, dataDir: string, ownsDataDi
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  /** Waiting for a log line: each is offered every complete JSON line as it arrives. */
+  const watchers = new Set<(line: Record<string, unknown>) => void>();
+  let partial = '';
   const collect = (chunk: Buffer): void => {
-    output += chunk.toString('utf8');
+    const text = chunk.toString('utf8');
+    output += text;
     if (output.length > OUTPUT_LIMIT) output = output.slice(output.length - OUTPUT_LIMIT / 2);
+    if (watchers.size === 0) {
+      partial = '';
+      return;
+    }
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      for (const w of [...watchers]) w(parsed);
+    }
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
@@ -211,6 +236,31 @@ async function launch(options: TufociProcessOptions, dataDir: string, ownsDataDi
         }
       }
       return out;
+    },
+    waitForLog: (match, timeoutMs = 10_000) => {
+      const seen = proc.logs().find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const done = (): void => {
+          watchers.delete(watch);
+          clearTimeout(timer);
+        };
+        const watch = (line: Record<string, unknown>): void => {
+          if (!match(line)) return;
+          done();
+          resolve(line);
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`${name}: no matching log line within ${timeoutMs} ms:\n${tail()}`));
+        }, timeoutMs);
+        watchers.add(watch);
+        void exited.then(() => {
+          if (!watchers.has(watch)) return;
+          done();
+          reject(new Error(`${name} exited before writing the log line waited for:\n${tail()}`));
+        });
+      });
     },
     tail,
     stop: (graceMs = 15_000) => signalAndWait('SIGTERM', graceMs),
