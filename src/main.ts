@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { pino, type Logger as PinoLogger } from 'pino';
+import { Histogram, type Registry } from 'prom-client';
 import { InProcessCoordinator, RedisCoordinator, type Coordinator } from './coord/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from './policy/policy.ts';
 import { createApp } from './service/app.ts';
@@ -15,7 +16,7 @@ import { withFastReads } from './service/fast-read.ts';
 import { attachFastFront, type FastFront } from './service/fast-front.ts';
 import { TokenAuth, loadTokens } from './service/auth.ts';
 import { createMetrics } from './service/metrics.ts';
-import { OnlineKeyring } from './keys/online-keyring.ts';
+import { OnlineKeyring } from './service/online-keys.ts';
 import { RepositoryService, type OnlineSigners } from './service/repository-service.ts';
 import { MetadataStore, OciLayoutStore, RegistryStore, type Store } from './storage/index.ts';
 
@@ -60,6 +61,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** A histogram of a backend's calls (what the checked store and coordinator wrappers observe). */
+function backendCalls(registry: Registry, name: string, help: string): (call: { backend: string; operation: string; outcome: string; seconds: number }) => void {
+  const histogram = new Histogram({
+    name,
+    help,
+    labelNames: ['backend', 'operation', 'outcome'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return (call) => histogram.observe({ backend: call.backend, operation: call.operation, outcome: call.outcome }, call.seconds);
+}
+
 export async function startServer(opts: ServeOptions = {}): Promise<RunningServer> {
   const dataDir = resolve(opts.dataDir ?? 'data');
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -72,16 +85,22 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const clock = opts.clock ?? Date.now;
   const policy = await loadPolicyFile(opts.policyFile ?? defaultPolicyPath());
 
+  // The service's expiries are read only when /metrics is scraped, after `service` exists.
+  const metrics = createMetrics(() => service.expiries());
+  const storeCalls = { observe: backendCalls(metrics.registry, 'tufoci_storage_call_duration_seconds', 'Storage backend calls by operation and outcome (error code or "ok")') };
+  const coordCalls = { observe: backendCalls(metrics.registry, 'tufoci_coordinator_call_duration_seconds', 'Coordinator calls by operation and outcome (error code or "ok")') };
+
   const store: Store = opts.registry
     ? new RegistryStore({
         url: opts.registry,
         ...(opts.registryUsername !== undefined ? { credentials: { username: opts.registryUsername, password: opts.registryPassword ?? '' } } : {}),
+        ...storeCalls,
       })
-    : new OciLayoutStore({ root: join(dataDir, 'oci') });
+    : new OciLayoutStore({ root: join(dataDir, 'oci'), ...storeCalls });
   const metadata = new MetadataStore({ store });
   const coord: Coordinator = opts.redis
-    ? new RedisCoordinator({ url: opts.redis, ...(opts.redisPrefix ? { keyPrefix: opts.redisPrefix } : {}) })
-    : new InProcessCoordinator({ now: clock });
+    ? new RedisCoordinator({ url: opts.redis, ...(opts.redisPrefix ? { keyPrefix: opts.redisPrefix } : {}), ...coordCalls })
+    : new InProcessCoordinator({ now: clock, ...coordCalls });
 
   let keyring: OnlineKeyring;
   if (opts.signers) {
@@ -105,7 +124,6 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const auth = new TokenAuth(tokens, opts.publicRead ?? true);
 
   const service = new RepositoryService({ metadata, coord, keyring, policy, clock, logger });
-  const metrics = createMetrics(() => service.expiries());
   const app = createApp({
     service,
     auth,
