@@ -16,7 +16,7 @@ import { withFastReads } from './service/fast-read.ts';
 import { attachFastFront, type FastFront } from './service/fast-front.ts';
 import { TokenAuth, loadTokens } from './service/auth.ts';
 import { createMetrics } from './service/metrics.ts';
-import { OnlineKeyring } from './service/online-keys.ts';
+import { OnlineKeyring } from './keys/online-keyring.ts';
 import { RepositoryService, type OnlineSigners } from './service/repository-service.ts';
 import { MetadataStore, OciLayoutStore, RegistryStore, type Store } from './storage/index.ts';
 
