@@ -46,7 +46,7 @@ if (left.length) {
   process.exit(1);
 }
 
-const EXTERNAL = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client', 'pkcs11js'];
+const EXTERNAL = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client', 'pkcs11js', 'minimatch'];
 
 /**
  * Node's built-in modules by `process.getBuiltinModule`, not `import`: the ESM facade of a

@@ -16,7 +16,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TufociError } from '../errors.ts';
-import { parseMetadata } from '../engine/parse.ts';
+import { readEnvelopeStrict } from '../engine/envelope.ts';
+import { EngineError } from '../engine/errors.ts';
+import { readRootRoles } from './core/roles.ts';
 import { isRepositoryName } from '../storage/names.ts';
 import { PIN_RECORD_FILE } from './pin-state.ts';
 
@@ -87,14 +89,20 @@ export class TrustStore {
    */
   add(prefix: string, root: Uint8Array, opts: { maxBytes?: number } = {}): AddedTrust {
     if (!isPrefix(prefix)) throw new TrustStoreError('BAD_PREFIX', `"${prefix.slice(0, 200)}" is not an OCI repository name or a prefix of one ending in /`);
-    const md = parseMetadata('root', root, opts.maxBytes ?? DEFAULT_ROOT_MAX_BYTES).md; // a malformed root is refused here
-    const rootRole = md.signed.roles['root'];
+    // A malformed root is refused here, read as the client core reads it (strictly, then its keys and roles).
+    const envelope = readEnvelopeStrict('root', root, opts.maxBytes ?? DEFAULT_ROOT_MAX_BYTES);
+    let rootRole;
+    try {
+      rootRole = readRootRoles(envelope.signed).roles['root'];
+    } catch (cause) {
+      throw new EngineError('MALFORMED', `root: not well-formed root metadata (${cause instanceof Error ? cause.message : String(cause)})`, { detail: { role: 'root' }, cause });
+    }
     const name = `roots/${prefix.replace(/[^A-Za-z0-9._-]/g, '_')}.root.json`;
     mkdirSync(join(this.dir, 'roots'), { recursive: true, mode: 0o700 });
     this.#writeAtomic(join(this.dir, name), root);
-    const keyids = rootRole?.keyIDs ?? [];
+    const keyids = [...(rootRole?.keyIDs ?? [])];
     this.#save([...this.list().filter((e) => e.prefix !== prefix), { prefix, root: name, keyids }]);
-    return { prefix, version: md.signed.version, threshold: rootRole?.threshold ?? 0, keyids };
+    return { prefix, version: envelope.version, threshold: rootRole?.threshold ?? 0, keyids };
   }
 
   remove(prefix: string): void {

@@ -29,7 +29,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TargetFile as TargetInfo } from '@tufjs/models';
+import type { TargetInfo } from './core/roles.ts';
 import { TufociError } from '../errors.ts';
 import { MetadataStore } from '../storage/metadata-store.ts';
 import { isStorageError } from '../storage/storage-error.ts';

@@ -14,7 +14,7 @@
  *   lacks one too: once a chain is scoped it can never lose its scope.
  */
 import { parseMetadataFileName } from '../engine/names.ts';
-import { parseExpires } from '../engine/parse.ts';
+import { parseExpires } from '../engine/envelope.ts';
 import { SCOPE_FIELD, isValidScope, scopeCovers } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { TufociError } from '../errors.ts';

@@ -14,7 +14,7 @@ const SERVICE_ONLY = ['koa', '@koa/router', 'ioredis', 'pino', 'prom-client'];
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Every relative module reachable from `entry`, and the packages it names (with one path that reaches each). */
-function importGraph(entry: string): { files: Set<string>; packages: Map<string, string[]> } {
+function importGraph(entry: string, { dynamic = true }: { dynamic?: boolean } = {}): { files: Set<string>; packages: Map<string, string[]> } {
   const files = new Set<string>();
   const packages = new Map<string, string[]>();
   const via = new Map<string, string | undefined>();
@@ -35,7 +35,7 @@ function importGraph(entry: string): { files: Set<string>; packages: Map<string,
       .replace(/\b(?:import|export)\s+type\s+[^;]*?from\s+['"][^'"]+['"]/g, '');
     const specifiers = [
       ...text.matchAll(/\b(?:import|export)\s[^'";]*?\bfrom\s+['"]([^'"]+)['"]/g),
-      ...text.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g),
+      ...(dynamic ? text.matchAll(/\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)/g) : []),
       ...text.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm),
     ].map((m) => m[1]!);
     for (const spec of specifiers) {
@@ -48,6 +48,7 @@ function importGraph(entry: string): { files: Set<string>; packages: Map<string,
       } else if (!spec.startsWith('node:')) {
         const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
         if (!packages.has(name)) packages.set(name, chain(file));
+        if (!packages.has(spec)) packages.set(spec, chain(file));
       }
     }
   }
@@ -60,9 +61,19 @@ describe('the client entry is lean', () => {
     expect(files.size).toBeGreaterThan(20);
     const found = SERVICE_ONLY.filter((p) => packages.has(p)).map((p) => `${p} via ${packages.get(p)!.join(' <- ')}`);
     expect(found).toEqual([]);
-    // What it does load: the TUF and signature libraries.
-    expect([...packages.keys()]).toEqual(expect.arrayContaining(['@tufjs/models', '@sigstore/core', 'tuf-js']));
+    // What it does load: the signature library, and tuf-js (its Updater by a dynamic import, as the reference client).
+    expect([...packages.keys()]).toEqual(expect.arrayContaining(['@sigstore/core', 'tuf-js']));
     for (const f of files) expect(f.startsWith(`${root}src/service/`) || f.startsWith(`${root}src/coord/`), f).toBe(false);
+  });
+
+  it('`tufoci verify` starts without @tufjs/models or minimatch: what it loads before it runs (static imports) holds neither, and of tuf-js only its error classes', () => {
+    const { files, packages } = importGraph(`${root}src/cli/commands/client.ts`, { dynamic: false });
+    expect(files.size).toBeGreaterThan(20);
+    expect(files).toContain(`${root}src/client/core/trusted-set.ts`);
+    expect(['@tufjs/models', 'minimatch', ...SERVICE_ONLY].filter((p) => packages.has(p)).map((p) => `${p} via ${packages.get(p)!.join(' <- ')}`)).toEqual([]);
+    expect([...packages.keys()].filter((p) => p.startsWith('tuf-js'))).toEqual(['tuf-js', 'tuf-js/dist/error.js']);
+    // The tuf-js Updater (`--tuf-client tuf-js`) is one dynamic import away, and brings the models with it.
+    expect(importGraph(`${root}src/cli/commands/client.ts`).packages.has('tuf-js')).toBe(true);
   });
 
   it('the walk finds the service packages from src/service/index.ts', () => {

@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadPublicKey } from '../../keys/key-files.ts';
-import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { verifyImage } from '../../client/verify-image.ts';
 import { TrustStore } from '../../client/trust-store.ts';
 import { isRepositoryName } from '../../storage/names.ts';
@@ -41,6 +40,7 @@ export async function trust(argv: string[]): Promise<void> {
   const out = output(values.json ?? false);
   const store = new TrustStore();
   if (action === 'add' && prefix && file && !extra.length) {
+    const { defaultPolicyPath, loadPolicyFile } = await import('../../policy/policy.ts'); // trust add only: verify never reads the policy
     const policy = await loadPolicyFile(defaultPolicyPath());
     const added = store.add(prefix, readFileSync(file), { maxBytes: policy.roles.root.maxBytes });
     out.say(`trusting root v${added.version} (${added.threshold} of ${added.keyids.length} keys) for ${prefix}`);

@@ -33,13 +33,10 @@
  *   explains both clients' refusals the same way.
  */
 import { createHash } from 'node:crypto';
-import { MetaFile, Root, TargetFile, Timestamp } from '@tufjs/models';
-// Not re-exported by the package index; the classes tuf-js's Delegations uses, so the path rules are its own.
-import { DelegatedRole, SuccinctRoles } from '@tufjs/models/dist/role.js';
-import { DEFAULT_PARSE_LIMITS, readEnvelopeStrict, readEnvelopeVerified, type Envelope, type ParseLimits, type RoleType } from '../../engine/parse.ts';
+import { DEFAULT_PARSE_LIMITS, readEnvelopeStrict, readEnvelopeVerified, type Envelope, type ParseLimits, type RoleType } from '../../engine/envelope.ts';
 import { describeVerification, verifyThreshold, type KeyMap } from '../../engine/signatures.ts';
 import { TufociError } from '../../errors.ts';
-import type { TufKeyJson } from '../../keys/tuf-key.ts';
+import { readDelegations, readMetaEntry, readRootRoles, readSnapshotMeta, readTargetInfo, verifyLengthAndHashes, type Delegations, type MetaEntry, type RoleKeys, type RootRoles, type TargetInfo } from './roles.ts';
 
 export type CoreErrorCode =
   | 'ROLLBACK'
@@ -85,19 +82,19 @@ function malformed(what: string, cause?: unknown): CoreError {
   return new CoreError('MALFORMED', what, { detail: {}, ...(cause !== undefined ? { cause } : {}) });
 }
 
-/** A file's entry in its parent (timestamp → snapshot, snapshot → targets roles), validated by the models' MetaFile. */
-function metaFile(label: string, entry: unknown): MetaFile {
+/** A file's entry in its parent (timestamp → snapshot, snapshot → targets roles), validated as the models' MetaFile. */
+function metaFile(label: string, entry: unknown): MetaEntry {
   try {
-    return MetaFile.fromJSON(entry as never);
+    return readMetaEntry(entry);
   } catch (cause) {
     throw malformed(`${label}: malformed meta entry`, cause);
   }
 }
 
 /** Length and hashes of `bytes` against what the parent pins (tuf-js's MetaFile.verify, same message). */
-function checkLengthAndHashes(label: string, meta: MetaFile, bytes: Uint8Array): void {
+function checkLengthAndHashes(label: string, meta: MetaEntry, bytes: Uint8Array): void {
   try {
-    meta.verify(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    verifyLengthAndHashes(meta, bytes);
   } catch (cause) {
     throw new CoreError('LENGTH_OR_HASH', `${label}: ${cause instanceof Error ? cause.message : String(cause)}`, { detail: { file: label }, cause });
   }
@@ -109,14 +106,15 @@ export interface VerifiedRoot {
   readonly expires: number;
   readonly consistentSnapshot: boolean;
   readonly signed: JSONObject;
-  readonly model: Root;
+  /** Its keys and roles, validated. */
+  readonly model: RootRoles;
 }
 
 export interface VerifiedTimestamp {
   readonly bytes: Uint8Array;
   readonly version: number;
   readonly expires: number;
-  readonly snapshotMeta: MetaFile;
+  readonly snapshotMeta: MetaEntry;
 }
 
 export interface VerifiedSnapshot {
@@ -144,15 +142,7 @@ export interface VerifiedTargets {
   readonly delegationsJson: JSONObject | undefined;
 }
 
-/** The delegations of a targets role, validated: keys as JSON, roles as the models read them. */
-interface Delegations {
-  keys: KeyMap;
-  roles: DelegatedRole[] | undefined;
-  succinct: SuccinctRoles | undefined;
-}
-
-/** What the lookup returns: the target as the models validate it. */
-export type TargetInfo = TargetFile;
+export type { TargetInfo };
 
 export class TrustedSet {
   readonly #referenceTime: number;
@@ -202,11 +192,11 @@ export class TrustedSet {
     return readEnvelopeStrict(kind, bytes, maxBytes, label, this.#limits);
   }
 
-  #readRoot(label: string, bytes: Uint8Array, verified = false): { envelope: Envelope; model: Root; keys: KeyMap; verified: VerifiedRoot } {
+  #readRoot(label: string, bytes: Uint8Array, verified = false): { envelope: Envelope; model: RootRoles; keys: KeyMap; verified: VerifiedRoot } {
     const envelope = this.#envelope('root', bytes, this.#limits.rootMaxBytes, label, verified);
-    let model: Root;
+    let model: RootRoles;
     try {
-      model = Root.fromJSON(envelope.signed as never);
+      model = readRootRoles(envelope.signed);
     } catch (cause) {
       throw malformed(`${label}: not well-formed root metadata`, cause);
     }
@@ -220,7 +210,7 @@ export class TrustedSet {
   }
 
   /** A threshold of `role`'s keys (each key counted once) signed the canonical `signed` bytes. */
-  #verify(name: string, envelope: Envelope, role: { keyIDs: readonly string[]; threshold: number } | undefined, keys: KeyMap): void {
+  #verify(name: string, envelope: Envelope, role: RoleKeys | undefined, keys: KeyMap): void {
     if (!role) throw malformed(`no delegation found for ${name}`);
     const result = verifyThreshold(name, envelope.signedBytes(), envelope.signatures, role, keys);
     if (!result.ok) {
@@ -238,7 +228,7 @@ export class TrustedSet {
   updateRoot(bytes: Uint8Array, label = 'root'): VerifiedRoot {
     if (this.#timestamp) throw new CoreError('ORDER', 'cannot update root after timestamp', { detail: {} });
     const next = this.#readRoot(label, bytes);
-    this.#verify('root', next.envelope, this.#root.model.roles['root'], this.#root.model.keys as unknown as KeyMap);
+    this.#verify('root', next.envelope, this.#root.model.roles['root'], this.#root.model.keys);
     if (next.verified.version !== this.#root.version + 1) {
       throw new CoreError('BAD_VERSION', `Expected version ${this.#root.version + 1}, got ${next.verified.version}`, {
         detail: { role: 'root', expected: this.#root.version + 1, got: next.verified.version },
@@ -259,13 +249,13 @@ export class TrustedSet {
     if (this.#snapshot) throw new CoreError('ORDER', 'cannot update timestamp after snapshot', { detail: {} });
     if (this.#expired(this.#root.expires)) throw new CoreError('EXPIRED', 'Final root.json is expired', { detail: { role: 'root' } });
     const envelope = this.#envelope('timestamp', bytes, this.#limits.timestampMaxBytes, 'timestamp', verified);
-    let model: Timestamp;
+    let snapshotMeta: MetaEntry;
     try {
-      model = Timestamp.fromJSON(envelope.signed as never);
+      snapshotMeta = readSnapshotMeta(envelope.signed);
     } catch (cause) {
       throw malformed('timestamp: not well-formed timestamp metadata', cause);
     }
-    if (!verified) this.#verify('timestamp', envelope, this.#root.model.roles['timestamp'], this.#root.model.keys as unknown as KeyMap);
+    if (!verified) this.#verify('timestamp', envelope, this.#root.model.roles['timestamp'], this.#root.model.keys);
     const current = this.#timestamp;
     if (current) {
       if (envelope.version < current.version) {
@@ -276,13 +266,13 @@ export class TrustedSet {
       if (envelope.version === current.version) {
         throw new CoreError('EQUAL_VERSION', `New timestamp version ${envelope.version} is equal to current version ${current.version}`, { detail: { role: 'timestamp' } });
       }
-      if (model.snapshotMeta.version < current.snapshotMeta.version) {
-        throw new CoreError('ROLLBACK', `New snapshot version ${model.snapshotMeta.version} is less than current version ${current.snapshotMeta.version}`, {
-          detail: { role: 'snapshot', got: model.snapshotMeta.version, trusted: current.snapshotMeta.version },
+      if (snapshotMeta.version < current.snapshotMeta.version) {
+        throw new CoreError('ROLLBACK', `New snapshot version ${snapshotMeta.version} is less than current version ${current.snapshotMeta.version}`, {
+          detail: { role: 'snapshot', got: snapshotMeta.version, trusted: current.snapshotMeta.version },
         });
       }
     }
-    this.#timestamp = { bytes, version: envelope.version, expires: envelope.expires, snapshotMeta: model.snapshotMeta };
+    this.#timestamp = { bytes, version: envelope.version, expires: envelope.expires, snapshotMeta };
     this.#checkFinalTimestamp();
     return this.#timestamp;
   }
@@ -341,7 +331,7 @@ export class TrustedSet {
     const envelope = this.#envelope('snapshot', bytes, this.#limits.snapshotMaxBytes, 'snapshot', verified);
     const meta = envelope.signed['meta'];
     if (!isObject(meta)) throw malformed('snapshot: meta must be an object');
-    if (!verified) this.#verify('snapshot', envelope, this.#root.model.roles['snapshot'], this.#root.model.keys as unknown as KeyMap);
+    if (!verified) this.#verify('snapshot', envelope, this.#root.model.roles['snapshot'], this.#root.model.keys);
     const current = this.#snapshot;
     if (current) {
       for (const [name, entry] of Object.entries(current.meta)) {
@@ -371,7 +361,7 @@ export class TrustedSet {
   }
 
   /** The snapshot's entry for a targets role: its version, and length and hashes if named. */
-  metaFor(role: string): MetaFile {
+  metaFor(role: string): MetaEntry {
     const snap = this.#checkFinalSnapshot();
     const entry = own(snap.meta, `${role}.json`);
     if (entry === undefined) throw new CoreError('MISSING', `Missing ${role}.json in snapshot`, { detail: { role } });
@@ -394,7 +384,7 @@ export class TrustedSet {
     if (delegationsJson !== undefined && !isObject(delegationsJson)) throw malformed(`${role}: delegations must be an object`);
     if (!verified) {
       if (delegator === 'root') {
-        this.#verify(role, envelope, this.#root.model.roles['targets'], this.#root.model.keys as unknown as KeyMap);
+        this.#verify(role, envelope, this.#root.model.roles['targets'], this.#root.model.keys);
       } else {
         const parent = this.#targets.get(delegator);
         if (!parent) throw new CoreError('ORDER', `No trusted ${delegator} metadata`, { detail: { role: delegator } });
@@ -458,27 +448,9 @@ export class TrustedSet {
     const json = role.delegationsJson;
     let d: Delegations = { keys: {}, roles: undefined, succinct: undefined };
     if (json) {
-      const keys = json['keys'];
-      const roles = json['roles'];
-      const succinct = json['succinct_roles'];
-      if (!isObject(keys)) throw malformed(`${role.name}: delegations.keys must be an object`);
-      if ((roles === undefined) === (succinct === undefined)) throw malformed(`${role.name}: delegations need exactly one of roles and succinct_roles`);
+      if ((json['roles'] === undefined) === (json['succinct_roles'] === undefined)) throw malformed(`${role.name}: delegations need exactly one of roles and succinct_roles`);
       try {
-        let parsed: DelegatedRole[] | undefined;
-        if (roles !== undefined) {
-          if (!Array.isArray(roles)) throw new TypeError('roles must be an array');
-          const names = new Set<string>();
-          parsed = roles.map((r) => {
-            const dr = DelegatedRole.fromJSON(r as never);
-            if (names.has(dr.name)) throw new TypeError(`duplicate role name ${dr.name}`);
-            names.add(dr.name);
-            return dr;
-          });
-        }
-        for (const [id, k] of Object.entries(keys)) {
-          if (!isObject(k) || !isObject(k['keyval'])) throw new TypeError(`key ${id} is malformed`);
-        }
-        d = { keys: keys as Record<string, TufKeyJson>, roles: parsed, succinct: succinct !== undefined ? SuccinctRoles.fromJSON(succinct as never) : undefined };
+        d = readDelegations(json);
       } catch (cause) {
         throw malformed(`${role.name}: malformed delegations (${cause instanceof Error ? cause.message : String(cause)})`, cause);
       }
@@ -499,7 +471,7 @@ export class TrustedSet {
   /** A target entry this client read from a trusted role before (its own record), validated again as a TargetFile. */
   targetInfo(path: string, entry: unknown): TargetInfo {
     try {
-      return TargetFile.fromJSON(path, entry as never);
+      return readTargetInfo(path, entry);
     } catch (cause) {
       throw malformed(`recorded target ${path.slice(0, 80)} is malformed`, cause);
     }
@@ -510,7 +482,7 @@ export class TrustedSet {
     const entry = own(role.targets, path);
     if (entry === undefined) return undefined;
     try {
-      return TargetFile.fromJSON(path, entry as never);
+      return readTargetInfo(path, entry);
     } catch (cause) {
       throw malformed(`${role.name}: target ${path.slice(0, 80)} is malformed`, cause);
     }
