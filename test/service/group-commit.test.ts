@@ -1,5 +1,5 @@
 /**
- * Group commit and service-signed tags (RepositoryService#write, publishTags):
+ * Group commit and service-signed tags (writes.ts on the keyed batch queue, publishTags):
  * writes queued while a commit holds a repository's lock are applied together,
  * each verified against everything before it, refused alone when bad, and
  * acknowledged only after the one timestamp that covers them all. Tags
