@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TargetFile } from '@tufjs/models';
+import type { TargetInfo as TargetFile } from '../../src/client/core/roles.ts';
 import type { Updater } from 'tuf-js';
 import { CoreUpdater } from '../../src/client/core/updater.ts';
 import { verifyImage as verifyWith, VerifyError, type VerifiedImage, type VerifyImageOptions } from '../../src/client/verify-image.ts';
