@@ -23,9 +23,10 @@
  * `instanceof` checks inside the Updater hold.
  *
  * Fewer requests (timestamp-first-fetcher.ts): the timestamp's artifact
- * manifest is read before the root walk; when its layer digest is the digest
- * of the timestamp the client already trusts (`trustedTimestamp`), the layer is
- * not downloaded again (content addressing makes those the same bytes); when
+ * manifest is read before the root walk, by MetadataStore's conditional read
+ * (readMetadataIfChanged): when its layer digest is the digest of the timestamp
+ * the client already trusts (`trustedTimestamp`), the layer is not downloaded
+ * again (content addressing makes those the same bytes); when
  * it is also the caller's `coveredTimestamp` (a complete root walk started
  * after it was read), the probe for the next root is answered 404 without a
  * request. A warm client then makes one registry request for TUF metadata:
@@ -35,13 +36,10 @@
  * makes no root probe either.
  */
 import { DownloadLengthMismatchError } from 'tuf-js/dist/error.js';
-import { ANNOTATION_ROOT_VERSION, isArtifactProblem, parseMetadataArtifact } from '../storage/artifact.ts';
 import { waitingFor } from '../storage/deadline.ts';
-import { sha256Digest } from '../storage/digest.ts';
-import { MAX_ARTIFACT_MANIFEST_BYTES, type MetadataStore } from '../storage/metadata-store.ts';
+import { ANNOTATION_ROOT_VERSION, type MetadataStore } from '../storage/metadata-store.ts';
 import { StorageError, isStorageError } from '../storage/storage-error.ts';
 import { isRepositoryName, clip } from '../storage/names.ts';
-import { OCI_MANIFEST_MEDIA_TYPE } from '../storage/store.ts';
 import { notFound, parseVersionHint, TimestampFirstFetcher, type FetchedTimestamp, type TimestampFirstOptions } from './timestamp-first-fetcher.ts';
 
 export const METADATA_URL_SCHEME = 'oci+tuf:';
@@ -125,44 +123,23 @@ export class RegistryFetcher extends TimestampFirstFetcher {
 
 
   /**
-   * timestamp.json, the way MetadataStore.readMetadata reads it (same checks,
-   * docs/FORMAT.md §4), except that the layer is not downloaded when its
-   * digest is that of the trusted timestamp: those are then the same bytes.
+   * timestamp.json by MetadataStore's conditional read: the layer is not downloaded when its
+   * digest is that of the trusted timestamp (content addressing: those are then the same bytes).
    */
   protected override readTimestamp(url: string, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
     const target = this.#target(url);
-    return waitingFor(() => `${target.fileName} of ${target.repository}`, () => this.#readTimestamp(target, maxLength, trusted));
-  }
-
-  async #readTimestamp(target: { repository: string; fileName: string }, maxLength: number, trusted: Uint8Array | undefined): Promise<FetchedTimestamp> {
-    const store = this.#metadata.store;
-    const fail = (code: 'BAD_MEDIA_TYPE' | 'PROTOCOL' | 'TOO_LARGE' | 'DIGEST_MISMATCH', message: string, repository: string): StorageError =>
-      new StorageError(code, message, { backend: store.backend, repository, reference: target.fileName });
-    try {
-      const metaRepo = this.#metadata.metadataRepository(target.repository);
-      const manifest = await store.getManifest(metaRepo, target.fileName, MAX_ARTIFACT_MANIFEST_BYTES);
-      if (manifest.mediaType !== OCI_MANIFEST_MEDIA_TYPE) {
-        throw fail('BAD_MEDIA_TYPE', `${target.fileName} in ${metaRepo} is a ${clip(manifest.mediaType, 80)}, not an OCI image manifest`, metaRepo);
-      }
-      const artifact = parseMetadataArtifact(manifest.bytes, target.fileName);
-      if (isArtifactProblem(artifact)) {
-        throw fail(artifact.kind === 'bad-media-type' ? 'BAD_MEDIA_TYPE' : 'PROTOCOL', `${target.fileName} in ${metaRepo} is not a tufoci metadata artifact: ${artifact.reason}`, metaRepo);
-      }
-      if (artifact.layerSize > maxLength) throw fail('TOO_LARGE', `${target.fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxLength}`, metaRepo);
-      // The root version its writer had (a hint: it can only skip a root probe or cause one).
-      const rootVersion = parseVersionHint(artifact.annotations[ANNOTATION_ROOT_VERSION]);
-      const hint = rootVersion !== undefined ? { rootVersion } : {};
-      if (trusted && trusted.byteLength === artifact.layerSize && sha256Digest(trusted) === artifact.layerDigest) {
-        return { bytes: trusted, ...hint };
-      }
-      if (artifact.data) return { bytes: artifact.data, ...hint };
-      const bytes = await store.getBlob(metaRepo, artifact.layerDigest, maxLength);
-      if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
-        throw fail('DIGEST_MISMATCH', `${target.fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo);
-      }
-      return { bytes, ...hint };
-    } catch (error) {
-      throw this.#mapError(error, target, maxLength);
-    }
+    return waitingFor(
+      () => `${target.fileName} of ${target.repository}`,
+      async () => {
+        try {
+          const read = await this.#metadata.readMetadataIfChanged(target.repository, target.fileName, maxLength, trusted);
+          // The root version its writer had (a hint: it can only skip a root probe or cause one).
+          const rootVersion = parseVersionHint(read.annotations[ANNOTATION_ROOT_VERSION]);
+          return { bytes: read.bytes, ...(rootVersion !== undefined ? { rootVersion } : {}) };
+        } catch (error) {
+          throw this.#mapError(error, target, maxLength);
+        }
+      },
+    );
   }
 }

@@ -47,6 +47,18 @@ import { assertRepositoryName, clip } from './names.ts';
 import { isStorageError, StorageError, type StorageErrorCode } from './storage-error.ts';
 import { OCI_MANIFEST_MEDIA_TYPE, type Manifest, type Store } from './store.ts';
 
+export { ANNOTATION_ROOT_VERSION } from './artifact.ts';
+
+/** What a read found (readMetadataIfChanged). */
+export interface MetadataRead {
+  /** The file's exact bytes. */
+  readonly bytes: Uint8Array;
+  /** The artifact manifest's annotations (docs/FORMAT.md: the file name; on timestamp.json, the writer's root version). */
+  readonly annotations: Readonly<Record<string, string>>;
+  /** The stored file is the caller's `known` bytes (returned as they are): nothing but the manifest was read. */
+  readonly unchanged: boolean;
+}
+
 /** Artifact manifests are a few hundred bytes; this bounds what a hostile registry can make us read. */
 export const MAX_ARTIFACT_MANIFEST_BYTES = 64 * 1024;
 /** Repositories whose last timestamp.json is remembered (each entry holds one timestamp file). */
@@ -111,7 +123,7 @@ export class MetadataStore {
   readonly #imageRepository: (metadataRepository: string) => string | undefined;
   readonly #mutex: KeyedMutex;
   /** Per metadata repository, the timestamp.json last written or read here, oldest first. */
-  readonly #timestamps = new Map<string, { manifestDigest: string; bytes: Uint8Array }>();
+  readonly #timestamps = new Map<string, { manifestDigest: string; bytes: Uint8Array; annotations: Readonly<Record<string, string>> }>();
 
   constructor(options: MetadataStoreOptions) {
     this.store = options.store;
@@ -209,14 +221,17 @@ export class MetadataStore {
     }
     return writes.map((w, i) => {
       const manifestDigest = digests[i] as string;
-      if (w.name.fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, manifestDigest, w.bytes);
+      if (w.name.fileName === TIMESTAMP_FILE_NAME) {
+        const parsed = parseMetadataArtifact(w.artifact.manifest, w.name.fileName); // the manifest built here: its annotations
+        this.#rememberTimestamp(metaRepo, manifestDigest, w.bytes, isArtifactProblem(parsed) ? {} : parsed.annotations);
+      }
       return { fileName: w.name.fileName, written: true, manifestDigest, layerDigest: w.artifact.layerDigest };
     });
   }
 
-  #rememberTimestamp(metaRepo: string, manifestDigest: string, bytes: Uint8Array): void {
+  #rememberTimestamp(metaRepo: string, manifestDigest: string, bytes: Uint8Array, annotations: Readonly<Record<string, string>>): void {
     this.#timestamps.delete(metaRepo);
-    this.#timestamps.set(metaRepo, { manifestDigest, bytes: Uint8Array.from(bytes) });
+    this.#timestamps.set(metaRepo, { manifestDigest, bytes: Uint8Array.from(bytes), annotations });
     if (this.#timestamps.size > MAX_REMEMBERED_TIMESTAMPS) this.#timestamps.delete(this.#timestamps.keys().next().value as string);
   }
 
@@ -259,37 +274,50 @@ export class MetadataStore {
 
   /** The exact bytes of a metadata file; `TOO_LARGE` (before download) above `maxBytes`. */
   async readMetadata(repository: string, fileName: string, maxBytes: number): Promise<Uint8Array> {
+    return (await this.readMetadataIfChanged(repository, fileName, maxBytes)).bytes;
+  }
+
+  /**
+   * readMetadata, conditional on bytes the caller holds, with what the artifact says about the
+   * file: when the stored layer is exactly `known` (its size and digest), `known` is returned and
+   * nothing but the manifest is read (`unchanged`). A client holding a timestamp reads the current
+   * one so: one request, and no download when it did not change.
+   */
+  async readMetadataIfChanged(repository: string, fileName: string, maxBytes: number, known?: Uint8Array): Promise<MetadataRead> {
     const metaRepo = this.metadataRepository(repository);
     assertMetadataFileName(this.store.backend, metaRepo, fileName);
     assertMaxBytes(maxBytes);
-    const known = fileName === TIMESTAMP_FILE_NAME ? this.#timestamps.get(metaRepo) : undefined;
+    const tooLarge = (size: number): StorageError =>
+      this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${size} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size, maxBytes });
+    const isKnown = (bytes: Uint8Array): boolean => known !== undefined && known.byteLength === bytes.byteLength && Buffer.from(known.buffer, known.byteOffset, known.byteLength).equals(bytes);
+    const remembered = fileName === TIMESTAMP_FILE_NAME ? this.#timestamps.get(metaRepo) : undefined;
     let manifest: Manifest | undefined;
-    if (known && this.store.getManifestIfNoneMatch) {
+    if (remembered && this.store.getManifestIfNoneMatch) {
       try {
-        manifest = await this.store.getManifestIfNoneMatch(metaRepo, fileName, known.manifestDigest, MAX_ARTIFACT_MANIFEST_BYTES);
+        manifest = await this.store.getManifestIfNoneMatch(metaRepo, fileName, remembered.manifestDigest, MAX_ARTIFACT_MANIFEST_BYTES);
       } catch (error) {
         this.#timestamps.delete(metaRepo);
         throw error;
       }
       if (manifest === undefined) {
-        if (known.bytes.byteLength > maxBytes) {
-          throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${known.bytes.byteLength} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: known.bytes.byteLength, maxBytes });
-        }
+        if (remembered.bytes.byteLength > maxBytes) throw tooLarge(remembered.bytes.byteLength);
         this.#timestamps.delete(metaRepo); // most recently used last
-        this.#timestamps.set(metaRepo, known);
-        return Uint8Array.from(known.bytes);
+        this.#timestamps.set(metaRepo, remembered);
+        const unchanged = isKnown(remembered.bytes);
+        return { bytes: unchanged ? (known as Uint8Array) : Uint8Array.from(remembered.bytes), annotations: remembered.annotations, unchanged };
       }
     }
     const artifact = manifest ? this.#parseArtifact(metaRepo, fileName, manifest) : await this.#readArtifact(metaRepo, fileName);
-    if (artifact.layerSize > maxBytes) {
-      throw this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${artifact.layerSize} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size: artifact.layerSize, maxBytes });
-    }
+    if (artifact.layerSize > maxBytes) throw tooLarge(artifact.layerSize);
+    const found = (bytes: Uint8Array, unchanged: boolean): MetadataRead => {
+      if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, bytes, artifact.annotations);
+      return { bytes, annotations: artifact.annotations, unchanged };
+    };
+    // The layer digest commits to the bytes: a caller's copy with that digest is the file.
+    if (known && known.byteLength === artifact.layerSize && sha256Digest(known) === artifact.layerDigest) return found(known, true);
+    // Carried in the manifest, already checked against the layer's digest and size.
+    if (artifact.data) return found(artifact.data, false);
     let bytes: Uint8Array;
-    if (artifact.data) {
-      // Carried in the manifest, already checked against the layer's digest and size.
-      if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, artifact.data);
-      return artifact.data;
-    }
     try {
       bytes = await this.store.getBlob(metaRepo, artifact.layerDigest, maxBytes);
     } catch (error) {
@@ -302,8 +330,7 @@ export class MetadataStore {
     if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
       throw this.#fail('DIGEST_MISMATCH', `${fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo, fileName);
     }
-    if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, bytes);
-    return bytes;
+    return found(bytes, false);
   }
 
   /** Image repositories that have TUF metadata in this store. */

@@ -76,6 +76,17 @@ describe('the client entry is lean', () => {
     expect(importGraph(`${root}src/cli/commands/client.ts`).packages.has('tuf-js')).toBe(true);
   });
 
+  it('the registry fetcher reads metadata only through MetadataStore (no artifact parsing of its own), and no client module imports the service', () => {
+    const fetcher = readFileSync(`${root}src/client/registry-fetcher.ts`, 'utf8');
+    const storage = [...fetcher.matchAll(/from '\.\.\/storage\/([^']+)'/g)].map((m) => m[1]);
+    expect(storage.filter((m) => ['artifact.ts', 'store.ts', 'digest.ts', 'index.ts'].includes(m!))).toEqual([]);
+    expect(storage).toContain('metadata-store.ts');
+    for (const f of importGraph(`${root}src/client/index.ts`).files) {
+      if (!f.startsWith(`${root}src/client/`)) continue;
+      expect(readFileSync(f, 'utf8'), f).not.toMatch(/from '(?:\.\.\/)+service\//);
+    }
+  });
+
   it('the walk finds the service packages from src/service/index.ts', () => {
     const { packages } = importGraph(`${root}src/service/index.ts`);
     expect(SERVICE_ONLY.filter((p) => !packages.has(p))).toEqual([]);
