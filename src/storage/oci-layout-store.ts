@@ -9,7 +9,8 @@
  * - A tag appears in index.json (descriptor annotated
  *   `org.opencontainers.image.ref.name`) only after the manifest blob and every
  *   blob it references are on disk.
- * - index.json is rewritten by one flusher per layout directory (an async
+ * - index.json is rewritten by one drainer per layout directory (the keyed
+ *   batch queue of src/util, the one the service's writes use too; an async
  *   critical section per repository): updates queued while it writes are
  *   applied together in its next rewrite (group commit), so N concurrent tag
  *   writes cost far fewer than N rewrites. Exclusion covers one process;
@@ -25,6 +26,7 @@ import { access, constants, mkdir, readdir, stat, unlink } from 'node:fs/promise
 import type { Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isErrno, readFileBounded, syncDirectory, writeFileAtomic } from './atomic-file.ts';
+import { KeyedBatchQueue, type BatchEntry } from '../util/keyed-batch-queue.ts';
 import { sha256Digest } from './digest.ts';
 import { CheckedStore, type CheckedStoreOptions } from './checked-store.ts';
 import { checkManifestPut } from './manifest-refs.ts';
@@ -135,10 +137,10 @@ class IndexDraft {
 
 type IndexUpdate = (draft: IndexDraft) => void;
 
+/** An index update waiting for its directory's next rewrite; `repository` names it in errors. */
 interface PendingUpdate {
   apply: IndexUpdate;
-  resolve: () => void;
-  reject: (error: unknown) => void;
+  repository: string;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -167,8 +169,8 @@ class OciLayoutBackend implements Store {
   readonly #root: string;
   readonly #maxIndexBytes: number;
   readonly #fsync: boolean;
-  readonly #flushing = new Set<string>();
-  readonly #pending = new Map<string, PendingUpdate[]>();
+  /** index.json rewrites, one drainer per layout directory. */
+  readonly #indexWrites = new KeyedBatchQueue<string, PendingUpdate, void>({ commit: (dir, batch) => this.#applyBatch(dir, batch) });
   readonly #initialized = new Set<string>();
   /** Parsed index.json per directory, reused while the file's identity (inode, size, mtime) is unchanged. */
   readonly #indexCache = new Map<string, { identity: string; index: ImageIndex }>();
@@ -283,38 +285,18 @@ class OciLayoutBackend implements Store {
   }
 
   /**
-   * Apply an index update. One flusher per layout directory rewrites
-   * index.json; updates that arrive while it writes are applied together in
-   * its next rewrite (group commit). Each caller resolves once the rewrite
-   * holding its update is durable, or rejects with its own error.
+   * Apply an index update. One drainer per layout directory rewrites index.json (the keyed batch
+   * queue, src/util/keyed-batch-queue.ts); updates that arrive while it writes are applied
+   * together in its next rewrite (group commit). Each caller resolves once the rewrite holding
+   * its update is durable, or rejects with its own error.
    */
   async #updateIndex(dir: string, repository: string, apply: IndexUpdate): Promise<void> {
-    const done = new Promise<void>((resolvePromise, rejectPromise) => {
-      const queue = this.#pending.get(dir) ?? [];
-      queue.push({ apply, resolve: resolvePromise, reject: rejectPromise });
-      this.#pending.set(dir, queue);
-    });
-    if (!this.#flushing.has(dir)) {
-      this.#flushing.add(dir);
-      void this.#flush(dir, repository);
-    }
-    await done;
+    await this.#indexWrites.enqueue(dir, { apply, repository });
   }
 
-  async #flush(dir: string, repository: string): Promise<void> {
-    try {
-      for (;;) {
-        const batch = this.#pending.get(dir);
-        if (batch === undefined || batch.length === 0) return;
-        this.#pending.delete(dir);
-        await this.#applyBatch(dir, repository, batch);
-      }
-    } finally {
-      this.#flushing.delete(dir);
-    }
-  }
-
-  async #applyBatch(dir: string, repository: string, batch: PendingUpdate[]): Promise<void> {
+  /** One rewrite of `dir`'s index.json holding every update of the batch that applies. */
+  async #applyBatch(dir: string, batch: ReadonlyArray<BatchEntry<PendingUpdate, void>>): Promise<void> {
+    const repository = (batch[0] as BatchEntry<PendingUpdate, void>).item.repository; // named in a failure to read the index
     let index: ImageIndex;
     try {
       await this.#ensureLayout(dir);
@@ -324,10 +306,10 @@ class OciLayoutBackend implements Store {
       return;
     }
     const draft = new IndexDraft(index.manifests);
-    const applied: PendingUpdate[] = [];
+    const applied: Array<BatchEntry<PendingUpdate, void>> = [];
     for (const update of batch) {
       try {
-        update.apply(draft);
+        update.item.apply(draft);
         applied.push(update);
       } catch (error) {
         update.reject(error);
