@@ -43,6 +43,7 @@ export interface KeySetSummary {
 
 export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
 export type { GrantInfo, JobInfo } from '../api/types.ts';
+import { ROUTES, paths } from '../api/routes.ts';
 import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import { httpRequest, type HttpHeaders, type HttpResponse } from '../storage/http-client.ts';
@@ -117,33 +118,33 @@ export class ServiceClient {
 
   /** The current online keys; a repository's own keys when `repository` is given (derived key sets). */
   onlineKeys(repository?: string): Promise<OnlineKeys> {
-    return this.#json('GET', `/v1/online-keys${repository === undefined ? '' : `?repository=${encodeURIComponent(repository)}`}`);
+    return this.#json('GET', paths.onlineKeys(repository));
   }
 
   async repositories(): Promise<string[]> {
-    return (await this.#json<{ repositories: string[] }>('GET', '/v1/repos')).repositories;
+    return (await this.#json<{ repositories: string[] }>('GET', ROUTES.repositories)).repositories;
   }
 
   status(repo: string): Promise<RepositoryStatus> {
-    return this.#json('GET', `/v1/repos/${repo}/status`);
+    return this.#json('GET', paths.status(repo));
   }
 
   async metadata(repo: string, fileName: string): Promise<Uint8Array> {
-    return (await this.#request('GET', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`)).bytes;
+    return (await this.#request('GET', paths.metadata(repo, fileName))).bytes;
   }
 
   create(repo: string, root: Uint8Array, targets: Uint8Array): Promise<UploadResult> {
     const decode = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
-    return this.#json('POST', `/v1/repos/${repo}`, JSON.stringify({ root: decode(root), targets: decode(targets) }));
+    return this.#json('POST', paths.repository(repo), JSON.stringify({ root: decode(root), targets: decode(targets) }));
   }
 
   upload(repo: string, fileName: string, bytes: Uint8Array): Promise<UploadResult> {
-    return this.#json('PUT', `/v1/repos/${repo}/metadata/${encodeURIComponent(fileName)}`, bytes);
+    return this.#json('PUT', paths.metadata(repo, fileName), bytes);
   }
 
   /** Publish tags into `role`, a role the owner delegated to the service's CI key: the service signs it. */
   publishTags(repo: string, role: string, tags: Record<string, ImageTarget>): Promise<TagsResult> {
-    return this.#json('POST', `/v1/repos/${repo}/tags`, JSON.stringify({ role, tags }));
+    return this.#json('POST', paths.tags(repo), JSON.stringify({ role, tags }));
   }
 
   /** The same client presenting another bearer token (a CI job's grant token). */
@@ -153,27 +154,27 @@ export class ServiceClient {
 
   /** The online keys the repository's next root should list (a new set when it already lists the current one). */
   nextOnlineKeys(repo: string): Promise<OnlineKeys & { generated: boolean; set: KeySetSummary }> {
-    return this.#json('POST', `/v1/repos/${repo}/online-keys`, '{}');
+    return this.#json('POST', paths.nextOnlineKeys(repo), '{}');
   }
 
   onlineKeyUsage(): Promise<{ current: number; sets: KeySetSummary[]; repositories: Array<{ repository: string; sets: number[]; onRevoked: boolean; onCurrent: boolean }> }> {
-    return this.#json('GET', '/v1/online-keys/usage');
+    return this.#json('GET', ROUTES.onlineKeyUsage);
   }
 
   rotateOnlineKeys(): Promise<{ set: KeySetSummary }> {
-    return this.#json('POST', '/v1/online-keys/rotate', '{}');
+    return this.#json('POST', ROUTES.rotateOnlineKeys, '{}');
   }
 
   revokeOnlineKeys(ref: string, reason: string): Promise<{ revoked: KeySetSummary; current: KeySetSummary; affected: string[] }> {
-    return this.#json('POST', '/v1/online-keys/revoke', JSON.stringify({ key: ref, reason }));
+    return this.#json('POST', ROUTES.revokeOnlineKeys, JSON.stringify({ key: ref, reason }));
   }
 
   createGrant(repo: string, opts: { paths: string[]; ttlSeconds: number; role?: string }): Promise<GrantInfo> {
-    return this.#json('POST', `/v1/repos/${repo}/grants`, JSON.stringify(opts));
+    return this.#json('POST', paths.grants(repo), JSON.stringify(opts));
   }
 
   /** Redeem a grant (this client's token must be the grant token) for `key`. */
   redeemGrant(repo: string, key: TufKeyJson): Promise<JobInfo> {
-    return this.#json('POST', `/v1/repos/${repo}/grants/redeem`, JSON.stringify({ key }));
+    return this.#json('POST', paths.redeemGrant(repo), JSON.stringify({ key }));
   }
 }

@@ -30,6 +30,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TargetInfo } from './core/roles.ts';
+import { paths } from '../api/routes.ts';
 import { TufociError } from '../errors.ts';
 import { MetadataStore } from '../storage/metadata-store.ts';
 import { isStorageError } from '../storage/storage-error.ts';
@@ -260,7 +261,7 @@ function readSmall(file: string): string | undefined {
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
 async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResult> {
   const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
-  const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}/v1/repos/${opts.repository}/metadata` : metadataBaseUrl(opts.repository);
+  const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(opts.repository, '').replace(/\/$/, '')}` : metadataBaseUrl(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
   const trustedTimestamp = (): Uint8Array | undefined => {
     const file = join(dir, 'timestamp.json');
