@@ -34,6 +34,7 @@ import { paths } from '../api/routes.ts';
 import { TufociError } from '../errors.ts';
 import { MetadataStore } from '../storage/metadata-store.ts';
 import { isStorageError } from '../storage/storage-error.ts';
+import { isRepositoryName } from '../storage/names.ts';
 import type { Manifest, Store } from '../storage/store.ts';
 import { ImageFacts } from './image-facts.ts';
 import { Deadline, formatDuration, waitingFor } from '../storage/deadline.ts';
@@ -119,10 +120,6 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   const step = <T>(what: string, fn: () => Promise<T>): Promise<T> => (deadline ? deadline.run(() => waitingFor(what, fn)) : fn());
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
-    vetRoot('the trusted root', opts.trustedRoot, opts.repository);
-    const pin = checkPinnedState(dir, opts.trustedRoot);
-    if (!pin.ok) throw stateRefusal(opts, dir, pin);
     // The registry's own tag is read while TUF runs: only compared, never trusted, and when it
     // names the digest TUF names it is that manifest too (its bytes hash to the digest).
     const tagRead: Promise<{ manifest: Manifest } | { error: unknown }> = step(`the registry's tag ${opts.repository}:${opts.tag}`, () =>
@@ -131,6 +128,16 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       (manifest) => ({ manifest }),
       (error: unknown) => ({ error }),
     );
+    // The timestamp is read first in any case (timestamp-first-fetcher.ts): from a registry, its
+    // manifest request goes out now, beside the tag's, and the local work (the pin's checks, the
+    // saved state) runs while both are in flight. Neither answer is used before it is checked.
+    const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
+    // (Started under the deadline, so the request is bounded by it like every other.)
+    if (!opts.serviceUrl && isRepositoryName(opts.repository)) void step(`the timestamp of ${opts.repository}`, async () => metadata.prefetch(opts.repository, 'timestamp.json'));
+    // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
+    vetRoot('the trusted root', opts.trustedRoot, opts.repository);
+    const pin = checkPinnedState(dir, opts.trustedRoot);
+    if (!pin.ok) throw stateRefusal(opts, dir, pin);
     const facts = ImageFacts.load(dir);
     const policy = opts.signatures;
     // The signatures of the digest the tag names, also read while TUF runs (when not known yet):
@@ -146,7 +153,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
           );
         })
       : Promise.resolve(undefined);
-    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir));
+    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata));
     const target = tuf.target;
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
@@ -259,8 +266,7 @@ function readSmall(file: string): string | undefined {
 }
 
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
-async function tufTarget(opts: VerifyImageOptions, dir: string): Promise<TufResult> {
-  const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
+async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: MetadataStore): Promise<TufResult> {
   const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(opts.repository, '').replace(/\/$/, '')}` : metadataBaseUrl(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
   const trustedTimestamp = (): Uint8Array | undefined => {

@@ -124,6 +124,8 @@ export class MetadataStore {
   readonly #mutex: KeyedMutex;
   /** Per metadata repository, the timestamp.json last written or read here, oldest first. */
   readonly #timestamps = new Map<string, { manifestDigest: string; bytes: Uint8Array; annotations: Readonly<Record<string, string>> }>();
+  /** Manifest reads started ahead of a file's read (prefetch), by repository and file name. */
+  readonly #prefetched = new Map<string, Promise<Manifest>>();
 
   constructor(options: MetadataStoreOptions) {
     this.store = options.store;
@@ -204,7 +206,10 @@ export class MetadataStore {
 
   /** Write files (blobs first, then the tagged manifests in order, stopping at the first failure): one batch where the backend has one. */
   async #store(metaRepo: string, writes: readonly PendingWrite[]): Promise<WriteResult[]> {
-    for (const w of writes) if (w.name.fileName === TIMESTAMP_FILE_NAME) this.#timestamps.delete(metaRepo);
+    for (const w of writes) {
+      if (w.name.fileName === TIMESTAMP_FILE_NAME) this.#timestamps.delete(metaRepo);
+      this.#prefetched.delete(`${metaRepo}\n${w.name.fileName}`); // read before this write: no longer the file
+    }
     const digests: string[] = [];
     if (this.store.putManifests && writes.length > 0) {
       const stored = await this.store.putManifests(
@@ -287,6 +292,8 @@ export class MetadataStore {
     const metaRepo = this.metadataRepository(repository);
     assertMetadataFileName(this.store.backend, metaRepo, fileName);
     assertMaxBytes(maxBytes);
+    const prefetched = this.#takePrefetched(metaRepo, fileName);
+    if (prefetched) return this.#readFrom(metaRepo, fileName, maxBytes, known, await prefetched);
     const tooLarge = (size: number): StorageError =>
       this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${size} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size, maxBytes });
     const isKnown = (bytes: Uint8Array): boolean => known !== undefined && known.byteLength === bytes.byteLength && Buffer.from(known.buffer, known.byteOffset, known.byteLength).equals(bytes);
@@ -307,7 +314,36 @@ export class MetadataStore {
         return { bytes: unchanged ? (known as Uint8Array) : Uint8Array.from(remembered.bytes), annotations: remembered.annotations, unchanged };
       }
     }
-    const artifact = manifest ? this.#parseArtifact(metaRepo, fileName, manifest) : await this.#readArtifact(metaRepo, fileName);
+    return this.#readFrom(metaRepo, fileName, maxBytes, known, manifest ?? (await this.store.getManifest(metaRepo, fileName, MAX_ARTIFACT_MANIFEST_BYTES)));
+  }
+
+  /**
+   * Start reading a file's artifact manifest now, for this store's next read of that file (one
+   * use): a caller that will read timestamp.json shortly sends the request at once and does its
+   * local work while it is in flight. The read then checks what arrived as it checks any manifest.
+   */
+  prefetch(repository: string, fileName: string): void {
+    const metaRepo = this.metadataRepository(repository);
+    assertMetadataFileName(this.store.backend, metaRepo, fileName);
+    const key = `${metaRepo}\n${fileName}`;
+    if (this.#prefetched.has(key)) return;
+    const manifest = this.store.getManifest(metaRepo, fileName, MAX_ARTIFACT_MANIFEST_BYTES);
+    manifest.catch(() => undefined); // the read that takes it sees the error
+    this.#prefetched.set(key, manifest);
+  }
+
+  #takePrefetched(metaRepo: string, fileName: string): Promise<Manifest> | undefined {
+    const key = `${metaRepo}\n${fileName}`;
+    const manifest = this.#prefetched.get(key);
+    this.#prefetched.delete(key);
+    return manifest;
+  }
+
+  /** The rest of readMetadataIfChanged, from the file's artifact manifest. */
+  async #readFrom(metaRepo: string, fileName: string, maxBytes: number, known: Uint8Array | undefined, manifest: Manifest): Promise<MetadataRead> {
+    const tooLarge = (size: number): StorageError =>
+      this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${size} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size, maxBytes });
+    const artifact = this.#parseArtifact(metaRepo, fileName, manifest);
     if (artifact.layerSize > maxBytes) throw tooLarge(artifact.layerSize);
     const found = (bytes: Uint8Array, unchanged: boolean): MetadataRead => {
       if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, bytes, artifact.annotations);

@@ -62,6 +62,42 @@ describe('MetadataStore.readMetadataIfChanged', () => {
     expect(blobReads()).toBe(1);
   });
 
+  it('prefetch sends the manifest request at once; the next read of the file takes its answer, and a write in between discards it', async () => {
+    const store = new MemoryStore();
+    let manifestReads = 0;
+    const getManifest = store.getManifest.bind(store);
+    store.getManifest = async (...args: Parameters<MemoryStore['getManifest']>) => {
+      manifestReads++;
+      return getManifest(...args);
+    };
+    if (store.getManifestIfNoneMatch) {
+      const conditional = store.getManifestIfNoneMatch.bind(store);
+      (store as { getManifestIfNoneMatch: unknown }).getManifestIfNoneMatch = async (...args: Parameters<NonNullable<MemoryStore['getManifestIfNoneMatch']>>) => {
+        manifestReads++;
+        return conditional(...args);
+      };
+    }
+    const v1 = enc('{"signed":{"version":1}}');
+    const v2 = enc('{"signed":{"version":2}}');
+    const metadata = new MetadataStore({ store });
+    await metadata.writeMetadata(REPO, 'timestamp.json', v1);
+    const reader = new MetadataStore({ store });
+    reader.prefetch(REPO, 'timestamp.json');
+    expect(manifestReads).toBe(1); // sent before anyone reads
+    const read = await reader.readMetadataIfChanged(REPO, 'timestamp.json', 1024);
+    expect(Buffer.from(read.bytes).equals(Buffer.from(v1))).toBe(true);
+    expect(manifestReads).toBe(1); // the read took the prefetched answer
+    await reader.readMetadata(REPO, 'timestamp.json', 1024);
+    expect(manifestReads).toBe(2); // one use only
+    reader.prefetch(REPO, 'timestamp.json');
+    await reader.writeMetadata(REPO, 'timestamp.json', v2);
+    expect(Buffer.from(await reader.readMetadata(REPO, 'timestamp.json', 1024)).equals(Buffer.from(v2))).toBe(true);
+    // A prefetch whose request fails surfaces at the read that takes it.
+    const failing = new MetadataStore({ store });
+    failing.prefetch(REPO, '9.root.json');
+    await expect(failing.readMetadata(REPO, '9.root.json', 1024)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('refuses a file above the bound before reading its layer, known copy or not', async () => {
     const { store, blobReads } = counted();
     const big = enc(`{"signed":{"pad":"${'y'.repeat(60_000)}"}}`);
