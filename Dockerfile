@@ -8,8 +8,10 @@
 # README.md); the runtime stage unpacks that tarball over the production
 # dependencies of the lock file. The base image provides Node 24, which is why the
 # `node` devDependency (a Node binary for machines whose system Node is older) is
-# not run: --ignore-scripts. That also leaves the optional pkcs11js addon unbuilt,
-# so PKCS#11 online keys need an image with a compiler (docs/OPERATIONS.md).
+# not run: --ignore-scripts. The one native addon, pkcs11js (PKCS#11 keys: HSM-held
+# online keys, docs/OPERATIONS.md), is then built on its own in the deps stage, against
+# the base image's Node headers (/usr/local/include/node), with a compiler that stays
+# in that stage: the runtime image carries the built addon and no toolchain.
 #
 # Default command: the embedded default (OCI layout, keys and an admin token under
 # /var/lib/tufoci). docker-compose.yml overrides it to use a registry and Redis.
@@ -28,9 +30,14 @@ RUN node scripts/build.ts \
  && mv /build/pkg/tufoci-*.tgz /build/pkg/tufoci.tgz
 
 FROM node:24-slim AS deps
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm_config_nodedir=/usr/local npm rebuild pkcs11js \
+ && node -e "require('pkcs11js')" \
  && npm cache clean --force
 
 FROM node:24-slim
