@@ -21,30 +21,22 @@ export interface ServiceClientOptions {
   maxBytes?: number;
 }
 
-export interface OnlineKeys {
-  /** The online key set these keys belong to. */
-  set?: number;
-  snapshot: Array<{ keyid: string; key: TufKeyJson }>;
-  timestamp: Array<{ keyid: string; key: TufKeyJson }>;
-  /** The service's CI key (for service-held delegations such as `ci`). */
-  ci?: Array<{ keyid: string; key: TufKeyJson }>;
-  kind?: 'derived' | 'shared';
-  /** Every key set (its key ids for the repository asked about, when derived). */
-  sets?: KeySetSummary[];
-}
-
-export interface KeySetSummary {
-  id: number;
-  created: string;
-  kind: 'derived' | 'shared';
-  keyids: Record<string, string>;
-  revoked?: { at: string; reason: string };
-}
-
+export type { KeySetSummary, ListedKey, NextOnlineKeys, OnlineKeys, OnlineKeyUsage, RevokeOnlineKeysResult, RotateOnlineKeysResult } from '../api/types.ts';
 export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
 export type { GrantInfo, JobInfo } from '../api/types.ts';
 import { ROUTES, paths } from '../api/routes.ts';
-import type { GrantInfo, JobInfo, RepositoryStatus, TagsResult, UploadResult } from '../api/types.ts';
+import type {
+  GrantInfo,
+  JobInfo,
+  NextOnlineKeys,
+  OnlineKeys,
+  OnlineKeyUsage,
+  RepositoryStatus,
+  RevokeOnlineKeysResult,
+  RotateOnlineKeysResult,
+  TagsResult,
+  UploadResult,
+} from '../api/types.ts';
 import type { ImageTarget } from '../engine/build.ts';
 import { httpRequest, type HttpHeaders, type HttpResponse } from '../storage/http-client.ts';
 import { describeTlsFailure } from '../storage/tls.ts';
@@ -153,19 +145,19 @@ export class ServiceClient {
   }
 
   /** The online keys the repository's next root should list (a new set when it already lists the current one). */
-  nextOnlineKeys(repo: string): Promise<OnlineKeys & { generated: boolean; set: KeySetSummary }> {
+  nextOnlineKeys(repo: string): Promise<NextOnlineKeys> {
     return this.#json('POST', paths.nextOnlineKeys(repo), '{}');
   }
 
-  onlineKeyUsage(): Promise<{ current: number; sets: KeySetSummary[]; repositories: Array<{ repository: string; sets: number[]; onRevoked: boolean; onCurrent: boolean }> }> {
+  onlineKeyUsage(): Promise<OnlineKeyUsage> {
     return this.#json('GET', ROUTES.onlineKeyUsage);
   }
 
-  rotateOnlineKeys(): Promise<{ set: KeySetSummary }> {
+  rotateOnlineKeys(): Promise<RotateOnlineKeysResult> {
     return this.#json('POST', ROUTES.rotateOnlineKeys, '{}');
   }
 
-  revokeOnlineKeys(ref: string, reason: string): Promise<{ revoked: KeySetSummary; current: KeySetSummary; affected: string[] }> {
+  revokeOnlineKeys(ref: string, reason: string): Promise<RevokeOnlineKeysResult> {
     return this.#json('POST', ROUTES.revokeOnlineKeys, JSON.stringify({ key: ref, reason }));
   }
 
