@@ -29,7 +29,14 @@ export type RoleType = 'root' | 'targets' | 'snapshot' | 'timestamp';
 const SPEC_VERSION = /^1\.[0-9]{1,4}(?:\.[0-9]{1,4})?$/;
 const EXPIRES = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z$/;
 const KEYID = /^[0-9a-f]{64}$/;
+/** A signature's hex as tufoci and securesystemslib write it: what an upload must use. */
 const SIG = /^(?:[0-9a-f]{2}){1,512}$/;
+/**
+ * A signature's hex in either case, as a client reads it: the specification fixes no case, and
+ * tuf-js, python-tuf and go-tuf decode both to the same bytes, so a client refusing upper case
+ * would refuse what every other client accepts.
+ */
+const SIG_ANY_CASE = /^(?:[0-9a-fA-F]{2}){1,512}$/;
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -210,7 +217,14 @@ function envelopeScan(kind: RoleType, label: string, limits: ParseLimits): Stric
  * the shape, `_type`, `spec_version`, `version`, `expires`, every count, and the signatures
  * (parsed from their span alone), then `hooks.beforeParse`.
  */
-export function readEnvelope(kind: RoleType, scanned: Pick<Scanned, 'bytes' | 'spans'>, label: string, hooks: ParseHooks): { signatures: SignatureEntry[]; version: number } {
+export function readEnvelope(
+  kind: RoleType,
+  scanned: Pick<Scanned, 'bytes' | 'spans'>,
+  label: string,
+  hooks: ParseHooks,
+  { anyHexCase = false }: { anyHexCase?: boolean } = {},
+): { signatures: SignatureEntry[]; version: number } {
+  const sigHex = anyHexCase ? SIG_ANY_CASE : SIG;
   const detail = { role: label };
   const { bytes, spans } = scanned;
   /** A small captured value, parsed; a large one (never a valid string or number here) as `{}`. */
@@ -251,7 +265,7 @@ export function readEnvelope(kind: RoleType, scanned: Pick<Scanned, 'bytes' | 's
   const signatures: SignatureEntry[] = [];
   const seen = new Set<string>();
   for (const s of JSON.parse(spanText(scanned, 'signatures') as string) as unknown[]) {
-    if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string' || !KEYID.test(s['keyid']) || !SIG.test(s['sig'])) {
+    if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string' || !KEYID.test(s['keyid']) || !sigHex.test(s['sig'])) {
       throw new EngineError('MALFORMED', `${label}: each signature needs a 64-hex keyid and a hex sig`, { detail });
     }
     if (seen.has(s['keyid'])) {
@@ -375,7 +389,7 @@ export function scanEnvelope(kind: RoleType, bytes: Uint8Array, maxBytes: number
 export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS): Envelope {
   const detail = { role: label };
   const scanned = scanEnvelope(kind, bytes, maxBytes, label, limits);
-  const { signatures, version } = readEnvelope(kind, scanned, label, {});
+  const { signatures, version } = readEnvelope(kind, scanned, label, {}, { anyHexCase: true });
   const json = JSON.parse(scanned.text) as Record<string, unknown>;
   try {
     checkDistinctNames(scanned, json, { label: `${label} metadata` }); // every name, before anything is read

@@ -46,7 +46,8 @@ export function asJson(key: Key | TufKeyJson): TufKeyJson {
   return key;
 }
 
-const HEX = /^(?:[0-9a-f]{2})+$/;
+/** Signature hex, either case (the specification fixes none; every TUF client decodes both to the same bytes). */
+const HEX = /^(?:[0-9a-fA-F]{2})+$/;
 
 export function verifySignature(info: PublicKeyInfo, data: Uint8Array, sigHex: string): boolean {
   if (!HEX.test(sigHex) || sigHex.length > 1024) return false;
