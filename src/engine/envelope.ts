@@ -222,9 +222,9 @@ export function readEnvelope(
   scanned: Pick<Scanned, 'bytes' | 'spans'>,
   label: string,
   hooks: ParseHooks,
-  { anyHexCase = false }: { anyHexCase?: boolean } = {},
+  { asClient = false }: { asClient?: boolean } = {},
 ): { signatures: SignatureEntry[]; version: number } {
-  const sigHex = anyHexCase ? SIG_ANY_CASE : SIG;
+  const sigHex = asClient ? SIG_ANY_CASE : SIG;
   const detail = { role: label };
   const { bytes, spans } = scanned;
   /** A small captured value, parsed; a large one (never a valid string or number here) as `{}`. */
@@ -265,15 +265,23 @@ export function readEnvelope(
   const signatures: SignatureEntry[] = [];
   const seen = new Set<string>();
   for (const s of JSON.parse(spanText(scanned, 'signatures') as string) as unknown[]) {
-    if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string' || !KEYID.test(s['keyid']) || !sigHex.test(s['sig'])) {
+    if (!isObject(s) || typeof s['keyid'] !== 'string' || typeof s['sig'] !== 'string') {
       throw new EngineError('MALFORMED', `${label}: each signature needs a 64-hex keyid and a hex sig`, { detail });
     }
+    // Two entries under one key id are refused by every client (tuf-js: "multiple signatures").
     if (seen.has(s['keyid'])) {
       throw new EngineError('MALFORMED', `${label}: two signatures carry key id ${s['keyid'].slice(0, 12)}`, {
         detail: { ...detail, keyid: s['keyid'] },
       });
     }
     seen.add(s['keyid']);
+    if (!KEYID.test(s['keyid']) || !sigHex.test(s['sig'])) {
+      // An upload must be well-formed. A client, like tuf-js and python-tuf, passes over an entry
+      // that names no key id a key can have or carries no hex: it verifies under no key, so it can
+      // count towards no threshold, and the file stands or falls by its other signatures.
+      if (asClient) continue;
+      throw new EngineError('MALFORMED', `${label}: each signature needs a 64-hex keyid and a hex sig`, { detail });
+    }
     signatures.push({ keyid: s['keyid'], sig: s['sig'] });
   }
   hooks.beforeParse?.({ signatures, version });
@@ -389,7 +397,7 @@ export function scanEnvelope(kind: RoleType, bytes: Uint8Array, maxBytes: number
 export function readEnvelopeStrict(kind: RoleType, bytes: Uint8Array, maxBytes: number, label: string = kind, limits: ParseLimits = DEFAULT_PARSE_LIMITS): Envelope {
   const detail = { role: label };
   const scanned = scanEnvelope(kind, bytes, maxBytes, label, limits);
-  const { signatures, version } = readEnvelope(kind, scanned, label, {}, { anyHexCase: true });
+  const { signatures, version } = readEnvelope(kind, scanned, label, {}, { asClient: true });
   const json = JSON.parse(scanned.text) as Record<string, unknown>;
   try {
     checkDistinctNames(scanned, json, { label: `${label} metadata` }); // every name, before anything is read

@@ -253,6 +253,21 @@ describe('client core and tuf-js reach the same verdict', () => {
     }
   });
 
+  it('a signature entry that names no key (not a key id, no hex) counts for nothing in both, and the file stands by its other signatures', async () => {
+    for (const w of worlds.values()) {
+      const root = w.gen1.get('1.root.json') as Uint8Array;
+      for (const junk of [{ keyid: 'not-a-key-id', sig: 'abcd' }, { keyid: 'ab'.repeat(32), sig: 'not hex' }, { keyid: 'AB'.repeat(32), sig: 'ABCD' }]) {
+        const served = new Map(w.gen2);
+        const doc = JSON.parse(new TextDecoder().decode(served.get('timestamp.json'))) as { signatures: unknown[] };
+        doc.signatures.push(junk);
+        served.set('timestamp.json', new TextEncoder().encode(JSON.stringify(doc)));
+        const core = await viaCore(served, tempDir(root), 'v1');
+        expect(core, JSON.stringify(junk)).toBe(await viaTufJs(served, tempDir(root), 'v1'));
+        expect(core, JSON.stringify(junk)).toMatch(/^target /);
+      }
+    }
+  });
+
   it('for every single forged or older file and every coherent forgery, cold and warm, every tag', async () => {
     let refused = 0;
     let cases = 0;
