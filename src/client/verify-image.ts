@@ -303,6 +303,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
           metadataBaseUrl: metadataUrl,
           fetcher,
           repository: opts.repository,
+          expectedTarget: opts.tag, // the roles its lookup reads are requested together
           ...(opts.maxRootRotations !== undefined ? { maxRootRotations: opts.maxRootRotations } : {}),
         });
         await updater.refresh();

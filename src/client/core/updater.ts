@@ -29,8 +29,8 @@
  * So a warm run whose timestamp did not change checks no signature, fetches
  * only the timestamp, and reads only the files on the path to the target.
  */
-import { randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootScopeChain } from '../vet.ts';
 import { CoreError, DEFAULT_CORE_LIMITS, TrustedSet, sha256Hex, type CoreLimits, type TargetInfo, type VerifiedTargets } from './trusted-set.ts';
@@ -55,7 +55,19 @@ export interface CoreUpdaterOptions {
   /** Roles one lookup may visit; default 32, as tuf-js. */
   maxDelegations?: number;
   limits?: CoreLimits;
+  /**
+   * The target the caller will look up after refresh, if it knows it: when the snapshot is new,
+   * the targets roles its lookup will most likely read (top-level targets, the few other named
+   * roles, the hash bin the path falls in) are requested together, before the walk needs them
+   * one after another (speculation: see `#prefetchPath`).
+   */
+  expectedTarget?: string;
 }
+
+/** Named roles (not hash bins) a snapshot may list for their files to be requested ahead. */
+const MAX_SPECULATIVE_ROLES = 4;
+/** Groups of hash bins (one name prefix each) whose one bin for the target is requested ahead. */
+const MAX_SPECULATIVE_BIN_GROUPS = 4;
 
 /** A file verified under the record's snapshot: its sha256, and the version and expiry read then. */
 interface FileRecord {
@@ -97,7 +109,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export class CoreUpdater {
-  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits'>> & { limits: CoreLimits };
+  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits' | 'expectedTarget'>> & { limits: CoreLimits };
   #set: TrustedSet | undefined;
   /** The record as read at the start, if it still describes the saved root. */
   #saved: VerifiedRecord | undefined;
@@ -116,12 +128,18 @@ export class CoreUpdater {
   /** Metadata files read from the network and from the saved state, for callers that count. */
   readonly counts = { fetched: 0, fetchedBytes: 0, signaturesSkipped: 0 };
 
+  /** Files requested ahead of the walk (`#prefetchPath`), by file name: each taken by the first #fetch of it. */
+  readonly #ahead = new Map<string, { maxLength: number; bytes: Promise<Uint8Array> }>();
+  readonly #expectedTarget: string | undefined;
+
   constructor(options: CoreUpdaterOptions) {
+    const { expectedTarget, ...rest } = options;
+    this.#expectedTarget = expectedTarget;
     this.#o = {
       referenceTime: Date.now(),
       maxRootRotations: 256,
       maxDelegations: 32,
-      ...options,
+      ...rest,
       limits: options.limits ?? DEFAULT_CORE_LIMITS,
       metadataBaseUrl: options.metadataBaseUrl.replace(/\/+$/, ''),
     };
@@ -154,7 +172,9 @@ export class CoreUpdater {
   }
 
   async #fetch(file: string, maxLength: number): Promise<Uint8Array> {
-    const bytes = await this.#o.fetcher.downloadBytes(`${this.#o.metadataBaseUrl}/${file}`, maxLength);
+    const ahead = this.#ahead.get(file);
+    this.#ahead.delete(file);
+    const bytes = await (ahead && ahead.maxLength === maxLength ? ahead.bytes : this.#o.fetcher.downloadBytes(`${this.#o.metadataBaseUrl}/${file}`, maxLength));
     this.counts.fetched++;
     this.counts.fetchedBytes += bytes.byteLength;
     return bytes;
@@ -299,6 +319,69 @@ export class CoreUpdater {
     set.updateSnapshot(bytes);
     this.#snapshotSha = sha256Hex(bytes);
     this.#write('snapshot.json', bytes);
+    if (this.#expectedTarget !== undefined) this.#prefetchPath(set, this.#expectedTarget);
+  }
+
+  /** The file name of a targets role's version `version` (consistent snapshots) or its plain name. */
+  #roleFile(set: TrustedSet, role: string, version: number): string {
+    return set.root.consistentSnapshot ? `${version}.${encodeURIComponent(role)}.json` : `${encodeURIComponent(role)}.json`;
+  }
+
+  /**
+   * Speculation, on a snapshot just fetched: request together the files a lookup of `target` will
+   * most likely read, which the walk would otherwise request one after another (each waits for its
+   * delegator): `targets`, the other named roles when there are at most MAX_SPECULATIVE_ROLES, and
+   * for each group of hash bins (`<prefix>-<hex>` names, as many hex digits as TAP 15 gives 2^k
+   * bins) the one bin the target's hash falls in. Nothing fetched ahead is trusted on arrival: the
+   * walk takes it (`#fetch`) only when it reaches that role, and verifies it as it verifies every
+   * file; a wrong guess costs one request and its bytes (each bounded by the snapshot's length for
+   * it). Roles this client holds a saved copy of are not requested (the walk may use the copy).
+   */
+  #prefetchPath(set: TrustedSet, target: string): void {
+    const snap = set.snapshot;
+    if (!snap) return;
+    const named: string[] = [];
+    const bins = new Map<string, { digits: number; max: number }>();
+    for (const name of Object.keys(snap.meta)) {
+      if (!name.endsWith('.json')) continue;
+      const role = name.slice(0, -5);
+      if (role === 'targets') continue;
+      const bin = /^(.+)-([0-9a-f]+)$/.exec(role);
+      if (bin) {
+        const [, prefix, hex] = bin as unknown as [string, string, string];
+        const group = bins.get(prefix) ?? { digits: hex.length, max: 0 };
+        if (group.digits !== hex.length) group.digits = -1; // not one TAP 15 group
+        group.max = Math.max(group.max, Number.parseInt(hex, 16));
+        bins.set(prefix, group);
+      } else if (named.length <= MAX_SPECULATIVE_ROLES) {
+        named.push(role);
+      }
+    }
+    const roles = ['targets', ...(named.length <= MAX_SPECULATIVE_ROLES ? named : [])];
+    let groups = 0;
+    for (const [prefix, { digits, max }] of bins) {
+      if (digits < 1 || digits > 8 || groups >= MAX_SPECULATIVE_BIN_GROUPS) continue;
+      const bitLength = Math.max(1, Math.ceil(Math.log2(max + 1)));
+      if ((2 ** bitLength - 1).toString(16).length !== digits) continue;
+      const bin = createHash('sha256').update(target).digest().readUInt32BE(0) >>> (32 - bitLength);
+      roles.push(`${prefix}-${bin.toString(16).padStart(digits, '0')}`);
+      groups++;
+    }
+    for (const role of roles) {
+      let meta;
+      try {
+        meta = set.metaFor(role);
+      } catch {
+        continue; // not listed: nothing to read
+      }
+      if (existsSync(join(this.#o.dir, `${encodeURIComponent(role)}.json`))) continue;
+      const file = this.#roleFile(set, role, meta.version);
+      if (this.#ahead.has(file)) continue;
+      const maxLength = meta.length ?? this.#o.limits.targetsMaxBytes;
+      const bytes = this.#o.fetcher.downloadBytes(`${this.#o.metadataBaseUrl}/${file}`, maxLength);
+      bytes.catch(() => undefined); // the walk's #fetch of it sees the error; a guess it never takes fails silently
+      this.#ahead.set(file, { maxLength, bytes });
+    }
   }
 
   /** 5.6: a targets role, from the saved state when it is the version the snapshot names, else fetched. */
@@ -327,7 +410,7 @@ export class CoreUpdater {
         // not the version the snapshot names, or unusable: fetched below
       }
     }
-    const bytes = await this.#fetch(set.root.consistentSnapshot ? `${meta.version}.${encodeURIComponent(role)}.json` : file, maxBytes);
+    const bytes = await this.#fetch(this.#roleFile(set, role, meta.version), maxBytes);
     const t = set.updateTargets(bytes, role, delegator);
     this.#write(file, bytes);
     this.#roles[role] = { sha: sha256Hex(bytes), version: t.version, expires: t.expires };
