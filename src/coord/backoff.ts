@@ -97,3 +97,26 @@ export class Wakers {
     return true;
   }
 }
+
+/**
+ * A writer lock's `acquire` on either backend: `tryAcquire` until it gives a lock or `options.waitMs`
+ * passes, checking the coordinator is still open before each try, woken early by `wakeOn` (a
+ * release) when the caller waits at all, `options.onWaiting` called once the waiter is registered.
+ */
+export function acquireByPolling<L>(
+  options: { waitMs: number; signal?: AbortSignal; onWaiting?: () => void },
+  open: () => void,
+  tryAcquire: () => L | undefined | Promise<L | undefined>,
+  wakeOn: (wake: () => void) => () => void,
+): Promise<L | undefined> {
+  return pollWithin(
+    options.waitMs,
+    async () => {
+      open();
+      return tryAcquire();
+    },
+    options.signal,
+    options.waitMs > 0 ? wakeOn : undefined,
+    options.onWaiting,
+  );
+}

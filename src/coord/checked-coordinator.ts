@@ -20,18 +20,10 @@
  * (`InProcessCoordinator`, `RedisCoordinator`) extend this class around their
  * private implementation, so a backend cannot be constructed unchecked.
  */
+import { observedCall, type ObservedCall } from '../util/observed-call.ts';
 import { ArgumentChecker } from './arguments.ts';
 import { CoordError, type CoordBackend, type CoordErrorCode } from './coord-error.ts';
-import type {
-  AcquireOptions,
-  ClaimOptions,
-  Coordinator,
-  HeadListener,
-  JsonObject,
-  Lock,
-  RefreshClaim,
-  ResyncListener,
-} from './coordinator.ts';
+import type { AcquireOptions, ClaimOptions, Coordinator, HeadListener, JsonObject, Lock, RefreshClaim, ResyncListener } from './coordinator.ts';
 
 export type CoordOperation =
   | 'acquire'
@@ -46,15 +38,12 @@ export type CoordOperation =
   | 'peekGrant'
   | 'ping';
 
-/** One finished call to a backend (a refusal by the wrapper's own checks is not a call). */
-export interface CoordCall {
-  backend: CoordBackend;
-  operation: CoordOperation;
-  /** `ok`, or the failure's `CoordError` code (`aborted`: the caller's signal ended an `acquire`). */
-  outcome: 'ok' | 'aborted' | CoordErrorCode;
-  /** Wall time of the call, monotonic clock (an `acquire` includes its wait). */
-  seconds: number;
-}
+/**
+ * One finished call to a backend (a refusal by the wrapper's own checks is not a call): `outcome`
+ * is `ok`, or the failure's `CoordError` code (`aborted`: the caller's signal ended an `acquire`);
+ * `seconds` includes an `acquire`'s wait.
+ */
+export type CoordCall = ObservedCall<CoordBackend, CoordOperation, 'aborted' | CoordErrorCode>;
 
 export type CoordObserver = (call: CoordCall) => void;
 
@@ -182,19 +171,17 @@ export class CheckedCoordinator implements Coordinator {
     return this.#inner.close();
   }
 
-  async #call<T>(operation: CoordOperation, where: { repository?: string; id?: string }, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const observe = this.#observe;
-    const started = observe === undefined ? 0 : performance.now();
-    try {
-      const result = await run();
-      observe?.({ backend: this.backend, operation, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
-      return result;
-    } catch (error) {
-      const aborted = signal?.aborted === true && error === signal.reason;
-      const named = aborted ? error : this.#named(error, operation, where);
-      observe?.({ backend: this.backend, operation, outcome: aborted ? 'aborted' : (named as CoordError).code, seconds: (performance.now() - started) / 1000 });
-      throw named;
-    }
+  #call<T>(operation: CoordOperation, where: { repository?: string; id?: string }, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // The caller's own abort reason passes through as it is (outcome `aborted`); anything else is named.
+    const aborted = (error: unknown): boolean => signal?.aborted === true && error === signal.reason;
+    return observedCall<T, CoordBackend, CoordOperation, 'aborted' | CoordErrorCode, unknown>(
+      this.#observe,
+      this.backend,
+      operation,
+      run,
+      (error) => (aborted(error) ? error : this.#named(error, operation, where)),
+      (named) => (named instanceof CoordError ? named.code : 'aborted'),
+    );
   }
 
   /** The backend's own `CoordError`, or an `UNAVAILABLE` one naming where an untyped failure happened. */

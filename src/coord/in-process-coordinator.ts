@@ -12,19 +12,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseGrant } from './arguments.ts';
-import { pollWithin, Wakers } from './backoff.ts';
+import { acquireByPolling, Wakers } from './backoff.ts';
 import { CheckedCoordinator, type CheckedCoordinatorOptions } from './checked-coordinator.ts';
 import { CoordError } from './coord-error.ts';
-import type {
-  AcquireOptions,
-  ClaimOptions,
-  Coordinator,
-  HeadListener,
-  JsonObject,
-  Lock,
-  RefreshClaim,
-  ResyncListener,
-} from './coordinator.ts';
+import type { AcquireOptions, ClaimOptions, Coordinator, HeadListener, JsonObject, Lock, RefreshClaim, ResyncListener } from './coordinator.ts';
 import { LockHandle, type LockCheck } from './lock-handle.ts';
 
 export interface InProcessCoordinatorOptions extends CheckedCoordinatorOptions {
@@ -100,17 +91,7 @@ class InProcessBackend implements Coordinator {
   // --- writer lock -------------------------------------------------------
 
   async acquire(repository: string, options: AcquireOptions): Promise<Lock | undefined> {
-    const { ttlMs, waitMs } = options;
-    return pollWithin(
-      waitMs,
-      async () => {
-        this.#open('acquire');
-        return this.#tryAcquire(repository, ttlMs);
-      },
-      options.signal,
-      waitMs > 0 ? this.#hub.waiting.on(repository) : undefined,
-      options.onWaiting,
-    );
+    return acquireByPolling(options, () => this.#open('acquire'), () => this.#tryAcquire(repository, options.ttlMs), this.#hub.waiting.on(repository));
   }
 
   #tryAcquire(repository: string, ttlMs: number): LockHandle | undefined {

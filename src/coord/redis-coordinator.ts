@@ -30,20 +30,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis, type RedisOptions } from 'ioredis';
 import { ArgumentChecker, parseGrant } from './arguments.ts';
-import { pollWithin, Wakers } from './backoff.ts';
+import { acquireByPolling, Wakers } from './backoff.ts';
 import { CheckedCoordinator, type CheckedCoordinatorOptions } from './checked-coordinator.ts';
 import { CoordError } from './coord-error.ts';
-import type {
-  AcquireOptions,
-  ClaimOptions,
-  Coordinator,
-  HeadListener,
-  JsonObject,
-  Lock,
-  RefreshClaim,
-  ResyncListener,
-  ResyncReason,
-} from './coordinator.ts';
+import type { AcquireOptions, ClaimOptions, Coordinator, HeadListener, JsonObject, Lock, RefreshClaim, ResyncListener, ResyncReason } from './coordinator.ts';
 import { LockHandle, type LockCheck } from './lock-handle.ts';
 import { RedisReadyGate } from './redis-ready.ts';
 import {
@@ -189,19 +179,9 @@ class RedisBackend implements Coordinator {
   // --- writer lock -------------------------------------------------------
 
   async acquire(repository: string, options: AcquireOptions): Promise<Lock | undefined> {
-    const { ttlMs, waitMs } = options;
     // Waiters are woken by a release that found the repository marked as waited for (RELEASE
     // publishes it on the `released` channel; every instance's subscriber wakes its own waiters).
-    return pollWithin(
-      waitMs,
-      async () => {
-        this.#open('acquire');
-        return this.#tryAcquire(repository, ttlMs, waitMs > 0);
-      },
-      options.signal,
-      waitMs > 0 ? this.#waiting.on(repository) : undefined,
-      options.onWaiting,
-    );
+    return acquireByPolling(options, () => this.#open('acquire'), () => this.#tryAcquire(repository, options.ttlMs, options.waitMs > 0), this.#waiting.on(repository));
   }
 
   async #tryAcquire(repository: string, ttlMs: number, waiting: boolean): Promise<LockHandle | undefined> {

@@ -6,36 +6,29 @@
  */
 import { join } from 'node:path';
 import { OciLayoutStore, RegistryStore, parseMetadataFileName } from '../storage/index.ts';
-import { DemoFailure, type Narrator } from './narrator.ts';
+import { DemoFailure } from './narrator.ts';
 import { REPO, TUF_REPO } from './parties.ts';
 import type { RegistryProcess } from './registry-process.ts';
-import type { Stage } from './stage.ts';
+import { OnStage, type Stage } from './stage.ts';
 
 const SKOPEO = '/usr/bin/skopeo';
 
-export class Mirror {
-  readonly #stage: Stage;
-  readonly #narrator: Narrator;
-
-  constructor(stage: Stage, narrator: Narrator) {
-    this.#stage = stage;
-    this.#narrator = narrator;
-  }
+export class Mirror extends OnStage {
 
   async #skopeo(src: string, dest: string, preserveDigests = true): Promise<void> {
     const args = ['copy', '--all', ...(preserveDigests ? ['--preserve-digests'] : []), ...(src.startsWith('oci:') ? [] : ['--src-tls-verify=false']), '--dest-tls-verify=false', src, dest];
-    const r = await this.#stage.exec(SKOPEO, ['--insecure-policy', ...args], this.#stage.tmp, { ...process.env });
+    const r = await this.stage.exec(SKOPEO, ['--insecure-policy', ...args], this.stage.tmp, { ...process.env });
     if (r.code !== 0) throw new DemoFailure(`skopeo ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim()}`);
   }
 
   /** The service's OCI layout of a repository's metadata. */
   #layoutDir(repository: string): string {
-    return join(this.#stage.layoutRoot, ...`${repository}/tuf`.split('/'));
+    return join(this.stage.layoutRoot, ...`${repository}/tuf`.split('/'));
   }
 
   /** The metadata files of R/tuf in the service's layout that `acme` does not have yet (timestamp.json aside). */
   async #missing(acme: RegistryProcess): Promise<string[]> {
-    const layout = new OciLayoutStore({ root: this.#stage.layoutRoot });
+    const layout = new OciLayoutStore({ root: this.stage.layoutRoot });
     const have = new Set(await new RegistryStore({ url: acme.url }).listTags(TUF_REPO));
     return (await layout.listTags(TUF_REPO)).filter((t) => parseMetadataFileName(t) !== undefined && t !== 'timestamp.json' && !have.has(t));
   }
@@ -54,17 +47,17 @@ export class Mirror {
   async all(wabbit: RegistryProcess, acme: RegistryProcess, digest: string): Promise<string[]> {
     const image = `${REPO}:v1`;
     const sigTag = `${REPO}:${digest.replace(':', '-')}`;
-    this.#narrator.note(`$ skopeo copy --all --preserve-digests docker://${wabbit.host}/${image} docker://${acme.host}/${image}`);
+    this.narrator.note(`$ skopeo copy --all --preserve-digests docker://${wabbit.host}/${image} docker://${acme.host}/${image}`);
     await this.#skopeo(`docker://${wabbit.host}/${image}`, `docker://${acme.host}/${image}`);
     // skopeo 1.9 cannot keep this OCI 1.1 index byte for byte (it drops the descriptors' artifactType);
     // the signature manifests themselves are copied unchanged (docs/FORMAT.md §8).
-    this.#narrator.note(`$ skopeo copy --all docker://${wabbit.host}/${sigTag} docker://${acme.host}/${sigTag}`);
+    this.narrator.note(`$ skopeo copy --all docker://${wabbit.host}/${sigTag} docker://${acme.host}/${sigTag}`);
     await this.#skopeo(`docker://${wabbit.host}/${sigTag}`, `docker://${acme.host}/${sigTag}`, false);
     const versioned = await this.#missing(acme);
     const order = [...versioned.sort((a, b) => Number(a.split('.')[0]) - Number(b.split('.')[0])), 'timestamp.json'];
     for (const file of order) await this.#copyTuf(acme, file);
-    this.#narrator.note(`$ skopeo copy --all --preserve-digests oci:$DATA/oci/${TUF_REPO}:<file> docker://${acme.host}/${TUF_REPO}:<file>`);
-    this.#narrator.note(`  for ${order.length} files: ${order.join(' ')}`);
+    this.narrator.note(`$ skopeo copy --all --preserve-digests oci:$DATA/oci/${TUF_REPO}:<file> docker://${acme.host}/${TUF_REPO}:<file>`);
+    this.narrator.note(`  for ${order.length} files: ${order.join(' ')}`);
     return order;
   }
 

@@ -8,9 +8,9 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CliRun, Narrator } from './narrator.ts';
+import type { CliRun } from './narrator.ts';
 import type { RegistryProcess } from './registry-process.ts';
-import type { Stage } from './stage.ts';
+import { OnStage, type Stage } from './stage.ts';
 
 export const REPO = 'wabbit-networks/net-monitor';
 export const TUF_REPO = `${REPO}/tuf`;
@@ -30,18 +30,11 @@ export interface Party {
 /** An image reference on `registry`: `<host>/wabbit-networks/net-monitor:<tag>`. */
 export const ref = (registry: RegistryProcess, tag = 'v1'): string => `${registry.host}/${REPO}:${tag}`;
 
-export class Parties {
-  readonly #stage: Stage;
-  readonly #narrator: Narrator;
-
-  constructor(stage: Stage, narrator: Narrator) {
-    this.#stage = stage;
-    this.#narrator = narrator;
-  }
+export class Parties extends OnStage {
 
   /** A new party: its directory and TUFOCI_HOME under the stage's temporary directory. */
   party(name: string, service: boolean): Party {
-    const dir = join(this.#stage.tmp, name);
+    const dir = join(this.stage.tmp, name);
     const home = join(dir, '.tufoci');
     mkdirSync(home, { recursive: true, mode: 0o700 });
     return { name, dir, home, service };
@@ -53,8 +46,8 @@ export class Parties {
     env['TUFOCI_HOME'] = party.home;
     env['DOCKER_CONFIG'] = join(party.dir, '.docker'); // no credentials: loopback registries are open
     if (party.service) {
-      env['TUFOCI_SERVER'] = this.#stage.serviceUrl;
-      env['TUFOCI_TOKEN'] = this.#stage.token;
+      env['TUFOCI_SERVER'] = this.stage.serviceUrl;
+      env['TUFOCI_TOKEN'] = this.stage.token;
     }
     return env;
   }
@@ -62,9 +55,9 @@ export class Parties {
   /** Run `tufoci <args>` as `party`; print the command (and, with `echo`, its output). */
   async tufoci(party: Party, args: string[], opts: { echo?: boolean; display?: string } = {}): Promise<CliRun> {
     const command = `tufoci ${opts.display ?? args.map((a) => (/[*\s]/.test(a) ? `'${a}'` : a)).join(' ')}`;
-    this.#narrator.say(`   ${party.name}$ ${command}`);
-    const r = await this.#stage.exec(process.execPath, [CLI, ...args], party.dir, this.#env(party));
-    if (opts.echo !== false && r.code === 0) for (const line of r.stdout.trimEnd().split('\n')) if (line) this.#narrator.say(`     ${line}`);
+    this.narrator.say(`   ${party.name}$ ${command}`);
+    const r = await this.stage.exec(process.execPath, [CLI, ...args], party.dir, this.#env(party));
+    if (opts.echo !== false && r.code === 0) for (const line of r.stdout.trimEnd().split('\n')) if (line) this.narrator.say(`     ${line}`);
     return { command, ...r };
   }
 }

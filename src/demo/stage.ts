@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../main.ts';
-import { DemoFailure } from './narrator.ts';
+import { DemoFailure, type Narrator } from './narrator.ts';
 import { startRegistryProcess, type RegistryProcess } from './registry-process.ts';
 
 export interface Exited {
@@ -131,5 +131,16 @@ export class Stage {
       });
       this.#children.add(child);
     });
+  }
+}
+
+/** A part of the story that works on the stage and reports through the narrator (parties, the mirror). */
+export class OnStage {
+  protected readonly stage: Stage;
+  protected readonly narrator: Narrator;
+
+  constructor(stage: Stage, narrator: Narrator) {
+    this.stage = stage;
+    this.narrator = narrator;
   }
 }

@@ -21,6 +21,7 @@ import { assertMaxBytes } from './limits.ts';
 import { assertDigest, assertReference, assertRepositoryName, assertTag, clip } from './names.ts';
 import { StorageError, type StorageErrorCode } from './storage-error.ts';
 import type { BlobRef, ListReferrersOptions, Manifest, ManifestPut, ReferrerDescriptor, Store } from './store.ts';
+import { observedCall, type ObservedCall } from '../util/observed-call.ts';
 
 export type StoreOperation =
   | 'ping'
@@ -37,15 +38,8 @@ export type StoreOperation =
   | 'deleteTag'
   | 'listReferrers';
 
-/** One finished call to a backend (a refusal by the wrapper's own checks is not a call). */
-export interface StoreCall {
-  backend: string;
-  operation: StoreOperation;
-  /** `ok`, or the failure's `StorageError` code. */
-  outcome: 'ok' | StorageErrorCode;
-  /** Wall time of the call, monotonic clock. */
-  seconds: number;
-}
+/** One finished call to a backend (a refusal by the wrapper's own checks is not a call); `outcome`: `ok`, or the failure's `StorageError` code. */
+export type StoreCall = ObservedCall<string, StoreOperation, StorageErrorCode>;
 
 export type StoreObserver = (call: StoreCall) => void;
 
@@ -154,18 +148,8 @@ export class CheckedStore implements Store {
     assertReference(this.backend, repository, reference);
   }
 
-  async #call<T>(operation: StoreOperation, repository: string, reference: string, run: () => Promise<T>): Promise<T> {
-    const observe = this.#observe;
-    const started = observe === undefined ? 0 : performance.now();
-    try {
-      const result = await run();
-      observe?.({ backend: this.backend, operation, outcome: 'ok', seconds: (performance.now() - started) / 1000 });
-      return result;
-    } catch (error) {
-      const named = this.#named(error, operation, repository, reference);
-      observe?.({ backend: this.backend, operation, outcome: named.code, seconds: (performance.now() - started) / 1000 });
-      throw named;
-    }
+  #call<T>(operation: StoreOperation, repository: string, reference: string, run: () => Promise<T>): Promise<T> {
+    return observedCall(this.#observe, this.backend, operation, run, (error) => this.#named(error, operation, repository, reference), (named) => named.code);
   }
 
   /** The backend's own `StorageError`, or an `UNAVAILABLE` one naming where an untyped failure happened. */
