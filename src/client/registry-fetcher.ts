@@ -54,8 +54,6 @@ export function metadataBaseUrl(repository: string): string {
 
 export interface RegistryFetcherOptions extends TimestampFirstOptions {
   metadata: MetadataStore;
-  /** Bound for `fetch(url)` callers that pass no length (default 32 MiB). */
-  maxBytes?: number;
 }
 
 /** Split `oci+tuf://<repository>/<file>`; undefined when the URL is not of that form. */
@@ -82,12 +80,10 @@ export function parseMetadataUrl(url: string): { repository: string; fileName: s
 
 export class RegistryFetcher extends TimestampFirstFetcher {
   readonly #metadata: MetadataStore;
-  readonly #maxBytes: number;
 
   constructor(options: RegistryFetcherOptions) {
     super(options);
     this.#metadata = options.metadata;
-    this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
   }
 
   #target(url: string): { repository: string; fileName: string } {

@@ -39,8 +39,6 @@ export interface ServiceFetcherOptions extends TimestampFirstOptions {
   timeoutMs?: number;
   /** Retries after a network error or a 5xx (default 2). */
   retries?: number;
-  /** Bound for `fetch(url)` callers that pass no length (default 32 MiB). */
-  maxBytes?: number;
   userAgent?: string;
   /** The HTTP client (default src/storage/http-client.ts, node:http rather than fetch: start-up). */
   request?: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
@@ -60,7 +58,6 @@ export function etagOf(bytes: Uint8Array): string {
 export class ServiceFetcher extends TimestampFirstFetcher {
   readonly #timeoutMs: number;
   readonly #retries: number;
-  readonly #maxBytes: number;
   readonly #userAgent: string;
   readonly #send: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
 
@@ -68,7 +65,6 @@ export class ServiceFetcher extends TimestampFirstFetcher {
     super(options);
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#retries = options.retries ?? 2;
-    this.#maxBytes = options.maxBytes ?? 32 * 1024 * 1024;
     this.#userAgent = options.userAgent ?? 'tufoci';
     this.#send = options.request ?? httpRequest;
   }

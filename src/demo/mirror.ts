@@ -9,7 +9,7 @@ import { OciLayoutStore, RegistryStore, parseMetadataFileName } from '../storage
 import { DemoFailure } from './narrator.ts';
 import { REPO, TUF_REPO } from './parties.ts';
 import type { RegistryProcess } from './registry-process.ts';
-import { OnStage, type Stage } from './stage.ts';
+import { OnStage } from './stage.ts';
 
 const SKOPEO = '/usr/bin/skopeo';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CliRun } from './narrator.ts';
 import type { RegistryProcess } from './registry-process.ts';
-import { OnStage, type Stage } from './stage.ts';
+import { OnStage } from './stage.ts';
 
 export const REPO = 'wabbit-networks/net-monitor';
 export const TUF_REPO = `${REPO}/tuf`;
