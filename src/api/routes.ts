@@ -21,6 +21,8 @@ export const ROUTES = {
   grants: '/v1/repos/*repo/grants',
   redeemGrant: '/v1/repos/*repo/grants/redeem',
   tags: '/v1/repos/*repo/tags',
+  namespace: '/v1/repos/*repo/namespace',
+  syncNamespace: '/v1/repos/*repo/sync',
 } as const;
 
 /**
@@ -41,5 +43,7 @@ export const paths = {
   grants: (repo: string): string => `/v1/repos/${repo}/grants`,
   redeemGrant: (repo: string): string => `/v1/repos/${repo}/grants/redeem`,
   tags: (repo: string): string => `/v1/repos/${repo}/tags`,
+  namespace: (repo: string): string => `/v1/repos/${repo}/namespace`,
+  syncNamespace: (repo: string): string => `/v1/repos/${repo}/sync`,
   onlineKeys: (repository?: string): string => (repository === undefined ? ROUTES.onlineKeys : `${ROUTES.onlineKeys}?repository=${encodeURIComponent(repository)}`),
 } as const;

@@ -129,6 +129,24 @@ export interface UploadResult {
   unchanged: boolean;
   verification?: VerificationResult;
   warnings?: string[];
+  /** A namespace root rotation (at its anchor): how many members took the new root, and which could not. */
+  members?: NamespaceSync;
+}
+
+/** The namespace covering a repository (`GET /v1/repos/<repo>/namespace`). */
+export interface NamespaceInfo {
+  /** The prefix, ending in `/`. */
+  namespace: string;
+  /** The anchor repository that keeps the namespace's root chain. */
+  anchor: string;
+  rootVersion: number;
+}
+
+export interface NamespaceSync {
+  namespace: string;
+  rootVersion: number;
+  updated: number;
+  failed: Array<{ repository: string; error: string }>;
 }
 
 export interface RoleStatus {

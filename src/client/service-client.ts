@@ -26,6 +26,8 @@ export type { RoleStatus, RepositoryStatus, TagsResult, UploadResult } from '../
 export type { GrantInfo, JobInfo } from '../api/types.ts';
 import { ROUTES, paths } from '../api/routes.ts';
 import type {
+  NamespaceInfo,
+  NamespaceSync,
   GrantInfo,
   JobInfo,
   NextOnlineKeys,
@@ -128,6 +130,21 @@ export class ServiceClient {
   create(repo: string, root: Uint8Array, targets: Uint8Array): Promise<UploadResult> {
     const decode = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
     return this.#json('POST', paths.repository(repo), JSON.stringify({ root: decode(root), targets: decode(targets) }));
+  }
+
+  /** Create `repo` as a member of the namespace covering it, from its 1.targets.json alone. */
+  createMember(repo: string, targets: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    return this.#json('POST', paths.repository(repo), JSON.stringify({ targets: JSON.parse(new TextDecoder().decode(targets)) as unknown }));
+  }
+
+  /** The namespace covering `repo` (404 NO_NAMESPACE when none does). */
+  namespaceOf(repo: string): Promise<NamespaceInfo> {
+    return this.#json('GET', paths.namespace(repo));
+  }
+
+  /** Bring every member of the namespace anchored at `anchor` up to its root. */
+  syncNamespace(anchor: string): Promise<NamespaceSync> {
+    return this.#json('POST', paths.syncNamespace(anchor), '{}');
   }
 
   upload(repo: string, fileName: string, bytes: Uint8Array): Promise<UploadResult> {

@@ -43,7 +43,9 @@ import { RegistryFetcher, metadataBaseUrl } from './registry-fetcher.ts';
 import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
-import { metadataVetter, vetRoot } from './vet.ts';
+import { memberVetter, metadataVetter, vetRoot } from './vet.ts';
+import { namespaceOf } from '../engine/scope.ts';
+import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater } from './core/updater.ts';
 import { CoreError } from './core/trusted-set.ts';
 
@@ -136,6 +138,8 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     if (!opts.serviceUrl && isRepositoryName(opts.repository)) void step(`the timestamp of ${opts.repository}`, async () => metadata.prefetch(opts.repository, 'timestamp.json'));
     // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
+    // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
+    const namespace = namespaceOfPin(opts.trustedRoot, opts.repository);
     const pin = checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
     const facts = ImageFacts.load(dir);
@@ -153,7 +157,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
           );
         })
       : Promise.resolve(undefined);
-    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata));
+    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
     const target = tuf.target;
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
@@ -221,6 +225,12 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   }
 }
 
+/** The namespace a pinned root (vetted strict JSON) makes `repository` a member of, if any. */
+function namespaceOfPin(root: Uint8Array, repository: string): string | undefined {
+  const json = parseStrictJson(root, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
+  return json.signed ? namespaceOf(json.signed, repository) : undefined;
+}
+
 /** The refusal of a saved state that does not descend from the pinned root. */
 function stateRefusal(opts: VerifyImageOptions, dir: string, check: Exclude<PinCheck, { ok: true }>): VerifyError {
   const { pinned, startedFrom, current } = check;
@@ -266,7 +276,8 @@ function readSmall(file: string): string | undefined {
 }
 
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
-async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: MetadataStore): Promise<TufResult> {
+async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: MetadataStore, namespace: string | undefined): Promise<TufResult> {
+  const targetPath = namespace !== undefined ? `${opts.repository}/${opts.tag}` : opts.tag;
   const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(opts.repository, '').replace(/\/$/, '')}` : metadataBaseUrl(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
   const trustedTimestamp = (): Uint8Array | undefined => {
@@ -292,7 +303,8 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
   const attempt = async (shortcuts: boolean): Promise<TufResult> => {
     const core = (opts.tufClient ?? 'tufoci') === 'tufoci';
     // The core reads every file strictly and checks each root's scope itself; tuf-js needs the vetter.
-    const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(core ? {} : { vet: metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository)) }) };
+    const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository), namespace);
+    const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(vet ? { vet } : {}) };
     const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher(options) : new RegistryFetcher({ metadata, ...options });
     let result: TufResult;
     let roots: readonly Uint8Array[];
@@ -303,11 +315,11 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
           metadataBaseUrl: metadataUrl,
           fetcher,
           repository: opts.repository,
-          expectedTarget: opts.tag, // the roles its lookup reads are requested together
+          expectedTarget: targetPath, // the roles its lookup reads are requested together
           ...(opts.maxRootRotations !== undefined ? { maxRootRotations: opts.maxRootRotations } : {}),
         });
         await updater.refresh();
-        const target = await updater.getTargetInfo(opts.tag);
+        const target = await updater.getTargetInfo(targetPath);
         const set = updater.trusted;
         result = { target, versions: { root: set.root.version, timestamp: set.timestamp?.version ?? 0, snapshot: set.snapshot?.version ?? 0 } };
         roots = updater.rootsVerified;
@@ -320,7 +332,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
           ...(opts.maxRootRotations !== undefined ? { config: { maxRootRotations: opts.maxRootRotations } } : {}),
         });
         await updater.refresh();
-        const target = await updater.getTargetInfo(opts.tag);
+        const target = await updater.getTargetInfo(targetPath);
         result = { target, versions: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') } };
         roots = fetcher.rootsFetched;
       }

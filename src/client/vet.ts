@@ -15,7 +15,7 @@
  */
 import { parseMetadataFileName } from '../engine/names.ts';
 import { parseExpires } from '../engine/envelope.ts';
-import { SCOPE_FIELD, isValidScope, scopeCovers } from '../engine/scope.ts';
+import { NAMESPACE_FIELD, SCOPE_FIELD, isValidScope, scopeCovers } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { TufociError } from '../errors.ts';
 
@@ -67,12 +67,50 @@ export function vetRoot(label: string, bytes: Uint8Array, repository: string): b
  * The vetter for one refresh of `repository`, starting from a trusted root
  * that `scoped` says names a scope (or not).
  */
-export function metadataVetter(repository: string, scoped: boolean): (fileName: string, bytes: Uint8Array) => void {
+export function metadataVetter(repository: string, scoped: boolean, namespace?: string): (fileName: string, bytes: Uint8Array) => void {
   const scopes = rootScopeChain(repository, scoped);
   return (fileName, bytes) => {
     const signed = vetBytes(fileName, bytes);
-    if (parseMetadataFileName(fileName)?.role !== 'root') return;
+    const role = parseMetadataFileName(fileName)?.role;
+    if (namespace !== undefined) vetMemberScope(fileName, role, signed, repository, namespace);
+    if (role !== 'root') return;
     scopes(fileName, signed);
+  };
+}
+
+/** Roles that name the member they are for, in a namespace (scope.ts). */
+const MEMBER_NAMED = new Set(['timestamp', 'snapshot', 'targets']);
+
+/**
+ * In a namespace, one set of online keys signs every member's timestamp and snapshot and one set
+ * of targets keys every member's top-level targets: each names its member (`x-tufoci-scope`),
+ * and a file naming another (or none) is another member's served as this one's.
+ */
+function vetMemberScope(label: string, role: string | undefined, signed: Record<string, unknown> | undefined, repository: string, namespace: string): void {
+  if (role === undefined || !MEMBER_NAMED.has(role)) return;
+  const named = signed?.[SCOPE_FIELD];
+  if (named !== repository) {
+    throw new VetError('SCOPE_MISMATCH', `${label} is for ${named === undefined ? 'no named repository' : JSON.stringify(named).slice(0, 120)}, not for ${repository}: another namespace member's metadata served as this one's`, {
+      detail: { file: label, scope: typeof named === 'string' ? named.slice(0, 255) : null, repository },
+    });
+  }
+  const ns = signed?.[NAMESPACE_FIELD];
+  if (ns !== namespace) {
+    throw new VetError('SCOPE_MISMATCH', `${label} is ${repository}'s in namespace ${ns === undefined ? '(none named)' : JSON.stringify(ns).slice(0, 120)}, not in ${namespace}, the namespace whose root this client trusts: another scope's metadata served as this one's`, {
+      detail: { file: label, namespace: typeof ns === 'string' ? ns.slice(0, 255) : null, trusted: namespace, repository },
+    });
+  }
+}
+
+/**
+ * For the client core, which reads every file strictly and checks root scopes itself: in a
+ * namespace, the member check alone, on the files that name their member.
+ */
+export function memberVetter(repository: string, namespace: string): (fileName: string, bytes: Uint8Array) => void {
+  return (fileName, bytes) => {
+    const role = parseMetadataFileName(fileName)?.role;
+    if (role === undefined || !MEMBER_NAMED.has(role)) return;
+    vetMemberScope(fileName, role, vetBytes(fileName, bytes), repository, namespace);
   };
 }
 

@@ -9,7 +9,7 @@ import { Metadata, Root, Signature, Targets, TargetFile, type Snapshot, type Tim
 import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { Signer } from '../keys/signer.ts';
 import { canonicalSignedBytes } from './canonical.ts';
-import { SCOPE_FIELD } from './scope.ts';
+import { SCOPE_FIELD, memberFields } from './scope.ts';
 import { signingIds } from './legacy-keyids.ts';
 import { encodeMetadata, signedFromJSON, signedToJSON } from './models.ts';
 
@@ -118,6 +118,8 @@ export interface TargetsSpec {
   targets?: Record<string, ImageTarget>;
   delegations?: readonly DelegationSpec[];
   bins?: BinsSpec;
+  /** In a namespace, the member these targets are for: `x-tufoci-scope` and `x-tufoci-namespace` (scope.ts). */
+  member?: { repository: string; namespace: string };
 }
 
 type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
@@ -161,6 +163,7 @@ export function buildTargets(spec: TargetsSpec): Targets {
   const json: Record<string, Json> = { _type: 'targets', spec_version: SPEC_VERSION, version: spec.version, expires: spec.expires, targets };
   const delegations = delegationsJson(spec);
   if (delegations) json['delegations'] = delegations;
+  if (spec.member !== undefined) Object.assign(json, memberFields(spec.member.namespace, spec.member.repository));
   return signedFromJSON('targets', json) as Targets;
 }
 

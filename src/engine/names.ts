@@ -31,8 +31,12 @@ export function assertDelegatedRoleName(name: string): void {
   }
 }
 
-export function isValidTargetPath(path: string): boolean {
-  return isTag(path);
+/**
+ * A target path: the tag, or in a namespace (scope.ts) `<repository>/<tag>` (`prefix` is then
+ * `<repository>/`).
+ */
+export function isValidTargetPath(path: string, prefix = ''): boolean {
+  return path.startsWith(prefix) && isTag(path.slice(prefix.length));
 }
 
 export { metadataFileName, parseMetadataFileName, TIMESTAMP_FILE_NAME } from '../oci/names.ts';

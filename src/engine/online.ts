@@ -26,12 +26,24 @@ import { parseMetadata } from './parse.ts';
 import { verifyThreshold } from './signatures.ts';
 import { snapshotEntries, type RepoState } from './state.ts';
 import { checkConsistency } from './consistency.ts';
+import { memberFields, namespaceOf } from './scope.ts';
 import { encodeMetadata, signedToJSON } from './models.ts';
 
 export interface OnlineContext {
   now: number;
   policy: Policy;
   signers: { snapshot: readonly Signer[]; timestamp: readonly Signer[] };
+  /**
+   * The repository signed for. In a namespace (scope.ts) its snapshot and timestamp name it
+   * (`x-tufoci-scope`): the namespace's online keys sign every member's.
+   */
+  repository?: string;
+}
+
+/** The signed scope field of a member's snapshot and timestamp, when the repository is in a namespace. */
+function memberScope(state: RepoState, ctx: OnlineContext): { unrecognizedFields?: Record<string, string> } {
+  const ns = ctx.repository === undefined ? undefined : namespaceOf(state.root.md.signed, ctx.repository);
+  return ns !== undefined && ctx.repository !== undefined ? { unrecognizedFields: memberFields(ns, ctx.repository) } : {};
 }
 
 export interface ProducedFile {
@@ -108,6 +120,7 @@ export async function produceSnapshotAndTimestamp(state: RepoState, ctx: OnlineC
     specVersion: '1.0.31',
     expires: isoMinutesFrom(ctx.now, ctx.policy.roles.snapshot.expiresDefaultMinutes),
     meta,
+    ...memberScope(state, ctx),
   });
   const snapshotBytes = await signWith('snapshot', snapshot, state, ctx.signers.snapshot);
   const snapshotParsed = parseMetadata('snapshot', snapshotBytes, ctx.policy.roles.snapshot.maxBytes);
@@ -132,6 +145,7 @@ export async function produceTimestamp(state: RepoState, ctx: OnlineContext): Pr
       length: snap.bytes.byteLength,
       hashes: { sha256: createHash('sha256').update(snap.bytes).digest('hex') },
     }),
+    ...memberScope(state, ctx),
   });
   const bytes = await signWith('timestamp', timestamp, state, ctx.signers.timestamp);
   const parsed = parseMetadata('timestamp', bytes, ctx.policy.roles.timestamp.maxBytes);

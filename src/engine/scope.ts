@@ -37,3 +37,69 @@ export function scopeOf(signed: { [SCOPE_FIELD]?: unknown } | { unrecognizedFiel
   if (direct !== undefined) return direct;
   return (signed as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[SCOPE_FIELD];
 }
+
+/**
+ * Namespaces (docs/FORMAT.md §13). A root whose scope is a prefix `P/` is the root of the
+ * namespace P: one root for every repository under P. The namespace itself is kept as the TUF
+ * repository of its anchor, the reserved repository name `P/tufoci-namespace` (its root chain is
+ * the namespace's); every member repository R under P has a TUF repository of its own in `R/tuf`
+ * (its own timestamp, snapshot and targets, so that members never share a writer and a client
+ * reads only R's files) whose root files are copies of the namespace's.
+ *
+ * Inside a namespace:
+ * - a target path is the repository name and the tag, `R/<tag>`, so that one member's targets can
+ *   never answer for another member's tag, even in a client that knows nothing of tufoci;
+ * - R's top-level targets, snapshot and timestamp carry `"x-tufoci-scope": "R"` and
+ *   `"x-tufoci-namespace": "P/"` (signed), which tufoci's client checks against the repository it
+ *   verifies and the scope of the root it trusts, before it trusts them (the same keys may sign
+ *   for a namespace and a sub-namespace);
+ * - the online keys are the namespace's (derived for `P/`), since one root lists them.
+ */
+export const NAMESPACE_ANCHOR = 'tufoci-namespace';
+
+/** The field naming the namespace in a member's targets, snapshot and timestamp. */
+export const NAMESPACE_FIELD = 'x-tufoci-namespace';
+
+/** The fields a member's targets, snapshot and timestamp carry. */
+export function memberFields(namespace: string, repository: string): Record<string, string> {
+  return { [NAMESPACE_FIELD]: namespace, [SCOPE_FIELD]: repository };
+}
+
+/** The namespace a member file's `signed` object names (undefined when none). */
+export function namedNamespace(signed: Parameters<typeof scopeOf>[0]): unknown {
+  const direct = (signed as Record<string, unknown>)[NAMESPACE_FIELD];
+  if (direct !== undefined) return direct;
+  return (signed as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[NAMESPACE_FIELD];
+}
+
+/** A well-formed namespace scope (a prefix ending in `/`). */
+export function isNamespaceScope(scope: unknown): scope is string {
+  return isValidScope(scope) && scope.endsWith('/');
+}
+
+/** The anchor repository that keeps namespace `prefix`'s root chain. */
+export function namespaceAnchor(prefix: string): string {
+  return `${prefix}${NAMESPACE_ANCHOR}`;
+}
+
+/** Whether `repository` is a namespace's anchor; its namespace prefix if so. */
+export function anchorPrefix(repository: string): string | undefined {
+  const i = repository.lastIndexOf('/');
+  return i > 0 && repository.slice(i + 1) === NAMESPACE_ANCHOR ? repository.slice(0, i + 1) : undefined;
+}
+
+/** The namespace prefix a root (its `signed` object) makes `repository` part of, or undefined (a repository of its own). */
+export function namespaceOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string | undefined {
+  const scope = scopeOf(rootSigned);
+  return isNamespaceScope(scope) && scopeCovers(scope, repository) ? scope : undefined;
+}
+
+/** The prefix every target path of `repository` carries: `R/` in a namespace, none otherwise. */
+export function targetPrefix(rootSigned: Parameters<typeof scopeOf>[0], repository: string | undefined): string {
+  return repository !== undefined && namespaceOf(rootSigned, repository) !== undefined ? `${repository}/` : '';
+}
+
+/** Whose online keys sign `repository`'s snapshot and timestamp: its namespace's, else its own. */
+export function onlineKeyOwner(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string {
+  return namespaceOf(rootSigned, repository) ?? repository;
+}

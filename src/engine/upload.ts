@@ -24,7 +24,7 @@ import type { Policy, RoleClass, RolePolicy } from '../policy/policy.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { isLegacyKeyId } from './legacy-keyids.ts';
-import { SCOPE_FIELD, isValidScope, scopeOf } from './scope.ts';
+import { NAMESPACE_FIELD, SCOPE_FIELD, anchorPrefix, isValidScope, namedNamespace, namespaceOf, scopeCovers, scopeOf, targetPrefix } from './scope.ts';
 import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
@@ -37,14 +37,15 @@ import { currentVersion, delegationChain, delegationsOf, withTargets, type Deleg
 export interface UploadContext {
   now: number;
   policy: Policy;
+  /**
+   * The repository the upload is for. A root must name a scope covering it (scope.ts); in a
+   * namespace, target paths are `<repository>/<tag>` and top-level targets names the repository.
+   * Omitted only by engine-level callers that bind no repository.
+   */
+  repository?: string;
 }
 
 export interface RootContext extends UploadContext {
-  /**
-   * The repository the root is uploaded for: the root must name it as its scope
-   * (scope.ts). Omitted only by engine-level callers that bind no repository.
-   */
-  repository?: string;
   /** Public keys of the online signers the service holds. */
   onlineKeys: readonly TufKeyJson[];
   /** Online keys known compromised: a new root that lists any of them is refused. */
@@ -237,7 +238,7 @@ export function verifyRootUpload(
     checkVersion('root', root.signed.version, 0);
   }
   checkRootContent(root, ctx);
-  if (ctx.repository !== undefined) checkScope(root, ctx.repository);
+  if (ctx.repository !== undefined) checkScope(root, ctx.repository, state?.root.md);
   const ownRole = root.signed.roles['root'];
   if (!ownRole) throw new EngineError('MALFORMED', 'root does not define the root role', { detail: { role: 'root' } });
   const current = verifyThreshold('root (new keys)', parsed.signedBytes, parsed.signatures, ownRole, root.signed.keys);
@@ -260,17 +261,44 @@ export function verifyRootUpload(
   return { state: next, version: root.signed.version, verification: { previous, current }, warnings };
 }
 
-/** A root uploaded for `repository` names exactly that repository as its scope. */
-function checkScope(root: Metadata<Root>, repository: string): void {
+/**
+ * A root uploaded for `repository` names a scope covering it: the repository itself, or the
+ * namespace it is in (the namespace's anchor and its members keep the namespace's root chain).
+ */
+function checkScope(root: Metadata<Root>, repository: string, previous: Metadata<Root> | undefined): void {
   const scope = scopeOf(root.signed);
   if (scope === undefined) {
     throw new EngineError('SCOPE_MISSING', `root ${root.signed.version} names no scope; sign it with "${SCOPE_FIELD}": "${repository}" (tufoci init and rotate root add it)`, {
       detail: { role: 'root', repository, field: SCOPE_FIELD },
     });
   }
-  if (!isValidScope(scope) || scope !== repository) {
+  if (!isValidScope(scope) || !scopeCovers(scope, repository)) {
     throw new EngineError('SCOPE_MISMATCH', `root ${root.signed.version} vouches for ${JSON.stringify(scope).slice(0, 120)}, not for ${repository}`, {
       detail: { role: 'root', repository, scope: typeof scope === 'string' ? scope.slice(0, 255) : null },
+    });
+  }
+  // A scoped chain keeps its scope: a repository's root never becomes a namespace's, nor the reverse.
+  const before = previous ? scopeOf(previous.signed) : undefined;
+  if (before !== undefined && before !== scope) {
+    throw new EngineError('SCOPE_MISMATCH', `root ${root.signed.version} vouches for ${JSON.stringify(scope).slice(0, 120)}, but the trusted root for ${JSON.stringify(before).slice(0, 120)}; a root's scope never changes`, {
+      detail: { role: 'root', repository, scope: scope.slice(0, 255), trustedScope: typeof before === 'string' ? before.slice(0, 255) : null },
+    });
+  }
+}
+
+/**
+ * In a namespace, a member's top-level targets names the member (`x-tufoci-scope`), so that the
+ * namespace's targets keys, which sign every member's, cannot have one member's served as another's.
+ */
+function checkTargetsScope(state: RepoState, role: string, md: Metadata<Targets>, repository: string | undefined): void {
+  const ns = repository === undefined ? undefined : namespaceOf(state.root.md.signed, repository);
+  if (role !== 'targets' || repository === undefined || ns === undefined) return;
+  const named = scopeOf(md.signed);
+  const namedNs = namedNamespace(md.signed);
+  if (named !== repository || namedNs !== ns) {
+    const missing = named === undefined || namedNs === undefined;
+    throw new EngineError(missing ? 'SCOPE_MISSING' : 'SCOPE_MISMATCH', `targets ${md.signed.version} of ${repository} must name its repository and namespace: "${SCOPE_FIELD}": "${repository}", "${NAMESPACE_FIELD}": "${ns}"${missing ? '' : ` (it names ${JSON.stringify(named).slice(0, 120)} in ${JSON.stringify(namedNs).slice(0, 120)})`}`, {
+      detail: { role, repository, namespace: ns, field: SCOPE_FIELD },
     });
   }
 }
@@ -287,7 +315,7 @@ function signaturesOf(md: Metadata<Targets>): Array<{ keyid: string; sig: string
  * `chain`, a manifest length, exactly one sha256, an OCI/Docker manifest media type; at most
  * `policy.limits.maxTargetsPerRole` of them.
  */
-export function checkTargetEntries(role: string, targets: Targets, chain: ReturnType<typeof delegationChain>, policy: Policy): void {
+export function checkTargetEntries(role: string, targets: Targets, chain: ReturnType<typeof delegationChain>, policy: Policy, prefix = ''): void {
   const entries = Object.entries(targets.targets);
   if (entries.length > policy.limits.maxTargetsPerRole) {
     throw new EngineError('POLICY_VIOLATION', `${role} lists ${entries.length} targets, above the limit of ${policy.limits.maxTargetsPerRole}; ${binsHint(role)}`, {
@@ -296,8 +324,8 @@ export function checkTargetEntries(role: string, targets: Targets, chain: Return
   }
   for (const [path, t] of entries) {
     const detail = { role, target: path.slice(0, 200) };
-    if (!isValidTargetPath(path)) {
-      throw new EngineError('BAD_TARGET', `${role}: target "${path.slice(0, 130)}" is not a valid OCI tag`, { detail });
+    if (!isValidTargetPath(path, prefix)) {
+      throw new EngineError('BAD_TARGET', prefix ? `${role}: target "${path.slice(0, 130)}" is not ${prefix}<tag> (in a namespace a target names its repository and an OCI tag)` : `${role}: target "${path.slice(0, 130)}" is not a valid OCI tag`, { detail });
     }
     for (const d of chain) {
       if (!d.covers(path)) {
@@ -495,7 +523,8 @@ export function verifyTargetsUpload(
     // A job-scoped key signs tags; it may not hand its (short) authority on to other keys.
     throw new EngineError('POLICY_VIOLATION', `${role} is a CI job role: it may list targets but not delegate`, { detail: { role } });
   }
-  checkTargetEntries(role, md.signed, role === 'targets' ? [] : chain, policy);
+  checkTargetsScope(state, role, md, ctx.repository);
+  checkTargetEntries(role, md.signed, role === 'targets' ? [] : chain, policy, targetPrefix(state.root.md.signed, ctx.repository));
   checkDelegations(state, role, md.signed, chain.length - 1, policy);
 
   return { state: retireUnverifiable(state, withTargets(state, role, { md, bytes }), role), role, version: md.signed.version, verification };
@@ -559,5 +588,22 @@ function retireUnverifiable(before: RepoState, after: RepoState, from: string): 
 /** Create a repository from owner-signed 1.root.json and 1.targets.json. */
 export function verifyNewRepository(rootBytes: Uint8Array, targetsBytes: Uint8Array, ctx: RootContext): RepoState {
   const { state } = verifyRootUpload(undefined, rootBytes, ctx);
+  return verifyTargetsUpload(state, 'targets', targetsBytes, ctx).state;
+}
+
+/**
+ * Create member `repository` of a namespace (scope.ts): its root is the namespace's current root
+ * (`namespaceRoot`, verified by the anchor's loader), its 1.targets.json is signed by the
+ * namespace's targets keys and names the member. The member's root files are copies of the
+ * anchor's, so its TUF repository stands on its own (a mirror copy of `R/tuf` verifies).
+ */
+export function verifyNewMember(namespaceRoot: RepoState['root'], targetsBytes: Uint8Array, ctx: UploadContext & { repository: string }): RepoState {
+  const prefix = namespaceOf(namespaceRoot.md.signed, ctx.repository);
+  if (prefix === undefined || anchorPrefix(ctx.repository) !== undefined) {
+    throw new EngineError('SCOPE_MISMATCH', `root ${namespaceRoot.md.signed.version} is not a namespace root covering ${ctx.repository}`, {
+      detail: { role: 'root', repository: ctx.repository, scope: String(scopeOf(namespaceRoot.md.signed) ?? '').slice(0, 255) },
+    });
+  }
+  const state: RepoState = { root: namespaceRoot, targets: new Map(), tombstones: new Map(), snapshot: undefined, timestamp: undefined };
   return verifyTargetsUpload(state, 'targets', targetsBytes, ctx).state;
 }

@@ -15,6 +15,7 @@ import { StrictJsonError, StrictJsonStream, parseStrictJson, type StreamScanned 
 import type { ImageTarget } from '../engine/build.ts';
 import type { KeySetInfo } from '../keys/online-keyring.ts';
 import type { TokenAuth } from './auth.ts';
+import { NAMESPACE_ANCHOR, anchorPrefix } from '../engine/scope.ts';
 import { ServiceError, httpStatusOf } from './errors.ts';
 import { metadataHeaders } from '../api/headers.ts';
 import { ROUTES } from '../api/routes.ts';
@@ -138,7 +139,7 @@ async function readJson(ctx: Koa.Context, limit: number, shape = 'a JSON object'
  * bytes the client sent for it: found by the strict scan, never parsed and re-serialized here
  * (the engine parses each one once, bounded by its role's limits).
  */
-async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonly string[], shape: string): Promise<Uint8Array[]> {
+async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonly string[], shape: string, optional: readonly string[] = []): Promise<Array<Uint8Array | undefined>> {
   jsonOnly(ctx);
   // Scanned as it is read (names checked in the envelope; the engine's strict read of each member
   // checks its own): a body that must be refused is refused at the first piece that shows it.
@@ -162,6 +163,7 @@ async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonl
   if (!isUtf8(body)) throw new ServiceError('BAD_REQUEST', `body must be ${shape} in UTF-8`, { detail: {} });
   return members.map((name) => {
     const span = spans.get(name);
+    if (!span && optional.includes(name)) return undefined;
     if (!span || body[span.start] !== 0x7b) throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: { member: name } });
     return body.slice(span.start, span.end); // a copy of the exact bytes sent
   });
@@ -322,6 +324,22 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = Buffer.from(file.bytes.buffer, file.bytes.byteOffset, file.bytes.byteLength);
   });
 
+  router.get(ROUTES.namespace, async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'read', repo);
+    const found = await service.namespaceFor(repo);
+    if (!found) throw new ServiceError('NO_NAMESPACE', `no namespace covers ${repo}`, { detail: { repository: repo } });
+    ctx.body = found;
+  });
+
+  router.post(ROUTES.syncNamespace, async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const ns = anchorPrefix(repo);
+    if (ns === undefined) throw new ServiceError('BAD_REQUEST', `${repo} is not a namespace anchor (<prefix>/${NAMESPACE_ANCHOR})`, { detail: { repository: repo } });
+    ctx.body = await service.syncNamespace(ns);
+  });
+
   router.get(ROUTES.status, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'read', repo);
@@ -443,10 +461,10 @@ export function createApp(deps: AppDeps): Koa {
   router.post(ROUTES.repository, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
-    const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>}';
-    const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape)) as [Uint8Array, Uint8Array];
+    const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>} (or, to join the namespace covering the repository, {"targets": <1.targets.json>})';
+    const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape, ['root'])) as [Uint8Array | undefined, Uint8Array];
     try {
-      const result = await service.create(repo, root, targets);
+      const result = root === undefined ? await service.createMember(repo, targets) : await service.create(repo, root, targets);
       metrics.uploads.inc({ kind: 'create', outcome: 'ok' });
       ctx.status = result.unchanged ? 200 : 201;
       ctx.body = result;

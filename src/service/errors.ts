@@ -28,7 +28,10 @@ export type ServiceErrorCode =
   | 'GRANT_USED'
   | 'GRANT_SCOPE'
   | 'NOT_SERVICE_HELD'
-  | 'TAG_SHADOWED';
+  | 'TAG_SHADOWED'
+  | 'NAMESPACE_ROOT'
+  | 'NO_NAMESPACE'
+  | 'IN_NAMESPACE';
 
 export class ServiceError extends TufociError<ServiceErrorCode> {}
 
@@ -57,6 +60,9 @@ export const HTTP_STATUS: Readonly<Record<string, Table>> = {
     GRANT_SCOPE: 403,
     NOT_SERVICE_HELD: 409,
     TAG_SHADOWED: 409,
+    NAMESPACE_ROOT: 409,
+    NO_NAMESPACE: 404,
+    IN_NAMESPACE: 409,
   },
   EngineError: {
     TOO_LARGE: 413,

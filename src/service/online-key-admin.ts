@@ -10,6 +10,7 @@ import type { KeySetInfo, OnlineKeyring } from '../keys/online-keyring.ts';
 import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
 import type { MetadataStore } from '../storage/index.ts';
 import { mapLimit } from '../util/map-limit.ts';
+import { anchorPrefix, onlineKeyOwner } from '../engine/scope.ts';
 import { ServiceError } from './errors.ts';
 import type { HeadCache } from './head-cache.ts';
 import type { Logger } from './logger.ts';
@@ -35,9 +36,11 @@ export class OnlineKeyAdmin {
    */
   onlineKeys(repository?: string): { set: number; kind: 'derived' | 'shared'; snapshot: TufKeyJson[]; timestamp: TufKeyJson[]; ci: TufKeyJson[] } {
     if (repository !== undefined) this.#d.metadata.metadataRepository(repository); // validates the name
-    const cur = this.#d.keyring.current(repository);
-    const list = (role: 'snapshot' | 'timestamp' | 'ci'): TufKeyJson[] => (cur.keys[role] ? [cur.keys[role].key] : []);
-    return { set: cur.id, kind: cur.kind, snapshot: list('snapshot'), timestamp: list('timestamp'), ci: list('ci') };
+    // A namespace's anchor answers with the namespace's snapshot and timestamp keys (scope.ts).
+    const cur = this.#d.keyring.current(repository === undefined ? undefined : (anchorPrefix(repository) ?? repository));
+    const own = repository === undefined ? cur : this.#d.keyring.current(repository);
+    const list = (set: typeof cur, role: 'snapshot' | 'timestamp' | 'ci'): TufKeyJson[] => (set.keys[role] ? [set.keys[role].key] : []);
+    return { set: cur.id, kind: cur.kind, snapshot: list(cur, 'snapshot'), timestamp: list(cur, 'timestamp'), ci: list(own, 'ci') };
   }
 
   /** The online key sets the repository's current root lists for snapshot and timestamp. */
@@ -48,7 +51,7 @@ export class OnlineKeyAdmin {
       for (const keyid of root.roles[name]?.keyIDs ?? []) {
         const key = root.keys[keyid];
         // Look up by the key's own id (a root may name a key under another id).
-        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), repository) : undefined;
+        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), onlineKeyOwner(root, repository)) : undefined;
         if (set) ids.add(set.id);
       }
     }
@@ -77,11 +80,12 @@ export class OnlineKeyAdmin {
   async nextOnlineKeys(repository: string): Promise<{ set: KeySetInfo; generated: boolean }> {
     const head = await this.#d.heads.head(repository);
     await this.#d.keyring.sync();
-    const current = this.#d.keyring.current(repository);
+    const owner = onlineKeyOwner(head.state.root.md.signed, repository);
+    const current = this.#d.keyring.current(owner);
     const sets = this.#setsOf(repository, head.state);
     if (sets.length === 1 && sets[0] === current.id) {
       await this.#d.keyring.rotate(current.id);
-      const next = this.#d.keyring.current(repository);
+      const next = this.#d.keyring.current(owner);
       this.#d.logger.info({ repository, set: next.id }, 'generated a new online key set');
       return { set: next, generated: next.id !== current.id };
     }
@@ -101,7 +105,7 @@ export class OnlineKeyAdmin {
         const root = (await this.#d.heads.head(repository)).state.root.md.signed;
         const keyid = Object.keys(root.keys).find((k) => k.startsWith(ref));
         const key = keyid ? root.keys[keyid] : undefined;
-        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), repository) : undefined;
+        const set = key ? this.#d.keyring.setOf(computeKeyId(asJson(key)), onlineKeyOwner(root, repository)) : undefined;
         if (set) {
           id = set.id;
           break;

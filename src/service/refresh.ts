@@ -61,7 +61,7 @@ export class RefreshScheduler {
         roleFiles.push(signed.file);
         if (ended.length) logger.info({ repository, role, folded: ended }, 'ended jobs folded into their service-held role');
       }
-      const online = plan.snapshot ? await produceSnapshotAndTimestamp(state, signing.online(repository)) : await produceTimestamp(state, signing.online(repository));
+      const online = plan.snapshot ? await produceSnapshotAndTimestamp(state, signing.online(repository, state)) : await produceTimestamp(state, signing.online(repository, state));
       const next = await committer.commit(repository, lock, roleFiles, online);
       logger.info({ repository, snapshot: plan.snapshot, roles: roleFiles.map((f) => f.fileName), timestampVersion: next.timestampVersion }, 'online roles re-signed');
       return this.nextRefreshAt(repository, next.state);

@@ -35,7 +35,9 @@ import type { TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataStore } from '../storage/index.ts';
 import type { Coordinator } from '../coord/index.ts';
-import type { GrantInfo, JobInfo, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
+import type { GrantInfo, JobInfo, NamespaceSync, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
+import { anchorPrefix, namespaceAnchor, namespaceOf } from '../engine/scope.ts';
+import { mapLimit } from '../util/map-limit.ts';
 import { Committer } from './commit.ts';
 import { ServiceError } from './errors.ts';
 import { Grants, type JobGrant } from './grants.ts';
@@ -89,6 +91,7 @@ export class RepositoryService {
   readonly #grants: Grants;
   readonly #keys: OnlineKeyAdmin;
   readonly #refresh: RefreshScheduler;
+  readonly #logger: Logger;
   readonly #unsubscribe: Array<() => void>;
 
   constructor(deps: RepositoryServiceDeps) {
@@ -100,6 +103,7 @@ export class RepositoryService {
     this.#policy = policy;
     this.#keyring = keyring;
     this.#clock = clock;
+    this.#logger = logger;
     const heads = new HeadCache({ metadata, policy, logger, cacheBytes: deps.cacheBytes ?? 256 * 1024 * 1024 });
     const signing = new ServiceSigning({ keyring, policy, clock });
     const committer = new Committer({
@@ -235,8 +239,59 @@ export class RepositoryService {
     return this.#writes.create(repository, rootBytes, targetsBytes);
   }
 
-  upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant, prechecked = false): Promise<UploadResult> {
-    return this.#writes.upload(repository, fileName, bytes, roleClass, job, prechecked);
+  /**
+   * Upload a role file. A new root at a namespace's anchor is then taken by every member of the
+   * namespace (syncNamespace) before the upload is answered.
+   */
+  async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant, prechecked = false): Promise<UploadResult> {
+    const r = await this.#writes.upload(repository, fileName, bytes, roleClass, job, prechecked);
+    const ns = anchorPrefix(repository);
+    if (ns !== undefined && r.role === 'root') return { ...r, members: await this.syncNamespace(ns) };
+    return r;
+  }
+
+  /** Create a member of the namespace covering `repository` from its 1.targets.json (writes.ts). */
+  createMember(repository: string, targetsBytes: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    return this.#writes.createMember(repository, targetsBytes);
+  }
+
+  /** The namespace covering `repository` (the longest prefix with an anchor), if any. */
+  namespaceFor(repository: string): Promise<{ namespace: string; anchor: string; rootVersion: number } | undefined> {
+    this.#metadata.metadataRepository(repository); // validates the name
+    return this.#writes.namespaceFor(repository);
+  }
+
+  /**
+   * Bring every member of namespace `prefix` up to its anchor's root: each root version a member
+   * lacks is uploaded to it in order (copies of the anchor's files; the member's snapshot and
+   * timestamp are re-signed with the keys the new root names). Members of a sub-namespace and
+   * repositories with roots of their own are left alone. Idempotent: a rotation interrupted half
+   * way is finished by calling it again (the next root rotation, or `POST …/sync` on the anchor).
+   */
+  async syncNamespace(prefix: string): Promise<NamespaceSync> {
+    const anchor = namespaceAnchor(prefix);
+    const nsHead = await this.#heads.head(anchor);
+    const rootVersion = nsHead.state.root.md.signed.version;
+    const members = (await this.#metadata.listRepositories()).filter((r) => r.startsWith(prefix) && r !== anchor);
+    const failed: NamespaceSync['failed'] = [];
+    let updated = 0;
+    await mapLimit(members, 8, async (repository) => {
+      try {
+        const head = await this.#heads.head(repository);
+        if (namespaceOf(head.state.root.md.signed, repository) !== prefix) return;
+        const from = head.state.root.md.signed.version;
+        for (let v = from + 1; v <= rootVersion; v++) {
+          const fileName = `${v}.root.json`;
+          const bytes = v === rootVersion ? nsHead.state.root.bytes : await this.#heads.read(anchor, fileName, this.#policy.roles.root.maxBytes);
+          await this.#writes.upload(repository, fileName, bytes);
+        }
+        if (from < rootVersion) updated++;
+      } catch (error) {
+        failed.push({ repository, error: error instanceof Error ? error.message : String(error) });
+      }
+    });
+    if (failed.length) this.#logger.warn({ namespace: prefix, failed: failed.length }, 'namespace members did not take the new root');
+    return { namespace: prefix, rootVersion, updated, failed };
   }
 
   uploadPrecheck(fileName: string, roleClass: 'delegated' | 'ci', declaredBytes: number | undefined): MetadataPrecheck | undefined {

@@ -21,6 +21,7 @@ import type { OnlineKeyring, OnlineSigners } from '../keys/online-keyring.ts';
 import type { TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile } from '../storage/index.ts';
+import { anchorPrefix, onlineKeyOwner } from '../engine/scope.ts';
 import { ServiceError } from './errors.ts';
 
 export interface SignedRole {
@@ -39,15 +40,25 @@ export class ServiceSigning {
     this.#clock = deps.clock;
   }
 
-  /** What the engine signs snapshot and timestamp with. */
-  online(repository: string): { now: number; policy: Policy; signers: Required<OnlineSigners> } {
-    return { now: this.#clock(), policy: this.#policy, signers: this.#keyring.signers(repository) };
+  /**
+   * Whose online snapshot and timestamp keys sign for `repository`: in a namespace the
+   * namespace's (one root lists them for every member; known from the trusted root, or for an
+   * anchor from its name), else the repository's own. CI keys stay the repository's own.
+   */
+  keyOwner(repository: string, state?: RepoState): string {
+    return state ? onlineKeyOwner(state.root.md.signed, repository) : (anchorPrefix(repository) ?? repository);
   }
 
-  /** What the engine verifies an upload against. */
-  ctx(repository: string): { now: number; policy: Policy; onlineKeys: TufKeyJson[]; revokedKeys: TufKeyJson[]; repository: string } {
+  /** What the engine signs `repository`'s snapshot and timestamp with, in trusted state `state`. */
+  online(repository: string, state: RepoState): { now: number; policy: Policy; signers: Required<OnlineSigners>; repository: string } {
+    return { now: this.#clock(), policy: this.#policy, signers: this.#keyring.signers(this.keyOwner(repository, state)), repository };
+  }
+
+  /** What the engine verifies an upload to `repository` against (`state`: its trusted state, if any). */
+  ctx(repository: string, state?: RepoState): { now: number; policy: Policy; onlineKeys: TufKeyJson[]; revokedKeys: TufKeyJson[]; repository: string } {
     const ring = this.#keyring;
-    return { now: this.#clock(), policy: this.#policy, onlineKeys: ring.acceptableKeys(repository), revokedKeys: ring.revokedKeys(repository), repository };
+    const owner = this.keyOwner(repository, state);
+    return { now: this.#clock(), policy: this.#policy, onlineKeys: ring.acceptableKeys(owner), revokedKeys: ring.revokedKeys(owner), repository };
   }
 
   /** Key ids of the service's CI keys (every set): delegations to only these are service-held. */
@@ -71,7 +82,7 @@ export class ServiceSigning {
     // Under the id(s) the delegation lists: a delegation written before the key id fix lists an ECDSA key under its legacy id.
     const signers = this.#keyring.signers(repository).ci.filter((s) => signingIds(s.public, held.keyIDs).some((id) => held.keyIDs.includes(id)));
     const parts = await signParts(signed, signers, { trustedIds: held.keyIDs });
-    const r = verifyTargetsUpload(state, role, parts.bytes, this.ctx(repository), { parsed: parts });
+    const r = verifyTargetsUpload(state, role, parts.bytes, this.ctx(repository, state), { parsed: parts });
     return { state: r.state, file: { fileName: `${signed.version}.${role}.json`, bytes: parts.bytes } };
   }
 

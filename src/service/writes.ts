@@ -18,6 +18,7 @@ import {
   delegationChain,
   delegationsOf,
   produceSnapshotAndTimestamp,
+  verifyNewMember,
   verifyNewRepository,
   verifyRootUpload,
   verifyTargetsUpload,
@@ -29,6 +30,7 @@ import { parseMetadataFileName } from '../engine/names.ts';
 import { MetadataPrecheck, limitsFromPolicy, precheckMetadata } from '../engine/parse.ts';
 import { checkHeldRoleCapacity, delegateJob, dropTargets, endedJobs, parentShadowedTags, tagShadowing } from '../engine/service-roles.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
+import { anchorPrefix, namespaceAnchor, namespaceOf, targetPrefix } from '../engine/scope.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile, MetadataStore } from '../storage/index.ts';
 import { CoordError } from '../coord/index.ts';
@@ -123,7 +125,18 @@ export class Writes {
         throw new ServiceError('REPO_EXISTS', `${repository} already exists`, { detail: { repository } });
       }
       const state = verifyNewRepository(rootBytes, targetsBytes, signing.ctx(repository));
-      const online = await produceSnapshotAndTimestamp(state, signing.online(repository));
+      const ns = namespaceOf(state.root.md.signed, repository);
+      if (ns !== undefined && anchorPrefix(repository) !== ns) {
+        throw new ServiceError('NAMESPACE_ROOT', `a root for namespace ${ns} is created at its anchor ${namespaceAnchor(ns)} (tufoci init ${ns}); ${repository} joins the namespace with its targets alone (tufoci delegate add ${repository} …)`, {
+          detail: { repository, namespace: ns },
+        });
+      }
+      if (ns === undefined && anchorPrefix(repository) !== undefined) {
+        throw new ServiceError('NAMESPACE_ROOT', `${repository} is the anchor of namespace ${anchorPrefix(repository)}: its root must vouch for "${anchorPrefix(repository)}"`, {
+          detail: { repository, namespace: anchorPrefix(repository) },
+        });
+      }
+      const online = await produceSnapshotAndTimestamp(state, signing.online(repository, state));
       const files = [
         { fileName: '1.root.json', bytes: rootBytes },
         { fileName: '1.targets.json', bytes: targetsBytes },
@@ -132,6 +145,59 @@ export class Writes {
       this.#d.logger.info({ repository }, 'repository created');
       return result(repository, 'root', 1, head, false);
     });
+  }
+
+  /**
+   * Create member `repository` of the namespace that covers it (the longest prefix with an anchor,
+   * scope.ts) from its owner-signed 1.targets.json alone: its root files are the namespace's,
+   * copied byte for byte from the anchor, its snapshot and timestamp are signed with the
+   * namespace's online keys.
+   */
+  async createMember(repository: string, targetsBytes: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    this.#d.metadata.metadataRepository(repository); // validates the name before anything else
+    await this.#precheck('targets', targetsBytes, 'delegated');
+    const { heads, committer, signing } = this.#d;
+    const found = await this.namespaceFor(repository);
+    if (!found) {
+      throw new ServiceError('NO_NAMESPACE', `no namespace covers ${repository}: create one (tufoci init <prefix>/) or the repository's own trust (tufoci init ${repository})`, { detail: { repository } });
+    }
+    const { namespace, anchor } = found;
+    return committer.withLock(repository, async (lock) => {
+      const existing = await heads.fresh(repository);
+      if (existing) {
+        if (bytesEqual(await heads.readOptional(repository, '1.targets.json'), targetsBytes)) return { ...result(repository, 'targets', 1, existing, true), namespace };
+        throw new ServiceError('REPO_EXISTS', `${repository} already exists`, { detail: { repository } });
+      }
+      const nsHead = await heads.fresh(anchor);
+      if (!nsHead) throw new ServiceError('NO_NAMESPACE', `the anchor ${anchor} of namespace ${namespace} is gone`, { detail: { repository, namespace } });
+      const root = nsHead.state.root;
+      const state = verifyNewMember(root, targetsBytes, signing.ctx(repository, nsHead.state));
+      const files: MetadataFile[] = [];
+      for (let v = 1; v <= root.md.signed.version; v++) {
+        const fileName = `${v}.root.json`;
+        const bytes = v === root.md.signed.version ? root.bytes : await heads.readOptional(anchor, fileName, this.#d.policy.roles.root.maxBytes);
+        if (!bytes) throw new ServiceError('NO_NAMESPACE', `root ${v} of namespace ${namespace} is missing from ${anchor}`, { detail: { repository, namespace, fileName } });
+        files.push({ fileName, bytes });
+      }
+      files.push({ fileName: '1.targets.json', bytes: targetsBytes });
+      const online = await produceSnapshotAndTimestamp(state, signing.online(repository, state));
+      const head = await committer.commit(repository, lock, files, online);
+      this.#d.logger.info({ repository, namespace }, 'namespace member created');
+      return { ...result(repository, 'targets', 1, head, false), namespace };
+    });
+  }
+
+  /** The namespace that covers `repository`: the longest prefix whose anchor holds a namespace root. */
+  async namespaceFor(repository: string): Promise<{ namespace: string; anchor: string; rootVersion: number } | undefined> {
+    if (anchorPrefix(repository) !== undefined) return undefined;
+    const parts = repository.split('/');
+    for (let n = parts.length - 1; n >= 1; n--) {
+      const namespace = `${parts.slice(0, n).join('/')}/`;
+      const anchor = namespaceAnchor(namespace);
+      const head = await this.#d.heads.fresh(anchor);
+      if (head && namespaceOf(head.state.root.md.signed, anchor) === namespace) return { namespace, anchor, rootVersion: head.state.root.md.signed.version };
+    }
+    return undefined;
   }
 
   /**
@@ -190,8 +256,11 @@ export class Writes {
         });
       }
       const chain = delegationChain(state, role, policy.limits.maxDelegationDepth);
-      checkTargetEntries(role, buildTargets({ version: 1, expires: isoExpiry(0), targets: { ...tags } }), chain, policy);
-      const shadowed = tagShadowing(state, role, names);
+      // In a namespace a target path names its repository (scope.ts): the service qualifies the tags.
+      const prefix = targetPrefix(state.root.md.signed, repository);
+      const paths: Record<string, ImageTarget> = prefix ? Object.fromEntries(names.map((n) => [`${prefix}${n}`, tags[n] as ImageTarget])) : { ...tags };
+      checkTargetEntries(role, buildTargets({ version: 1, expires: isoExpiry(0), targets: paths }), chain, policy, prefix);
+      const shadowed = tagShadowing(state, role, Object.keys(paths));
       if (shadowed) {
         const { tag, listedBy } = shadowed;
         throw new ServiceError(
@@ -204,10 +273,10 @@ export class Writes {
       }
       // A role with hash bins is bounded per bin, when the bins are signed; one without moves to
       // bins then (ServiceSigning#signTags), unless it delegates to job roles, which bins cannot hold.
-      checkHeldRoleCapacity(state, role, names, draft.tags.get(role), policy);
+      checkHeldRoleCapacity(state, role, Object.keys(paths), draft.tags.get(role), policy);
       return {
         state,
-        tags: { role, tags },
+        tags: { role, tags: paths },
         result: (h) => ({ ...result(repository, role, currentVersion(h.state, role), h, false), tags: names }),
       };
     });
@@ -268,7 +337,7 @@ export class Writes {
         detail: { repository, role, version, current },
       });
     }
-    const ctx = signing.ctx(repository);
+    const ctx = signing.ctx(repository, draft.state);
     const roleFiles: MetadataFile[] = [{ fileName, bytes }];
     let state: RepoState;
     let verification: VerificationResult | undefined;
@@ -277,6 +346,7 @@ export class Writes {
       if (parsed !== version) throw new ServiceError('NAME_MISMATCH', `${fileName} holds ${role} version ${parsed}`, { detail: { repository, fileName, version: parsed } });
     };
     if (role === 'root') {
+      await this.#checkMemberRoot(repository, draft.state, fileName, bytes);
       const r = verifyRootUpload(draft.state, bytes, ctx, { onParsed });
       ({ state, warnings } = r);
       verification = r.verification.current;
@@ -308,6 +378,21 @@ export class Writes {
       files: roleFiles,
       result: (h) => result(repository, role, version, h, false, { verification, ...(warnings?.length ? { warnings } : {}) }),
     };
+  }
+
+  /**
+   * A member of a namespace takes the namespace's roots only (copies of its anchor's files, what
+   * RepositoryService#syncNamespace uploads): its root is rotated once, at the anchor, for all.
+   */
+  async #checkMemberRoot(repository: string, state: RepoState, fileName: string, bytes: Uint8Array): Promise<void> {
+    const ns = namespaceOf(state.root.md.signed, repository);
+    if (ns === undefined || anchorPrefix(repository) === ns) return;
+    const anchor = namespaceAnchor(ns);
+    if (!bytesEqual(await this.#d.heads.readOptional(anchor, fileName, this.#d.policy.roles.root.maxBytes), bytes)) {
+      throw new ServiceError('IN_NAMESPACE', `${repository} is a member of namespace ${ns}: its root is the namespace's, rotated at ${anchor} (tufoci rotate root ${ns})`, {
+        detail: { repository, namespace: ns, fileName },
+      });
+    }
   }
 
   /**
@@ -358,7 +443,7 @@ export class Writes {
       if (live.length === 0) return;
       let next = head;
       if (draft.state !== head.state || draft.files.size > 0) {
-        const online = await produceSnapshotAndTimestamp(draft.state, signing.online(repository));
+        const online = await produceSnapshotAndTimestamp(draft.state, signing.online(repository, draft.state));
         const files = [...draft.files].map(([fileName, bytes]) => ({ fileName, bytes }));
         next = await committer.commit(repository, lock, files, online);
         logger.info({ repository, writes: live.length, files: files.map((f) => f.fileName), timestampVersion: next.timestampVersion }, 'committed');

@@ -1,0 +1,196 @@
+/**
+ * Namespaces (docs/FORMAT.md §13): one root for `wabbit-networks/`, kept at its anchor; members
+ * join with their targets alone, publish as any repository does, take every root rotation of the
+ * namespace at once; and every way of passing one scope's metadata off as another's is refused,
+ * by tufoci's client core and by the unmodified tuf-js Updater alike (verifyBothClients).
+ */
+import { describe, expect, it } from 'vitest';
+import { verifyBothClients as verifyImage } from '../support/differential.ts';
+import { ADMIN, CI, ServiceHarness } from './harness.ts';
+import { pushImage } from '../support/image.ts';
+import type { ImageTarget } from '../../src/engine/index.ts';
+
+const NS = 'wabbit-networks/';
+const ANCHOR = 'wabbit-networks/tufoci-namespace';
+const MON = 'wabbit-networks/net-monitor';
+const API = 'wabbit-networks/team-a/api';
+
+async function file(h: ServiceHarness, repo: string, name: string): Promise<Uint8Array> {
+  const r = await h.request('GET', `/v1/repos/${repo}/metadata/${name}`);
+  expect(r.status, `${repo} ${name}`).toBe(200);
+  return new Uint8Array(r.body);
+}
+
+function json(bytes: Uint8Array): { signed: Record<string, unknown> & { version: number } } {
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+/** A member's 1.targets.json: names the member, delegates `<repo>/v*` to the owner's CI key. */
+function memberTargets(h: ServiceHarness, repo: string, version = 1, opts: { scope?: string | null; paths?: string[]; namespace?: string } = {}): Promise<Uint8Array> {
+  return h.targetsBytes({
+    version,
+    ...(opts.scope === null ? {} : { member: { repository: opts.scope ?? repo, namespace: opts.namespace ?? NS } }),
+    delegations: [{ name: 'ci', keys: [h.ci.public], threshold: 1, paths: opts.paths ?? [`${repo}/v*`], terminating: true }],
+  });
+}
+
+async function createNamespace(h: ServiceHarness, prefix = NS): Promise<Uint8Array> {
+  const root = await h.rootBytes(1, [h.owner.root], prefix);
+  const anchor = `${prefix}tufoci-namespace`;
+  const targets = await h.targetsBytes({ version: 1, member: { repository: anchor, namespace: prefix } });
+  const r = await h.request('POST', `/v1/repos/${anchor}`, { token: ADMIN, body: JSON.stringify({ root: json(root), targets: json(targets) }) });
+  expect(r.status, r.body.toString()).toBe(201);
+  return root;
+}
+
+async function join(h: ServiceHarness, repo: string, targets?: Uint8Array): Promise<void> {
+  const r = await h.request('POST', `/v1/repos/${repo}`, { token: ADMIN, body: JSON.stringify({ targets: json(targets ?? (await memberTargets(h, repo))) }) });
+  expect(r.status, r.body.toString()).toBe(201);
+}
+
+async function publishCi(h: ServiceHarness, repo: string, version: number, tags: Record<string, ImageTarget>): Promise<void> {
+  const qualified = Object.fromEntries(Object.entries(tags).map(([t, img]) => [`${repo}/${t}`, img]));
+  const r = await h.request('PUT', `/v1/repos/${repo}/metadata/${version}.ci.json`, { token: CI, body: await h.ciBytes(version, qualified) });
+  expect(r.status, r.body.toString()).toBe(201);
+}
+
+async function namespaceWithTwo() {
+  const h = new ServiceHarness();
+  const pin = await createNamespace(h);
+  await join(h, MON);
+  await join(h, API);
+  const mon = await pushImage(h.store, MON, 'v1', 'net-monitor v1');
+  const api = await pushImage(h.store, API, 'v1', 'api v1');
+  await publishCi(h, MON, 1, { v1: mon });
+  await publishCi(h, API, 1, { v1: api });
+  return { h, pin, mon, api };
+}
+
+describe('a namespace: one root, many repositories', () => {
+  it('members join with their targets alone and verify under the one namespace root, through both clients', async () => {
+    const { h, pin, mon, api } = await namespaceWithTwo();
+    expect((await verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin })).digest).toBe(mon.digest);
+    expect((await verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: pin })).digest).toBe(api.digest);
+    // The member's root files are the namespace's, byte for byte; its own files name it.
+    expect(Buffer.from(await file(h, MON, '1.root.json')).equals(Buffer.from(pin))).toBe(true);
+    expect(json(await file(h, MON, 'timestamp.json')).signed['x-tufoci-scope']).toBe(MON);
+    expect((await h.request('GET', `/v1/repos/${API}/namespace`)).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1 });
+  });
+
+  it('a target path names its repository: an unqualified tag, or another repository\'s, is refused at upload', async () => {
+    const { h, mon } = await namespaceWithTwo();
+    for (const path of ['v2', `${API}/v2`]) {
+      const r = await h.request('PUT', `/v1/repos/${MON}/metadata/2.ci.json`, { token: CI, body: await h.ciBytes(2, { [path]: mon }) });
+      expect(r.status, path).toBe(422);
+    }
+  });
+
+  it("a member's targets must name the member; a namespace root is created only at its anchor", async () => {
+    const h = new ServiceHarness();
+    const pin = await createNamespace(h);
+    const none = await h.request('POST', `/v1/repos/${MON}`, { token: ADMIN, body: JSON.stringify({ targets: json(await memberTargets(h, MON, 1, { scope: null })) }) });
+    expect(none.status).toBe(422);
+    expect(none.json<{ error: { code: string } }>().error.code).toBe('SCOPE_MISSING');
+    const other = await h.request('POST', `/v1/repos/${MON}`, { token: ADMIN, body: JSON.stringify({ targets: json(await memberTargets(h, MON, 1, { scope: API })) }) });
+    expect(other.json<{ error: { code: string } }>().error.code).toBe('SCOPE_MISMATCH');
+    const direct = await h.request('POST', `/v1/repos/${MON}`, { token: ADMIN, body: JSON.stringify({ root: json(pin), targets: json(await memberTargets(h, MON)) }) });
+    expect(direct.status).toBe(409);
+    expect(direct.json<{ error: { code: string } }>().error.code).toBe('NAMESPACE_ROOT');
+    const outside = await h.request('POST', '/v1/repos/acme-rockets/app', { token: ADMIN, body: JSON.stringify({ targets: json(await memberTargets(h, 'acme-rockets/app')) }) });
+    expect(outside.status).toBe(404);
+    expect(outside.json<{ error: { code: string } }>().error.code).toBe('NO_NAMESPACE');
+  });
+
+  it('one root rotation at the anchor reaches every member; a client pinned to root 1 follows it', async () => {
+    const { h, pin, mon, api } = await namespaceWithTwo();
+    const r = await h.request('PUT', `/v1/repos/${ANCHOR}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) });
+    expect(r.status, r.body.toString()).toBe(201);
+    expect(r.json<{ members: unknown }>().members).toEqual({ namespace: NS, rootVersion: 2, updated: 2, failed: [] });
+    for (const [repo, img] of [[MON, mon], [API, api]] as const) {
+      const v = await verifyImage({ store: h.store, repository: repo, tag: 'v1', trustedRoot: pin });
+      expect(v).toMatchObject({ digest: img.digest, tuf: { root: 2 } });
+    }
+    // Syncing again changes nothing; a member never takes a root of its own.
+    expect((await h.request('POST', `/v1/repos/${ANCHOR}/sync`, { token: ADMIN, body: '{}' })).json()).toEqual({ namespace: NS, rootVersion: 2, updated: 0, failed: [] });
+    const own = await h.request('PUT', `/v1/repos/${MON}/metadata/3.root.json`, { token: ADMIN, body: await h.rootBytes(3, [h.owner.root], NS) });
+    expect(own.status).toBe(409);
+    expect(own.json<{ error: { code: string } }>().error.code).toBe('IN_NAMESPACE');
+  });
+
+  it('service-signed tags in a member are qualified by the service', async () => {
+    const h = new ServiceHarness();
+    const pin = await createNamespace(h);
+    const targets = await h.targetsBytes({ version: 1, member: { repository: MON, namespace: NS }, delegations: [{ name: 'release', keys: [h.online.ci.public], threshold: 1, paths: [`${MON}/r*`] }] });
+    await join(h, MON, targets);
+    const img = await pushImage(h.store, MON, 'r1', 'release 1');
+    const r = await h.request('POST', `/v1/repos/${MON}/tags`, { token: CI, body: JSON.stringify({ role: 'release', tags: { r1: { digest: img.digest, size: img.size, mediaType: img.mediaType } } }) });
+    expect(r.status, r.body.toString()).toBe(201);
+    expect((await verifyImage({ store: h.store, repository: MON, tag: 'r1', trustedRoot: pin })).digest).toBe(img.digest);
+  });
+});
+
+describe("one scope's metadata never answers for another's", () => {
+  it("a tag of repository X served as repository Y's, within one namespace: refused", async () => {
+    const { h, pin } = await namespaceWithTwo();
+    // Y = net-monitor serves all of X = team-a/api's files (the same keys signed both).
+    const ts = json(await file(h, API, 'timestamp.json'));
+    const snap = `${(ts.signed['meta'] as Record<string, { version: number }>)['snapshot.json']?.version}.snapshot.json`;
+    const names = [snap, '1.targets.json', '1.ci.json'];
+    const files = await Promise.all(names.map(async (fileName) => ({ fileName, bytes: await file(h, API, fileName) })));
+    await h.metadata.publish(MON, [...files, { fileName: 'timestamp.json', bytes: await file(h, API, 'timestamp.json') }], { replaceable: new Set(names) });
+    await expect(verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+    // Only X's targets (under Y's own snapshot and timestamp) are refused as well.
+    const h2 = (await namespaceWithTwo());
+    await h2.h.metadata.publish(MON, [{ fileName: '1.ci.json', bytes: await file(h2.h, API, '1.ci.json') }], { replaceable: new Set(['1.ci.json']) });
+    await expect(verifyImage({ store: h2.h.store, repository: MON, tag: 'v1', trustedRoot: h2.pin })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+  });
+
+  it("a sub-namespace's metadata served for the parent: refused", async () => {
+    const h = new ServiceHarness();
+    const parent = await createNamespace(h);
+    const sub = 'wabbit-networks/team-a/';
+    await createNamespace(h, sub); // the same owner keys, another scope
+    await join(h, API, await memberTargets(h, API, 1, { namespace: sub })); // joins the longest namespace covering it: team-a/
+    expect((await h.request('GET', `/v1/repos/${API}/namespace`)).json()).toMatchObject({ namespace: sub });
+    const api = await pushImage(h.store, API, 'v1', 'api v1');
+    await publishCi(h, API, 1, { v1: api });
+    // A client trusting only the parent namespace does not take the sub-namespace's metadata.
+    await expect(verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: parent })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+    expect((await verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: await file(h, `${sub}tufoci-namespace`, '1.root.json') })).digest).toBe(api.digest);
+  });
+
+  it('a per-repository root served for a namespace scope, and the reverse: refused', async () => {
+    const h = new ServiceHarness();
+    const nsPin = await createNamespace(h);
+    const OWN = 'wabbit-networks/own';
+    expect((await h.create(OWN)).status).toBe(201); // a repository with a root of its own, the same owner keys
+    const own = await pushImage(h.store, OWN, 'v1', 'own v1');
+    expect((await h.request('PUT', `/v1/repos/${OWN}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: own }) })).status).toBe(201);
+    const ownPin = await file(h, OWN, '1.root.json');
+    expect((await verifyImage({ store: h.store, repository: OWN, tag: 'v1', trustedRoot: ownPin })).digest).toBe(own.digest);
+    // Trusting the namespace: OWN's own root chain and files do not answer for it.
+    await expect(verifyImage({ store: h.store, repository: OWN, tag: 'v1', trustedRoot: nsPin })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+    // The reverse: a member's namespace files served to a client that pins OWN's own root.
+    await join(h, MON);
+    const mon = await pushImage(h.store, MON, 'v1', 'net-monitor v1');
+    await publishCi(h, MON, 1, { v1: mon });
+    await expect(verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: ownPin })).rejects.toThrow(/vouches for "wabbit-networks\/own"/);
+    // And a root rotation of OWN's chain to the namespace scope is refused at upload.
+    const switched = await h.request('PUT', `/v1/repos/${OWN}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) });
+    expect(switched.json<{ error: { code: string } }>().error.code).toBe('SCOPE_MISMATCH');
+  });
+
+  it('a repository removed from the namespace, then served from an old snapshot: refused', async () => {
+    const { h, pin, mon } = await namespaceWithTwo();
+    const stateDir = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/tufoci-ns-state-`);
+    expect((await verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin, stateDir })).digest).toBe(mon.digest);
+    const before = await Promise.all(['timestamp.json', '2.snapshot.json', '1.targets.json', '1.ci.json'].map(async (fileName) => ({ fileName, bytes: await file(h, MON, fileName) })));
+    // The owner removes net-monitor: its targets delegate nothing any more.
+    const removed = await h.targetsBytes({ version: 2, member: { repository: MON, namespace: NS } });
+    expect((await h.request('PUT', `/v1/repos/${MON}/metadata/2.targets.json`, { token: ADMIN, body: removed })).status).toBe(201);
+    await expect(verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin, stateDir })).rejects.toMatchObject({ code: 'NOT_IN_TUF' });
+    // The registry serves the old timestamp and snapshot again: a client that saw the removal refuses them.
+    await h.metadata.publish(MON, before, { replaceable: new Set(before.map((f) => f.fileName)) });
+    await expect(verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin, stateDir })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+  });
+});
