@@ -11,6 +11,7 @@ import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.t
 import type { Policy } from '../policy/policy.ts';
 import type { Coordinator, JsonObject } from '../coord/index.ts';
 import type { GrantInfo, JobInfo } from '../api/types.ts';
+import { targetPrefix } from '../engine/scope.ts';
 import { ServiceError } from './errors.ts';
 import type { HeadCache } from './head-cache.ts';
 import type { Logger } from './logger.ts';
@@ -80,11 +81,13 @@ export class Grants {
     }
     const token = `${GRANT_PREFIX}${randomBytes(32).toString('base64url')}`;
     const endsAt = this.#d.clock() + opts.ttlMs;
-    const grant = { repository, role, paths: opts.paths, endsAt };
+    // In a namespace, target paths name their repository (engine/scope.ts): the grant's patterns are qualified.
+    const prefix = targetPrefix(head.state.root.md.signed, repository);
+    const grant = { repository, role, paths: opts.paths.map((p) => (prefix && !p.startsWith(prefix) ? `${prefix}${p}` : p)), endsAt };
     if (!(await this.#d.coord.putGrant(grantKey('grant', token), grant, opts.ttlMs))) {
       throw new ServiceError('BAD_REQUEST', 'grant id collision; retry', { detail: {} });
     }
-    this.#d.logger.info({ repository, role, paths: opts.paths, endsAt: new Date(endsAt).toISOString() }, 'grant issued');
+    this.#d.logger.info({ repository, role, paths: grant.paths, endsAt: new Date(endsAt).toISOString() }, 'grant issued');
     return { token, ...grant, expires: new Date(endsAt).toISOString() };
   }
 

@@ -275,6 +275,30 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expect(await h.timestampVersion()).toBe(before);
   });
 
+  it('namespaces: a root at the wrong place, no namespace, a member rotating its own root; none changes anything', async () => {
+    const h = new ServiceHarness();
+    const NS = 'wabbit-networks/';
+    const ANCHOR = `${NS}tufoci-namespace`;
+    const parse = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
+    const nsRoot = await h.rootBytes(1, [h.owner.root], NS);
+    const anchorTargets = await h.targetsBytes({ version: 1, member: { repository: ANCHOR, namespace: NS } });
+    const memberTargets = await h.targetsBytes({ version: 1, member: { repository: REPO, namespace: NS } });
+    // A namespace root for a repository that is not the namespace's anchor; an anchor without one.
+    expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ root: parse(nsRoot), targets: parse(memberTargets) }) }), 409, 'NAMESPACE_ROOT');
+    expectError(await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(await h.rootBytes(1, [h.owner.root], ANCHOR)), targets: parse(await h.targetsBytes({ version: 1 })) }) }), 409, 'NAMESPACE_ROOT');
+    expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) }), 404, 'NO_NAMESPACE');
+    expectError(await h.request('GET', `/v1/repos/${REPO}/namespace`), 404, 'NO_NAMESPACE');
+    expect((await h.request('GET', `/v1/repos/${REPO}/status`)).status).toBe(404);
+    expect((await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(nsRoot), targets: parse(anchorTargets) }) })).status).toBe(201);
+    expect((await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) })).status).toBe(201);
+    const before = await h.timestampVersion();
+    // A member's root is the namespace's: one of its own is refused.
+    expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) }), 409, 'IN_NAMESPACE');
+    expectError(await h.request('POST', `/v1/repos/${REPO}/sync`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
+    expect(await h.timestampVersion()).toBe(before);
+    expect((await h.request('GET', `/v1/repos/${REPO}/metadata/2.root.json`)).status).toBe(404);
+  });
+
   it('online key sets: rotate (admin only), a bounded number of sets, and a revoked key refused in new roots', async () => {
     const h = await ready();
     expectError(await h.request('POST', '/v1/online-keys/rotate', { token: CI, body: '{}' }), 403, 'FORBIDDEN');

@@ -21,7 +21,8 @@ import {
 import { loadPublicKey, loadSigner, type KeySigner, type TufKeyJson } from '../../keys/index.ts';
 import { checkRelisting, signedByAny, trustedIdsOf, withRelisting } from './resign.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
-import type { ServiceClient } from '../../client/service-client.ts';
+import { ServiceClientError, type ServiceClient } from '../../client/service-client.ts';
+import { isNamespaceScope, namedNamespace, namespaceAnchor } from '../../engine/scope.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { OUT_HELP, distinctKeys, initCeremonyPlan, writeCeremony } from '../ceremony-dir.ts';
 import { currentTargetsByRoot, targetsCeremonyPlan } from './ceremony.ts';
@@ -81,8 +82,12 @@ export async function init(argv: string[]): Promise<void> {
   const rootKeys = distinctKeys([...rootSigners, ...(await Promise.all(values['root-pub'].map((f) => loadPublicKey(f))))]);
   const targetsKeys = distinctKeys([...(targetsSigner ? [targetsSigner] : []), ...(await Promise.all(values['targets-pub'].map((f) => loadPublicKey(f))))]);
   if (targetsThreshold > targetsKeys.length) throw new UsageError(`--targets-threshold ${targetsThreshold} needs at least ${targetsThreshold} targets keys${values.out ? ' (--targets-key, --targets-pub)' : ': with --out DIR, --targets-pub names the others'}`);
+  // `<prefix>/`: the trust of a whole namespace, kept at its anchor (engine/scope.ts).
+  const namespace = repo.endsWith('/') ? repo : undefined;
+  if (namespace !== undefined && !isNamespaceScope(namespace)) throw new UsageError(`"${repo.slice(0, 200)}" is not an OCI repository name followed by /`);
+  const created = namespace !== undefined ? namespaceAnchor(namespace) : repo;
   const client = serviceClient(values);
-  const online = await client.onlineKeys(repo);
+  const online = await client.onlineKeys(created);
   const now = Date.now();
   const root = await signMetadata(
     buildRoot({
@@ -97,15 +102,23 @@ export async function init(argv: string[]): Promise<void> {
     rootSigners,
   );
   const targets = await signMetadata(
-    buildTargets({ version: 1, expires: isoExpiry(now + parseDuration(values['targets-expires'] ?? '90d', '--targets-expires')) }),
+    buildTargets({
+      version: 1,
+      expires: isoExpiry(now + parseDuration(values['targets-expires'] ?? '90d', '--targets-expires')),
+      ...(namespace !== undefined ? { member: { repository: created, namespace } } : {}),
+    }),
     targetsSigner ? [targetsSigner] : [],
   );
-  if (values.out) return void (await writeCeremony(values.out, initCeremonyPlan(repo, client.url, root, targets), output(values.json ?? false)));
-  const result = await client.create(repo, root, targets);
+  if (values.out) return void (await writeCeremony(values.out, initCeremonyPlan(created, client.url, root, targets), output(values.json ?? false)));
+  const result = await client.create(created, root, targets);
   const rootOut = values['root-out'] ?? '1.root.json';
   writeFileSync(rootOut, root);
   const out = output(values.json ?? false);
-  out.say(`${result.unchanged ? 'already created' : 'created'} ${repo}: root v1 (${threshold} of ${rootSigners.length} keys), targets v1, timestamp v${result.timestampVersion}`);
+  out.say(
+    namespace !== undefined
+      ? `${result.unchanged ? 'already created' : 'created'} namespace ${namespace} (kept at ${created}): root v1 (${threshold} of ${rootSigners.length} keys); repositories under it join with tufoci delegate add <repo> …`
+      : `${result.unchanged ? 'already created' : 'created'} ${repo}: root v1 (${threshold} of ${rootSigners.length} keys), targets v1, timestamp v${result.timestampVersion}`,
+  );
   out.say(`root saved to ${rootOut}: clients pin it (tufoci trust add ${repo} ${rootOut}, or verify --trust ${rootOut})`);
   out.result({ ...result, root: rootOut });
 }
@@ -122,6 +135,22 @@ async function currentTargets(client: ServiceClient, repo: string, signer: KeySi
     throw new UsageError(`the service's targets v${t.version} of ${repo} is not signed by your targets key ${signer.keyid.slice(0, 12)}; refusing to build on it`);
   }
   return { current: parsed.md.signed, status, policy };
+}
+
+/** The namespace `repo` would join: it does not exist on the service and a namespace covers it. */
+async function joiningNamespace(client: ServiceClient, repo: string): Promise<string | undefined> {
+  try {
+    await client.status(repo);
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof ServiceClientError) || e.code !== 'REPO_NOT_FOUND') throw e;
+  }
+  try {
+    return (await client.namespaceOf(repo)).namespace;
+  } catch (e) {
+    if (e instanceof ServiceClientError && e.code === 'NO_NAMESPACE') return undefined;
+    throw e;
+  }
 }
 
 /** What `delegate add` plans hash bins for when not told (--expected-tags). */
@@ -187,7 +216,16 @@ export async function delegate(argv: string[]): Promise<void> {
   const client = serviceClient(values);
   const pinned = values.trust ? readFileSync(values.trust) : undefined;
   // With --out, what is built on is recognised by the current root's targets keys (no key may be at hand).
-  const { current, status: repoStatus, policy } = values.out !== undefined || signer === undefined ? await currentTargetsByRoot(client, repo, pinned) : await currentTargets(client, repo, signer);
+  // A repository a namespace covers joins it with its first targets version (engine/scope.ts).
+  const joining = await joiningNamespace(client, repo);
+  if (joining && (values.out !== undefined || signer === undefined || action !== 'add')) throw new UsageError(`${repo} does not exist yet: it joins namespace ${joining} with delegate add --targets-key K (not --out)`);
+  const { current, status: repoStatus, policy } = joining
+    ? { current: buildTargets({ version: 0, expires: isoExpiry(0), member: { repository: repo, namespace: joining } }), status: undefined, policy: await loadPolicyFile(defaultPolicyPath()) }
+    : values.out !== undefined || signer === undefined
+      ? await currentTargetsByRoot(client, repo, pinned)
+      : await currentTargets(client, repo, signer);
+  // In a namespace a target path names its repository: so do the delegated path patterns.
+  const prefix = namedNamespace(current) !== undefined ? `${repo}/` : '';
   const expires = isoExpiry(Date.now() + parseDuration(values.expires ?? '90d', '--expires'));
   let keys = await Promise.all((values.key ?? []).map((f) => loadPublicKey(f)));
   if (values.online) {
@@ -213,7 +251,7 @@ export async function delegate(argv: string[]): Promise<void> {
       const expected = values['expected-tags'] === undefined ? (values.online ? 0 : DEFAULT_EXPECTED_TAGS) : nonNegativeInt(values['expected-tags'], '--expected-tags');
       const bins = binsFor(expected, policy.bins.max);
       next = nextTargets(current, expires, withRelisting((json) =>
-        putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: values.paths ?? ['*'], terminating: values.terminating ?? false, bins }),
+        putDelegation(json, { name: role, keys: keys.map((k) => k.public), threshold, paths: (values.paths ?? ['*']).map((p) => `${prefix}${p}`), terminating: values.terminating ?? false, bins }),
       ));
     }
   } else if (action === 'remove') {
@@ -230,6 +268,13 @@ export async function delegate(argv: string[]): Promise<void> {
       if (!revokeDelegationKey(json, role, keyid)) throw new UsageError(`"${role}" of ${repo} has no key ${key.keyid.slice(0, 12)}`);
     }));
   }
+  if (joining) {
+    const result = await client.createMember(repo, await signMetadata(next, [signer as KeySigner]));
+    const out = output(values.json ?? false);
+    out.say(`${repo} joined namespace ${result.namespace}: targets v1 delegates ${role}; timestamp v${result.timestampVersion}`);
+    return out.result(result);
+  }
+  if (!repoStatus) throw new UsageError(`${repo}: no status`); // (set whenever not joining)
   // A delegated role whose keys are only re-listed (same keys, correct ids) must already verify under them.
   await checkRelisting(client, repo, repoStatus, current, next, policy);
   if (values.out !== undefined || signer === undefined) {

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import type { Targets } from '@tufjs/models';
 import { BINS_FIELD, buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
 import type { TufKeyJson } from '../../keys/index.ts';
+import { namedNamespace } from '../../engine/scope.ts';
 import { InMemorySigner, loadSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { pushSignature, signDescriptor } from '../../client/signatures.ts';
@@ -122,17 +123,19 @@ async function putRole(c: Context, role: string, delegatedIds: readonly string[]
  * each step is a verified upload, so a client finds every tag at every moment. A role whose expiry
  * is within half the publishing window is renewed.
  */
-async function placement(c: Context, role: string, tag: string): Promise<{ file: string; delegatedIds: string[] }> {
+async function placement(c: Context, role: string, name: string): Promise<{ file: string; delegatedIds: string[]; tag: string }> {
   const status = await c.client.status(c.repo);
   const t = status.roles.find((r) => r.role === 'targets');
   if (!t) throw new UsageError(`${c.repo} has no targets role`);
   const top = parseMetadata('targets', await c.client.metadata(c.repo, `${t.version}.targets.json`), c.policy.roles.targets.maxBytes).md.signed;
+  // In a namespace (its top-level targets names one), a target path names its repository.
+  const tag = namedNamespace(top) === undefined ? name : `${c.repo}/${name}`;
   const succinct = top.delegations?.succinctRoles;
-  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs] };
+  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs], tag };
   const entry = top.delegations?.roles?.[role];
   const delegatedIds = [...(entry?.keyIDs ?? [])];
   const bins = entry?.unrecognizedFields?.[BINS_FIELD];
-  if (!entry || typeof bins !== 'number') return { file: role, delegatedIds };
+  if (!entry || typeof bins !== 'number') return { file: role, delegatedIds, tag };
   let { md } = await currentRole(c, role);
   if (!md?.delegations?.succinctRoles) {
     // Step 1: the bins delegation, next to the tags the role lists now.
@@ -162,14 +165,14 @@ async function placement(c: Context, role: string, tag: string): Promise<{ file:
   } else if (Date.parse(md.expires) - Date.now() < c.expiresMs / 2) {
     await putRole(c, role, delegatedIds, () => {}); // renewed: its bins are reached through it
   }
-  return { file: bin.getRoleForTarget(tag), delegatedIds: [...bin.keyIDs] };
+  return { file: bin.getRoleForTarget(tag), delegatedIds: [...bin.keyIDs], tag };
 }
 
 export async function publishTag(client: ServiceClient, repo: string, role: string, tag: string, target: ImageTarget, signer: Signer, expiresMs: number) {
   const c: Context = { client, repo, policy: await loadPolicyFile(defaultPolicyPath()), signer, expiresMs };
-  const { file, delegatedIds } = await placement(c, role, tag);
-  return putRole(c, file, delegatedIds, (json) => {
-    (json['targets'] as Record<string, unknown>)[tag] = targetFile(tag, target).toJSON();
+  const placed = await placement(c, role, tag);
+  return putRole(c, placed.file, placed.delegatedIds, (json) => {
+    (json['targets'] as Record<string, unknown>)[placed.tag] = targetFile(placed.tag, target).toJSON();
   });
 }
 
@@ -277,7 +280,9 @@ async function publishEphemeral(
   // The job role must outlive the grant until the service folds it into its parent (at the grant's end).
   const now = Date.now();
   const expires = isoExpiry(Math.min(now + (policy.roles.ci.expiresMaxMinutes - 1) * 60_000, job.endsAt + 30 * 60_000));
-  const md = buildTargets({ version: 1, expires, targets: { [image.tag]: { ...descriptor } } });
+  // In a namespace the grant's paths are qualified (`<repo>/…`): so is the tag.
+  const path = job.paths.every((p) => p.startsWith(`${image.repository}/`)) ? `${image.repository}/${image.tag}` : image.tag;
+  const md = buildTargets({ version: 1, expires, targets: { [path]: { ...descriptor } } });
   const result = await client.upload(image.repository, `1.${job.jobRole}.json`, await signMetadata(md, [jobKey]));
   const out = output(values.json ?? false);
   out.say(`published ${image.repository}:${image.tag} = ${descriptor.digest}`);

@@ -17,6 +17,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { anchorPrefix, namespaceAnchor } from '../../engine/scope.ts';
 import {
   describeVerification,
   isoExpiry,
@@ -122,8 +123,10 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     },
   });
   if (values.help) return console.log(ROTATE_ROOT_HELP);
-  const [repo, ...extra] = positionals;
-  if (!repo || extra.length) throw new UsageError(`rotate root takes one repository\n\n${ROTATE_ROOT_HELP}`);
+  const [arg, ...extra] = positionals;
+  if (!arg || extra.length) throw new UsageError(`rotate root takes one repository\n\n${ROTATE_ROOT_HELP}`);
+  // `<prefix>/`: the namespace's root, rotated at its anchor for every member (engine/scope.ts).
+  const repo = arg.endsWith('/') ? namespaceAnchor(arg) : arg;
   if (!values['old-key'].length && !values.out) throw new UsageError('--old-key is required: a threshold of the current root keys must sign the new root');
   if (!values['new-key'].length && !(values.out && values['new-pub']?.length)) throw new UsageError(values.out ? '--new-key or --new-pub is required: the keys of the new root' : '--new-key is required: every key of the new root that signs now');
   if (values.out && (values['targets-key-new']?.length || values['root-out'])) {
@@ -187,7 +190,7 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   }
 
   const now = Date.now();
-  const next = nextRoot(current, isoExpiry(now + expiresMs), changes, repo);
+  const next = nextRoot(current, isoExpiry(now + expiresMs), changes, anchorPrefix(repo) ?? repo);
   // Old keys root N lists under a legacy id sign under it too, so root N's threshold counts them.
   const bytes = await signMetadata(next, distinct([...oldDistinct, ...newSigners]), { trustedIds: oldRole.keyIDs });
   if (values.out) {
