@@ -1,0 +1,102 @@
+/**
+ * A namespace end to end with the CLI, on a real registry that also holds the TUF metadata
+ * (the service writes there): `init wabbit-networks/` once; repositories join with
+ * `delegate add`; CI publishes (own key, service-signed, ephemeral grant); a client trusts the
+ * namespace once and verifies every member straight from the registry, through the client core
+ * and through tuf-js; one root rotation covers every member.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/main.ts';
+import { RegistryStore } from '../../src/storage/index.ts';
+import { startRegistry, type RegistryServer } from '../support/registry-server.ts';
+import { pushImage, type PushedImage } from '../support/image.ts';
+import { runTufoci, type CliResult } from '../support/cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'tufoci-ns-cli-'));
+const NS = 'wabbit-networks/';
+const MON = 'wabbit-networks/net-monitor';
+const API = 'wabbit-networks/team-a/api';
+let server: RunningServer;
+let registry: RegistryServer;
+let host: string;
+let env: NodeJS.ProcessEnv;
+let mon: PushedImage;
+let api: PushedImage;
+
+const tufoci = (...args: string[]): Promise<CliResult> => runTufoci(args, { cwd: dir, env });
+const ok = async (...args: string[]): Promise<CliResult> => {
+  const r = await tufoci(...args);
+  expect(r.code, `tufoci ${args.join(' ')}\n${r.stderr}`).toBe(0);
+  return r;
+};
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  host = registry.url.replace('http://', '');
+  server = await startServer({ dataDir: join(dir, 'data'), port: 0, registry: registry.url, logger: pino({ level: 'silent' }) });
+  env = { ...process.env, TUFOCI_SERVER: server.url, TUFOCI_TOKEN: readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim(), TUFOCI_HOME: join(dir, 'home') };
+  const store = new RegistryStore({ url: registry.url });
+  mon = await pushImage(store, MON, 'v1', 'net-monitor v1');
+  api = await pushImage(store, API, 'v1', 'api v1');
+  for (const name of ['root', 'root2', 'targets', 'ci']) await ok('keygen', name);
+  await ok('init', NS, '--root-key', 'root.key', '--targets-key', 'targets.key');
+}, 120_000);
+afterAll(async () => {
+  await server?.close();
+  await registry?.stop();
+});
+
+describe('a namespace with the CLI', () => {
+  it('repositories join with delegate add, CI publishes, a client trusting the namespace once verifies each from the registry', async () => {
+    const joined = JSON.parse((await ok('delegate', 'add', MON, 'ci', '--key', 'ci.pub', '--paths', 'v*', '--targets-key', 'targets.key', '--json')).stdout);
+    expect(joined).toMatchObject({ namespace: NS, version: 1 });
+    await ok('delegate', 'add', API, 'ci', '--key', 'ci.pub', '--paths', 'v*', '--expected-tags', '0', '--targets-key', 'targets.key');
+    await ok('publish', `${host}/${MON}:v1`, '--role', 'ci', '--key', 'ci.key');
+    await ok('publish', `${host}/${API}:v1`, '--role', 'ci', '--key', 'ci.key');
+    await ok('trust', 'add', NS, '1.root.json');
+    for (const [repo, img] of [[MON, mon], [API, api]] as const) {
+      for (const client of ['tufoci', 'tuf-js']) {
+        const r = await ok('verify', `${host}/${repo}:v1`, '--tuf-client', client, '--plain-http', '--json');
+        expect(JSON.parse(r.stdout).digest, `${repo} ${client}`).toBe(img.digest);
+      }
+    }
+    // A tag of one member is not another's.
+    await pushImage(new RegistryStore({ url: registry.url }), API, 'v9', 'net-monitor v1'); // same bytes as MON:v1
+    const not = await tufoci('verify', `${host}/${API}:v9`, '--plain-http');
+    expect(not.code).toBe(1);
+    expect(not.stderr).toMatch(/not signed by any trusted key/);
+  });
+
+  it('a member delegates to the service (--online): publish --service-signed in a namespace', async () => {
+    await ok('delegate', 'add', MON, 'release', '--online', '--paths', 'r*', '--targets-key', 'targets.key');
+    const r1 = await pushImage(new RegistryStore({ url: registry.url }), MON, 'r1', 'release 1');
+    await ok('publish', `${host}/${MON}:r1`, '--service-signed', '--role', 'release');
+    const v = await ok('verify', `${host}/${MON}:r1`, '--plain-http', '--json');
+    expect(JSON.parse(v.stdout).digest).toBe(r1.digest);
+  });
+
+  it('one rotation of the namespace root covers every member; the pinned client follows it', async () => {
+    const rot = JSON.parse((await ok('rotate', 'root', NS, '--old-key', 'root.key', '--new-key', 'root2.key', '--json')).stdout);
+    expect(rot).toMatchObject({ version: 2, members: { namespace: NS, rootVersion: 2, failed: [] } });
+    expect(rot.members.updated).toBe(2);
+    for (const repo of [MON, API]) {
+      const r = await ok('verify', `${host}/${repo}:v1`, '--plain-http', '--json');
+      expect(JSON.parse(r.stdout).tuf.root).toBe(2);
+    }
+    // Status of a member names its namespace root.
+    const st = JSON.parse((await ok('status', API, '--json')).stdout);
+    expect(st.roles.find((r: { role: string }) => r.role === 'root').version).toBe(2);
+  });
+
+  it('usage errors: init of a bad prefix, a delegation outside any namespace and repository', async () => {
+    const bad = await tufoci('init', 'Wabbit/', '--root-key', 'root.key', '--targets-key', 'targets.key');
+    expect(bad.code).toBe(2);
+    const none = await tufoci('delegate', 'add', 'acme-rockets/app', 'ci', '--key', 'ci.pub', '--targets-key', 'targets.key');
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/acme-rockets\/app/);
+  });
+});
