@@ -87,9 +87,16 @@ describe('a namespace with the CLI', () => {
       const r = await ok('verify', `${host}/${repo}:v1`, '--plain-http', '--json');
       expect(JSON.parse(r.stdout).tuf.root).toBe(2);
     }
+    // The namespace moves to new online keys in one rotation too.
+    const online = JSON.parse((await ok('rotate', 'online', NS, '--root-key', 'root2.key', '--json')).stdout);
+    expect(online).toMatchObject({ rootVersion: 3, members: { rootVersion: 3, updated: 2, failed: [] } });
+    const after = await ok('verify', `${host}/${MON}:v1`, '--plain-http', '--json');
+    expect(JSON.parse(after.stdout).tuf.root).toBe(3);
+    const all = JSON.parse((await ok('rotate', 'online', '--all', '--root-key', 'root2.key', '--json')).stdout);
+    expect(all.failed).toEqual([]);
     // Status of a member names its namespace root.
     const st = JSON.parse((await ok('status', API, '--json')).stdout);
-    expect(st.roles.find((r: { role: string }) => r.role === 'root').version).toBe(2);
+    expect(st.roles.find((r: { role: string }) => r.role === 'root').version).toBe(3);
   });
 
   it('usage errors: init of a bad prefix, a delegation outside any namespace and repository', async () => {

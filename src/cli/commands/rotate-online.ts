@@ -20,6 +20,8 @@ import { isoExpiry, listedIdOf, signMetadata } from '../../engine/index.ts';
 import { loadSigner, type KeySigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { ServiceClient } from '../../client/service-client.ts';
+import type { NamespaceSync } from '../../api/types.ts';
+import { anchorPrefix, namespaceAnchor, namespaceOf } from '../../engine/scope.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
 import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from '../roots.ts';
 
@@ -45,6 +47,8 @@ interface Rotated {
   set: number;
   generated: boolean;
   timestampVersion: number;
+  /** A namespace's rotation (at its anchor): the members that took the new root. */
+  members?: NamespaceSync;
 }
 
 async function rotateOne(client: ServiceClient, repo: string, signers: readonly KeySigner[], expiresMs: number): Promise<Rotated> {
@@ -61,11 +65,18 @@ async function rotateOne(client: ServiceClient, repo: string, signers: readonly 
     if (!keys.length) throw new UsageError(`the service offers no ${role} key`);
     return { keys, threshold: 1 };
   };
-  const root = nextRoot(current, isoExpiry(Date.now() + expiresMs), { snapshot: online('snapshot'), timestamp: online('timestamp') }, repo);
+  const root = nextRoot(current, isoExpiry(Date.now() + expiresMs), { snapshot: online('snapshot'), timestamp: online('timestamp') }, anchorPrefix(repo) ?? repo);
   await checkTargetsUnderNextRoot(client, repo, current, root, policy);
   const bytes = await signMetadata(root, mine, { trustedIds: rootRole.keyIDs });
   const result = await client.upload(repo, `${root.version}.root.json`, bytes);
-  return { repository: repo, rootVersion: result.version, set: next.set.id, generated: next.generated, timestampVersion: result.timestampVersion };
+  return {
+    repository: repo,
+    rootVersion: result.version,
+    set: next.set.id,
+    generated: next.generated,
+    timestampVersion: result.timestampVersion,
+    ...(result.members ? { members: result.members } : {}),
+  };
 }
 
 export async function rotateOnline(argv: string[]): Promise<void> {
@@ -83,8 +94,11 @@ export async function rotateOnline(argv: string[]): Promise<void> {
   const out = output(values.json ?? false);
 
   if (!values.all) {
-    const r = await rotateOne(client, positionals[0] as string, signers, expiresMs);
+    // `<prefix>/`: the namespace, rotated at its anchor for every member (engine/scope.ts).
+    const arg = positionals[0] as string;
+    const r = await rotateOne(client, arg.endsWith('/') ? namespaceAnchor(arg) : arg, signers, expiresMs);
     out.say(`${r.repository}: root v${r.rootVersion} lists online key set ${r.set}${r.generated ? ' (generated for this rotation)' : ''}; timestamp v${r.timestampVersion} signed with it`);
+    if (r.members) out.say(`  ${r.members.updated} members of ${r.members.namespace} took root v${r.members.rootVersion}${r.members.failed.length ? `; ${r.members.failed.length} failed (retry: the next rotation, or POST /v1/repos/${r.repository}/sync)` : ''}`);
     out.result(r);
     return;
   }
@@ -99,6 +113,11 @@ export async function rotateOnline(argv: string[]): Promise<void> {
     if (u.onCurrent) continue;
     try {
       const { root } = await currentRoot(client, u.repository, policy);
+      const ns = namespaceOf(root, u.repository);
+      if (ns !== undefined && anchorPrefix(u.repository) !== ns) {
+        skipped.push({ repository: u.repository, reason: `a member of namespace ${ns}: it takes the root rotated at ${namespaceAnchor(ns)}` });
+        continue;
+      }
       const role = root.roles['root'];
       const held = signers.filter((s) => listedIdOf(s.public, role?.keyIDs ?? [])).length;
       if (!role || held < role.threshold) {
@@ -107,7 +126,7 @@ export async function rotateOnline(argv: string[]): Promise<void> {
       }
       const r = await rotateOne(client, u.repository, signers, expiresMs);
       done.push(r);
-      out.say(`${u.repository}: root v${r.rootVersion} lists online key set ${r.set}`);
+      out.say(`${u.repository}: root v${r.rootVersion} lists online key set ${r.set}${r.members ? `; ${r.members.updated} members of ${r.members.namespace} took it, ${r.members.failed.length} failed` : ''}`);
     } catch (e) {
       failed.push({ repository: u.repository, error: e instanceof Error ? e.message : String(e) });
       out.say(`${u.repository}: FAILED ${e instanceof Error ? e.message : String(e)}`);
