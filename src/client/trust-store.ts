@@ -130,11 +130,30 @@ export class TrustStore {
     return join(this.dir, 'state', repository);
   }
 
-  /** `trustedRoot`, `stateDir` and `resetHint` for verifyImage; NO_TRUST when nothing answers. */
-  optionsFor(repository: string): { trustedRoot: Uint8Array; stateDir: string; resetHint: string } {
-    const trustedRoot = this.rootFor(repository);
-    if (!trustedRoot) throw new TrustStoreError('NO_TRUST', `no root of trust for ${repository.slice(0, 200)}: run tufoci trust add`, { detail: { repository } });
-    return { trustedRoot, stateDir: this.stateDirFor(repository), resetHint: `tufoci trust reset ${repository}` };
+  /**
+   * Where the members of the namespace pinned for `prefix` share their newest verified root
+   * (shared-root.ts). Under `state/.namespaces/`: no repository name starts with a dot.
+   */
+  namespaceStateDirFor(prefix: string): string {
+    if (!prefix.endsWith('/') || !isPrefix(prefix)) throw new TrustStoreError('BAD_PREFIX', `"${prefix.slice(0, 200)}" is not a prefix ending in /`);
+    return join(this.dir, 'state', '.namespaces', prefix.slice(0, -1));
+  }
+
+  /**
+   * `trustedRoot`, `stateDir` and `resetHint` for verifyImage (and `namespaceStateDir` when a
+   * prefix entry answers), plus the entry that answered; NO_TRUST when nothing answers.
+   */
+  optionsFor(repository: string): { trustedRoot: Uint8Array; stateDir: string; resetHint: string; namespaceStateDir?: string; trustedBy: string } {
+    const entry = this.entryFor(repository);
+    const trustedRoot = entry ? readFileSync(join(this.dir, entry.root)) : undefined;
+    if (!entry || !trustedRoot) throw new TrustStoreError('NO_TRUST', `no root of trust for ${repository.slice(0, 200)}: run tufoci trust add`, { detail: { repository } });
+    return {
+      trustedRoot,
+      stateDir: this.stateDirFor(repository),
+      resetHint: `tufoci trust reset ${repository}`,
+      ...(entry.prefix.endsWith('/') ? { namespaceStateDir: this.namespaceStateDirFor(entry.prefix) } : {}),
+      trustedBy: entry.prefix,
+    };
   }
 
   /**

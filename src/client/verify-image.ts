@@ -47,6 +47,7 @@ import { memberVetter, metadataVetter, vetRoot } from './vet.ts';
 import { namespaceOf } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater } from './core/updater.ts';
+import { adoptSharedRoot, shareRoot } from './shared-root.ts';
 import { CoreError } from './core/trusted-set.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
@@ -92,6 +93,12 @@ export interface VerifyImageOptions {
    * is quadratic in the entries of one role, so it is slow beyond a few thousand targets per role.
    */
   tufClient?: TufClientName;
+  /**
+   * For a member of a namespace (a pinned root whose scope is a prefix): the directory where the
+   * newest root verified for any member is shared (shared-root.ts), so that a rotation is walked
+   * once per namespace. TrustStore.optionsFor gives one for prefix entries. Omitted: none.
+   */
+  namespaceStateDir?: string;
 }
 
 export type TufClientName = 'tufoci' | 'tuf-js';
@@ -100,6 +107,8 @@ export type TufClientName = 'tufoci' | 'tuf-js';
 interface TufResult {
   target: TargetInfo | undefined;
   versions: { root: number; timestamp: number; snapshot: number };
+  /** The root files this refresh verified, in order. */
+  rootsVerified: readonly Uint8Array[];
 }
 
 export interface VerifiedImage {
@@ -157,7 +166,13 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
           );
         })
       : Promise.resolve(undefined);
+    const shared = namespace !== undefined && !ephemeral ? opts.namespaceStateDir : undefined;
+    if (shared !== undefined) {
+      mkdirSync(shared, { recursive: true, mode: 0o700 });
+      adoptSharedRoot(dir, shared, opts.trustedRoot, opts.repository);
+    }
     const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
+    if (shared !== undefined) shareRoot(dir, shared, opts.trustedRoot, tuf.rootsVerified);
     const target = tuf.target;
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
@@ -321,8 +336,8 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
         await updater.refresh();
         const target = await updater.getTargetInfo(targetPath);
         const set = updater.trusted;
-        result = { target, versions: { root: set.root.version, timestamp: set.timestamp?.version ?? 0, snapshot: set.snapshot?.version ?? 0 } };
         roots = updater.rootsVerified;
+        result = { target, versions: { root: set.root.version, timestamp: set.timestamp?.version ?? 0, snapshot: set.snapshot?.version ?? 0 }, rootsVerified: roots };
       } else {
         const { Updater } = await import('tuf-js'); // only this client loads the Updater
         const updater = new Updater({
@@ -333,8 +348,8 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
         });
         await updater.refresh();
         const target = await updater.getTargetInfo(targetPath);
-        result = { target, versions: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') } };
         roots = fetcher.rootsFetched;
+        result = { target, versions: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') }, rootsVerified: roots };
       }
     } catch (cause) {
       // A refresh that skipped a root probe on a hint and then failed is repeated the

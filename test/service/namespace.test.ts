@@ -9,6 +9,11 @@ import { verifyBothClients as verifyImage } from '../support/differential.ts';
 import { ADMIN, CI, ServiceHarness } from './harness.ts';
 import { pushImage } from '../support/image.ts';
 import type { ImageTarget } from '../../src/engine/index.ts';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { verifyImage as verifyCore } from '../../src/client/verify-image.ts';
+import type { Store } from '../../src/storage/index.ts';
 
 const NS = 'wabbit-networks/';
 const ANCHOR = 'wabbit-networks/tufoci-namespace';
@@ -115,6 +120,31 @@ describe('a namespace: one root, many repositories', () => {
     const own = await h.request('PUT', `/v1/repos/${MON}/metadata/3.root.json`, { token: ADMIN, body: await h.rootBytes(3, [h.owner.root], NS) });
     expect(own.status).toBe(409);
     expect(own.json<{ error: { code: string } }>().error.code).toBe('IN_NAMESPACE');
+  });
+
+  it('a client walks a rotation of the namespace root once, not once per member', async () => {
+    const { h, pin, mon, api } = await namespaceWithTwo();
+    for (const v of [2, 3]) expect((await h.request('PUT', `/v1/repos/${ANCHOR}/metadata/${v}.root.json`, { token: ADMIN, body: await h.rootBytes(v, [h.owner.root], NS) })).status).toBe(201);
+    const asked: string[] = [];
+    const counting = new Proxy(h.store, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'getManifest' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+        return (repo: string, ref: string, max: number) => {
+          asked.push(`${repo}:${ref}`);
+          return (value as Store['getManifest']).call(target, repo, ref, max);
+        };
+      },
+    });
+    const base = mkdtempSync(joinPath(tmpdir(), 'tufoci-ns-walk-'));
+    const namespaceStateDir = joinPath(base, 'ns');
+    const first = await verifyCore({ store: counting, repository: MON, tag: 'v1', trustedRoot: pin, stateDir: joinPath(base, 'mon'), namespaceStateDir });
+    expect(first).toMatchObject({ digest: mon.digest, tuf: { root: 3 } });
+    expect(asked).toEqual(expect.arrayContaining([`${MON}/tuf:2.root.json`, `${MON}/tuf:3.root.json`]));
+    asked.length = 0;
+    const second = await verifyCore({ store: counting, repository: API, tag: 'v1', trustedRoot: pin, stateDir: joinPath(base, 'api'), namespaceStateDir });
+    expect(second).toMatchObject({ digest: api.digest, tuf: { root: 3 } });
+    expect(asked.filter((a) => /:[23]\.root\.json$/.test(a))).toEqual([]);
   });
 
   it('service-signed tags in a member are qualified by the service', async () => {

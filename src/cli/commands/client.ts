@@ -127,8 +127,11 @@ export async function verify(argv: string[]): Promise<void> {
   if (!ref || extra.length) throw new UsageError(VERIFY_HELP);
   const image = parseImageRef(ref);
   const store = new TrustStore();
+  // Which pin answers is never left implicit: the longest matching trust entry, named in the output.
+  const entry = values.trust ? undefined : store.entryFor(image.repository);
   const root = values.trust ? readFileSync(values.trust) : store.rootFor(image.repository);
   if (!root) throw new UsageError(`no root of trust for ${image.repository}: pass --trust root.json or run tufoci trust add`);
+  const namespaceStateDir = entry?.prefix.endsWith('/') && !values.state ? store.namespaceStateDirFor(entry.prefix) : undefined;
   const keys = await Promise.all((values['sig-key'] ?? []).map((f) => loadPublicKey(f)));
   const stateDir = values.ephemeral ? undefined : stateDirFor(store, image.repository, values.state);
   const result = await verifyImage({
@@ -139,15 +142,16 @@ export async function verify(argv: string[]): Promise<void> {
     ...(stateDir ? { stateDir, resetHint: `tufoci trust reset ${image.repository}${values.state ? ` --state ${values.state}` : ''}` } : {}),
     timeoutMs,
     tufClient,
+    ...(namespaceStateDir ? { namespaceStateDir } : {}),
     ...(values.server ? { serviceUrl: values.server } : {}),
     ...(keys.length ? { signatures: { keys: keys.map((k) => k.public), threshold: positiveInt(values['sig-threshold'], '--sig-threshold', 1) } } : {}),
   });
   const out = output(values.json ?? false);
   out.say(result.digest);
   if (result.signers.length) out.say(`  signed by ${result.signers.map((k) => k.slice(0, 12)).join(', ')}`);
-  out.say(`  TUF: root v${result.tuf.root}, snapshot v${result.tuf.snapshot}, timestamp v${result.tuf.timestamp}`);
+  out.say(`  TUF: root v${result.tuf.root}, snapshot v${result.tuf.snapshot}, timestamp v${result.tuf.timestamp}${entry ? `; trusted through ${entry.prefix}` : ''}`);
   if (result.registryTag && !result.registryTag.agrees) {
     console.error(`warning: the registry's tag ${image.tag} points at ${result.registryTag.digest}, not the digest TUF trusts; use the digest above`);
   }
-  out.result(result);
+  out.result({ ...result, ...(entry ? { trustedBy: entry.prefix } : {}) });
 }
