@@ -166,6 +166,8 @@ export interface RepositoryStatus {
   tombstones: Array<{ role: string; version: number }>;
   /** Keys root or a delegation lists under the id tufoci wrote before following the TUF specification (docs/OPERATIONS.md). */
   legacyKeyIds: LegacyKeyListing[];
+  /** The namespace whose root the repository's is (a member or the anchor), when it is in one. */
+  namespace?: string;
 }
 
 export interface GrantInfo {

@@ -2,16 +2,22 @@
  * acme-rockets' mirror of wabbit-networks, with skopeo: the image tag, its signature referrers
  * (the `sha256-<hex>` tag), and `R/tuf` from the service's OCI layout (`oci:` transport): the
  * versioned files the mirror lacks first (they are immutable), `timestamp.json` last
- * (docs/FORMAT.md §5's order).
+ * (docs/FORMAT.md §5's order). One repository at a time: net-monitor (steps 4 and 6), or a
+ * namespace member, whose `R/tuf` holds byte copies of the namespace's root files (step 9).
+ * And the hostile mirror of step 9: another member's image, signatures and metadata copied under
+ * the mirrored member's name.
  */
 import { join } from 'node:path';
 import { OciLayoutStore, RegistryStore, parseMetadataFileName } from '../storage/index.ts';
 import { DemoFailure } from './narrator.ts';
-import { REPO, TUF_REPO } from './parties.ts';
+import { REPO, tufRepo } from './parties.ts';
 import type { RegistryProcess } from './registry-process.ts';
 import { OnStage } from './stage.ts';
 
 const SKOPEO = '/usr/bin/skopeo';
+
+/** Versioned files by version, then timestamp.json (the order a client can never see a timestamp before its files). */
+const copyOrder = (versioned: string[]): string[] => [...versioned.sort((a, b) => Number(a.split('.')[0]) - Number(b.split('.')[0])), 'timestamp.json'];
 
 export class Mirror extends OnStage {
 
@@ -23,18 +29,42 @@ export class Mirror extends OnStage {
 
   /** The service's OCI layout of a repository's metadata. */
   #layoutDir(repository: string): string {
-    return join(this.stage.layoutRoot, ...`${repository}/tuf`.split('/'));
+    return join(this.stage.layoutRoot, ...tufRepo(repository).split('/'));
   }
 
-  /** The metadata files of R/tuf in the service's layout that `acme` does not have yet (timestamp.json aside). */
-  async #missing(acme: RegistryProcess): Promise<string[]> {
+  /** The metadata files of `repository`'s R/tuf in the service's layout (timestamp.json aside). */
+  async #versioned(repository: string): Promise<string[]> {
     const layout = new OciLayoutStore({ root: this.stage.layoutRoot });
-    const have = new Set(await new RegistryStore({ url: acme.url }).listTags(TUF_REPO));
-    return (await layout.listTags(TUF_REPO)).filter((t) => parseMetadataFileName(t) !== undefined && t !== 'timestamp.json' && !have.has(t));
+    return (await layout.listTags(tufRepo(repository))).filter((t) => parseMetadataFileName(t) !== undefined && t !== 'timestamp.json');
   }
 
-  async #copyTuf(acme: RegistryProcess, file: string): Promise<void> {
-    await this.#skopeo(`oci:${this.#layoutDir(REPO)}:${file}`, `docker://${acme.host}/${TUF_REPO}:${file}`);
+  /** The versioned metadata files of `repository` that `acme` does not have yet. */
+  async #missing(acme: RegistryProcess, repository: string): Promise<string[]> {
+    const have = new Set(await new RegistryStore({ url: acme.url }).listTags(tufRepo(repository)));
+    return (await this.#versioned(repository)).filter((t) => !have.has(t));
+  }
+
+  /** One metadata file of `from`'s R/tuf in the service's layout, copied to acme as `to`'s. */
+  async #copyTuf(acme: RegistryProcess, file: string, from: string, to = from): Promise<void> {
+    await this.#skopeo(`oci:${this.#layoutDir(from)}:${file}`, `docker://${acme.host}/${tufRepo(to)}:${file}`);
+  }
+
+  /** The image tag and its signature tag, from `from` on wabbit-networks to `to` on acme-rockets; told. */
+  async #image(wabbit: RegistryProcess, acme: RegistryProcess, digest: string, from: string, to: string, tag: string): Promise<void> {
+    const sigTag = digest.replace(':', '-');
+    this.narrator.note(`$ skopeo copy --all --preserve-digests docker://${wabbit.host}/${from}:${tag} docker://${acme.host}/${to}:${tag}`);
+    await this.#skopeo(`docker://${wabbit.host}/${from}:${tag}`, `docker://${acme.host}/${to}:${tag}`);
+    // skopeo 1.9 cannot keep this OCI 1.1 index byte for byte (it drops the descriptors' artifactType);
+    // the signature manifests themselves are copied unchanged (docs/FORMAT.md §8).
+    this.narrator.note(`$ skopeo copy --all docker://${wabbit.host}/${from}:${sigTag} docker://${acme.host}/${to}:${sigTag}`);
+    await this.#skopeo(`docker://${wabbit.host}/${from}:${sigTag}`, `docker://${acme.host}/${to}:${sigTag}`, false);
+  }
+
+  /** Metadata files of `from`, copied in order to acme as `to`'s; told as one command. */
+  async #tufFiles(acme: RegistryProcess, order: string[], from: string, to: string): Promise<void> {
+    for (const file of order) await this.#copyTuf(acme, file, from, to);
+    this.narrator.note(`$ skopeo copy --all --preserve-digests oci:$DATA/oci/${tufRepo(from)}:<file> docker://${acme.host}/${tufRepo(to)}:<file>`);
+    this.narrator.note(`  for ${order.length} files: ${order.join(' ')}`);
   }
 
   /**
@@ -44,25 +74,27 @@ export class Mirror extends OnStage {
    * yet (versioned files are immutable), `timestamp.json` last. Told step by
    * step; returns the metadata files in copy order.
    */
-  async all(wabbit: RegistryProcess, acme: RegistryProcess, digest: string): Promise<string[]> {
-    const image = `${REPO}:v1`;
-    const sigTag = `${REPO}:${digest.replace(':', '-')}`;
-    this.narrator.note(`$ skopeo copy --all --preserve-digests docker://${wabbit.host}/${image} docker://${acme.host}/${image}`);
-    await this.#skopeo(`docker://${wabbit.host}/${image}`, `docker://${acme.host}/${image}`);
-    // skopeo 1.9 cannot keep this OCI 1.1 index byte for byte (it drops the descriptors' artifactType);
-    // the signature manifests themselves are copied unchanged (docs/FORMAT.md §8).
-    this.narrator.note(`$ skopeo copy --all docker://${wabbit.host}/${sigTag} docker://${acme.host}/${sigTag}`);
-    await this.#skopeo(`docker://${wabbit.host}/${sigTag}`, `docker://${acme.host}/${sigTag}`, false);
-    const versioned = await this.#missing(acme);
-    const order = [...versioned.sort((a, b) => Number(a.split('.')[0]) - Number(b.split('.')[0])), 'timestamp.json'];
-    for (const file of order) await this.#copyTuf(acme, file);
-    this.narrator.note(`$ skopeo copy --all --preserve-digests oci:$DATA/oci/${TUF_REPO}:<file> docker://${acme.host}/${TUF_REPO}:<file>`);
-    this.narrator.note(`  for ${order.length} files: ${order.join(' ')}`);
+  async all(wabbit: RegistryProcess, acme: RegistryProcess, digest: string, repository = REPO, tag = 'v1'): Promise<string[]> {
+    await this.#image(wabbit, acme, digest, repository, repository, tag);
+    const order = copyOrder(await this.#missing(acme, repository));
+    await this.#tufFiles(acme, order, repository, repository);
     return order;
   }
 
   /** Only R/tuf (new versioned files, then timestamp.json), quietly. */
-  async tuf(acme: RegistryProcess): Promise<void> {
-    for (const file of [...(await this.#missing(acme)), 'timestamp.json']) await this.#copyTuf(acme, file);
+  async tuf(acme: RegistryProcess, repository = REPO): Promise<void> {
+    for (const file of copyOrder(await this.#missing(acme, repository))) await this.#copyTuf(acme, file, repository);
+  }
+
+  /**
+   * What a hostile mirror can do: serve `from`'s image tag, signatures and every metadata file
+   * (timestamp.json last, same-named files overwritten) under `to`'s name. Told; returns the
+   * metadata files in copy order.
+   */
+  async passOff(wabbit: RegistryProcess, acme: RegistryProcess, digest: string, from: string, to: string, tag = 'v1'): Promise<string[]> {
+    await this.#image(wabbit, acme, digest, from, to, tag);
+    const order = copyOrder(await this.#versioned(from));
+    await this.#tufFiles(acme, order, from, to);
+    return order;
   }
 }

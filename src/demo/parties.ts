@@ -16,6 +16,13 @@ export const REPO = 'wabbit-networks/net-monitor';
 export const TUF_REPO = `${REPO}/tuf`;
 /** Another publisher's repository on the same service (a foreign root; the mix-and-match source). */
 export const OTHER_REPO = 'globex/net-logger';
+/** wabbit-networks' namespace (step 8): one root for every repository under the prefix. */
+export const NAMESPACE = 'wabbit-networks/';
+/** The namespace's two members: net-scanner is mirrored to acme-rockets (step 9), net-dashboard is not. */
+export const SCANNER = 'wabbit-networks/net-scanner';
+export const DASHBOARD = 'wabbit-networks/net-dashboard';
+/** Where a repository's TUF metadata lives in a registry. */
+export const tufRepo = (repository: string): string => `${repository}/tuf`;
 
 const CLI = fileURLToPath(new URL('../../bin/tufoci.js', import.meta.url));
 
@@ -27,8 +34,8 @@ export interface Party {
   service: boolean;
 }
 
-/** An image reference on `registry`: `<host>/wabbit-networks/net-monitor:<tag>`. */
-export const ref = (registry: RegistryProcess, tag = 'v1'): string => `${registry.host}/${REPO}:${tag}`;
+/** An image reference on `registry`: `<host>/wabbit-networks/net-monitor:<tag>` (or another repository's). */
+export const ref = (registry: RegistryProcess, tag = 'v1', repository = REPO): string => `${registry.host}/${repository}:${tag}`;
 
 export class Parties extends OnStage {
 

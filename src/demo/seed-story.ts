@@ -23,6 +23,17 @@
  *     yet → refused; approved → verifies the new build.
  *  7. Attacks by the mirror on a client that trusts the newer state: rollback,
  *     mix-and-match, the registry tag moved back, freeze.
+ *  8. A namespace: the owner creates `wabbit-networks/` trust once (one root
+ *     for the prefix, kept at wabbit-networks/tufoci-namespace); net-scanner
+ *     and net-dashboard join with their targets alone; CI publishes v1 in
+ *     each; a client trusting the namespace once verifies both. (net-monitor
+ *     keeps the root of its own of steps 2–7.)
+ *  9. acme-rockets mirrors net-scanner alone (image, signatures, its `R/tuf`,
+ *     which holds byte copies of the namespace's root files); with the
+ *     service stopped its client verifies it from acme's registry. Then
+ *     acme's registry serves net-dashboard's image, signatures and metadata,
+ *     signed by the same namespace keys, under net-scanner's name: refused,
+ *     since every member's files name the member they are for.
  *
  * Every expected outcome is checked here too (a `DemoFailure` otherwise), so
  * the demo exits non-zero if any attack is accepted.
@@ -47,17 +58,19 @@ import { listSignatures } from '../client/signatures.ts';
 import { pushImage, type PushedImage } from './image.ts';
 import { Mirror } from './mirror.ts';
 import { DemoFailure, Narrator, short, type CliRun } from './narrator.ts';
-import { OTHER_REPO, Parties, REPO, TUF_REPO, ref, type Party } from './parties.ts';
+import { DASHBOARD, NAMESPACE, OTHER_REPO, Parties, REPO, SCANNER, TUF_REPO, ref, tufRepo, type Party } from './parties.ts';
 import type { RegistryProcess } from './registry-process.ts';
 import { Stage } from './stage.ts';
 
 export { DemoFailure, type CliRun } from './narrator.ts';
-export { OTHER_REPO, REPO, TUF_REPO } from './parties.ts';
+export { DASHBOARD, NAMESPACE, OTHER_REPO, REPO, SCANNER, TUF_REPO } from './parties.ts';
 
 const DAY = 86_400_000;
 const MAX_MANIFEST = 4 * 1024 * 1024;
 /** acme-rockets' clients require both signatures: wabbit-networks' CI key and acme-rockets' approver. */
 const BOTH_SIGNERS = ['--sig-key', 'ci.pub', '--sig-key', 'acme-approver.pub', '--sig-threshold', '2'];
+/** The namespace root the owner's `init wabbit-networks/` writes (not 1.root.json: that is net-monitor's). */
+const NAMESPACE_ROOT = 'wabbit-networks-root.json';
 
 export interface SeedDemoResult {
   registries: { wabbit: string; acme: string };
@@ -84,6 +97,35 @@ export interface SeedDemoResult {
   serviceRunningDuringMirrorVerify: boolean;
   /** How the client found signatures on acme-rockets' registry. */
   acmeSignatureSource: 'referrers-api' | 'tag-schema';
+  /** Steps 8–9: the `wabbit-networks/` namespace, its two members, net-scanner's mirror. */
+  namespace: NamespaceResult;
+}
+
+export interface NamespaceResult {
+  scanner: PushedImage;
+  dashboard: PushedImage;
+  runs: {
+    init: CliRun;
+    joinScanner: CliRun;
+    joinDashboard: CliRun;
+    publishScanner: CliRun;
+    publishDashboard: CliRun;
+    verifyScanner: CliRun;
+    verifyDashboard: CliRun;
+    verifyAcmeScanner: CliRun;
+    /** net-dashboard served as net-scanner on acme-rockets: a new client pinning the namespace root only. */
+    passedOff: CliRun;
+    /** The same, to acme's client that trusts the namespace and verified net-scanner before. */
+    passedOffTrusting: CliRun;
+  };
+  /** net-scanner's metadata files copied to acme-rockets, in copy order (timestamp.json last). */
+  mirroredTufFiles: string[];
+  /** acme's net-scanner/tuf:1.root.json is the namespace root the owner created, byte for byte. */
+  mirroredRootIsNamespaceRoot: boolean;
+  /** Whether the service was running while the acme-rockets client verified net-scanner. */
+  serviceRunningDuringMirrorVerify: boolean;
+  /** net-dashboard's metadata files the hostile mirror served under net-scanner/tuf, in copy order. */
+  passedOffTufFiles: string[];
 }
 
 export interface SeedDemoOptions {
@@ -106,6 +148,8 @@ interface Cast {
   stranger: Party;
   acmeOps: Party;
   acmeClient: Party;
+  nsClient: Party;
+  acmeNsClient: Party;
 }
 
 export class SeedDemo {
@@ -158,6 +202,8 @@ export class SeedDemo {
     const mixAndMatch = await this.#mixAndMatch(cast);
     const tagMovedBack = await this.#tagMovedBack(cast, build1, rebuilt.build2);
     const freeze = await this.#freeze(cast);
+    const namespace = await this.#namespace(cast);
+    Object.assign(namespace, await this.#mirrorMember(cast, namespace));
     this.#tell.say('');
     this.#tell.say('Done: every step verified, every attack refused with its reason.');
     return {
@@ -180,13 +226,14 @@ export class SeedDemo {
       mirroredTufFiles: mirrored.mirroredTufFiles,
       serviceRunningDuringMirrorVerify: mirrored.serviceRunningDuringMirrorVerify,
       acmeSignatureSource: mirrored.acmeSignatureSource,
+      namespace: namespace as NamespaceResult,
     };
   }
 
   /** Registries, the service, the parties. */
   async #setUp(): Promise<Cast> {
     const stage = this.#stage;
-    this.#tell.say('tufoci seed demo: wabbit-networks publishes net-monitor; acme-rockets mirrors and approves it.');
+    this.#tell.say('tufoci seed demo: wabbit-networks publishes net-monitor; acme-rockets mirrors and approves it; then one wabbit-networks/ root for two more repositories.');
     const [wabbit, acme] = await Promise.all([stage.startRegistry('wabbit-networks'), stage.startRegistry('acme-rockets')]);
     await stage.startService();
     this.#tell.note(`registries (docker-registry 2.8): wabbit-networks ${wabbit.host} (pid ${wabbit.pid}), acme-rockets ${acme.host} (pid ${acme.pid})`);
@@ -203,6 +250,8 @@ export class SeedDemo {
       stranger: p.party('stranger', false),
       acmeOps: p.party('acme-ops', false),
       acmeClient: p.party('acme-client', false),
+      nsClient: p.party('ns-client', false),
+      acmeNsClient: p.party('acme-ns-client', false),
       wabbitStore: new RegistryStore({ url: wabbit.url }),
       acmeStore: new RegistryStore({ url: acme.url }),
     };

@@ -213,7 +213,8 @@ export class RepositoryService {
       add(role, rec.md.signed.version, rec.md.signed.expires, keyids, threshold, held.has(role) ? 'online' : jobEndsAt(role) !== undefined ? 'job' : 'offline');
     }
     const legacyKeyIds = legacyKeyListings(root, [...state.targets].map(([role, rec]) => [role, rec.md.signed] as const));
-    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })), legacyKeyIds };
+    const namespace = namespaceOf(root, repository);
+    return { repository, roles, tombstones: [...state.tombstones].map(([role, version]) => ({ role, version })), legacyKeyIds, ...(namespace !== undefined ? { namespace } : {}) };
   }
 
   /** Seconds to expiry per role of every cached head, for metrics. */

@@ -97,6 +97,12 @@ describe('a namespace with the CLI', () => {
     // Status of a member names its namespace root.
     const st = JSON.parse((await ok('status', API, '--json')).stdout);
     expect(st.roles.find((r: { role: string }) => r.role === 'root').version).toBe(3);
+    expect(st.namespace).toBe(NS);
+    expect(JSON.parse((await ok('status', NS, '--json')).stdout).repository).toBe(`${NS}tufoci-namespace`);
+    // The namespace's root is listed once (at its anchor) by expiring, not once per member.
+    const exp = await tufoci('expiring', '--within', '400d', '--json');
+    const roots = (JSON.parse(exp.stdout) as Array<{ repository: string; role: string }>).filter((f) => f.role === 'root' && f.repository.startsWith(NS));
+    expect(roots.map((f) => f.repository)).toEqual([`${NS}tufoci-namespace`]);
   });
 
   it('usage errors: init of a bad prefix, a delegation outside any namespace and repository', async () => {

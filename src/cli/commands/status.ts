@@ -27,8 +27,10 @@ export function legacyWarnings(repo: string, listings: readonly LegacyKeyListing
 }
 
 export const STATUS_HELP = `usage: tufoci status <repo> [--server URL] [--json]
+       tufoci status <prefix>/ [--server URL] [--json]
 
-Each role's version, expiry, keys and threshold, and who signs it.
+Each role's version, expiry, keys and threshold, and who signs it. A prefix
+ending in / names a namespace: the status of its anchor, which keeps its root.
 ${SERVER_HELP}`;
 
 export async function status(argv: string[]): Promise<void> {
@@ -36,9 +38,9 @@ export async function status(argv: string[]): Promise<void> {
   if (values.help) return console.log(STATUS_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(STATUS_HELP);
-  const s = await serviceClient(values).status(repo);
+  const s = await serviceClient(values).status(repo.endsWith('/') ? `${repo}tufoci-namespace` : repo);
   const out = output(values.json ?? false);
-  out.say(`${s.repository}`);
+  out.say(`${s.repository}${s.namespace !== undefined ? `  (namespace ${s.namespace}${s.repository === `${s.namespace}tufoci-namespace` ? ': its anchor' : ''})` : ''}`);
   for (const r of s.roles) {
     const days = (r.expiresInSeconds / 86_400).toFixed(1);
     out.say(`  ${r.role.padEnd(12)} v${String(r.version).padEnd(5)} expires ${r.expires} (${days} d)  ${r.threshold} of ${r.keyids.length} key(s), ${r.signedBy}`);
@@ -53,6 +55,7 @@ export const EXPIRING_HELP = `usage: tufoci expiring --within 30d [--server URL]
 Lists every role of every repository that expires within the window. Exits 1
 when an offline role (root, targets, a delegation) does — a cron job's alarm;
 online roles (snapshot, timestamp) are re-signed by the service and only listed.
+A namespace's root is listed once, at its anchor, not for every member.
 ${SERVER_HELP}`;
 
 export async function expiring(argv: string[]): Promise<void> {
@@ -64,7 +67,9 @@ export async function expiring(argv: string[]): Promise<void> {
   const found: Array<{ repository: string; role: string; version: number; expires: string; expiresInSeconds: number; signedBy: string }> = [];
   for (const repository of await client.repositories()) {
     const s = await client.status(repository);
-    for (const r of s.roles) if (r.expiresInSeconds <= windowSeconds) found.push({ repository, role: r.role, version: r.version, expires: r.expires, expiresInSeconds: r.expiresInSeconds, signedBy: r.signedBy });
+    // A member's root is its namespace's: reported once, at the anchor.
+    const member = s.namespace !== undefined && repository !== `${s.namespace}tufoci-namespace`;
+    for (const r of s.roles) if (r.expiresInSeconds <= windowSeconds && !(member && r.role === 'root')) found.push({ repository, role: r.role, version: r.version, expires: r.expires, expiresInSeconds: r.expiresInSeconds, signedBy: r.signedBy });
   }
   const out = output(values.json ?? false);
   for (const f of found) out.say(`${f.repository}  ${f.role} v${f.version} expires ${f.expires}${f.expiresInSeconds < 0 ? ' (EXPIRED)' : ''}  ${f.signedBy}`);
