@@ -44,7 +44,7 @@ import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 import { memberVetter, metadataVetter, vetRoot } from './vet.ts';
-import { namespaceOf } from '../engine/scope.ts';
+import { namespaceAnchor, namespaceOf } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater } from './core/updater.ts';
 import { adoptSharedRoot, shareRoot } from './shared-root.ts';
@@ -320,7 +320,10 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     // The core reads every file strictly and checks each root's scope itself; tuf-js needs the vetter.
     const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository), namespace);
     const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(vet ? { vet } : {}) };
-    const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher(options) : new RegistryFetcher({ metadata, ...options });
+    // A member's roots are its namespace's, at the anchor (the service answers them for the member itself).
+    const fetcher: TimestampFirstFetcher = opts.serviceUrl
+      ? new ServiceFetcher(options)
+      : new RegistryFetcher({ metadata, ...options, ...(namespace !== undefined ? { rootRepository: namespaceAnchor(namespace) } : {}) });
     let result: TufResult;
     let roots: readonly Uint8Array[];
     try {

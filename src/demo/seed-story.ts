@@ -43,11 +43,12 @@
  * narrator.ts (output and the checks), parties.ts (who runs the CLI where),
  * mirror.ts (acme-rockets' skopeo copies).
  */
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROUTES, paths } from '../api/routes.ts';
 import {
   EMPTY_JSON_BYTES,
+  MetadataStore,
   OCI_MANIFEST_MEDIA_TYPE,
   RegistryStore,
   buildMetadataArtifact,
@@ -55,6 +56,7 @@ import {
   type Manifest,
 } from '../storage/index.ts';
 import { listSignatures } from '../client/signatures.ts';
+import { namespaceAnchor } from '../engine/scope.ts';
 import { pushImage, type PushedImage } from './image.ts';
 import { Mirror } from './mirror.ts';
 import { DemoFailure, Narrator, short, type CliRun } from './narrator.ts';
@@ -122,6 +124,8 @@ export interface NamespaceResult {
   mirroredTufFiles: string[];
   /** acme's net-scanner/tuf:1.root.json is the namespace root the owner created, byte for byte. */
   mirroredRootIsNamespaceRoot: boolean;
+  /** acme-rockets' repositories (its catalog) when its client verified net-scanner. */
+  acmeRepositories: string[];
   /** Whether the service was running while the acme-rockets client verified net-scanner. */
   serviceRunningDuringMirrorVerify: boolean;
   /** net-dashboard's metadata files the hostile mirror served under net-scanner/tuf, in copy order. */
@@ -202,8 +206,8 @@ export class SeedDemo {
     const mixAndMatch = await this.#mixAndMatch(cast);
     const tagMovedBack = await this.#tagMovedBack(cast, build1, rebuilt.build2);
     const freeze = await this.#freeze(cast);
-    const namespace = await this.#namespace(cast);
-    Object.assign(namespace, await this.#mirrorMember(cast, namespace));
+    const members = await this.#namespace(cast);
+    const memberMirror = await this.#mirrorMember(cast, members);
     this.#tell.say('');
     this.#tell.say('Done: every step verified, every attack refused with its reason.');
     return {
@@ -226,7 +230,7 @@ export class SeedDemo {
       mirroredTufFiles: mirrored.mirroredTufFiles,
       serviceRunningDuringMirrorVerify: mirrored.serviceRunningDuringMirrorVerify,
       acmeSignatureSource: mirrored.acmeSignatureSource,
-      namespace: namespace as NamespaceResult,
+      namespace: { ...members, ...memberMirror, runs: { ...members.runs, ...memberMirror.runs } },
     };
   }
 
@@ -433,7 +437,84 @@ export class SeedDemo {
     t.expectRefused(freeze, 1, /timestamp\.json is expired \(freeze/, 'freeze');
     return freeze;
   }
+
+  /**
+   * 8. A namespace: `init wabbit-networks/` once (the owner's offline keys; the root is kept at the
+   * anchor wabbit-networks/tufoci-namespace), two repositories join with `delegate add` (their
+   * targets alone, which name them), CI publishes v1 in each, and a client that trusts the
+   * namespace once verifies both.
+   */
+  async #namespace({ wabbit, wabbitStore, owner, ci, nsClient }: Cast): Promise<MembersPublished> {
+    const t = this.#tell;
+    t.step(8, `A namespace: the owner creates ${NAMESPACE} trust once; net-scanner and net-dashboard join it; CI publishes v1 in each`);
+    await this.#stage.startService();
+    const serviceUrl = this.#stage.serviceUrl;
+    t.note(`(service restarted on the same data: ${serviceUrl})`);
+    const [scanner, dashboard] = await Promise.all([pushImage(wabbitStore, SCANNER, 'v1', 'net-scanner v1'), pushImage(wabbitStore, DASHBOARD, 'v1', 'net-dashboard v1')]);
+    t.ok(`${ref(wabbit, 'v1', SCANNER)} = ${short(scanner.digest)}, ${ref(wabbit, 'v1', DASHBOARD)} = ${short(dashboard.digest)}`);
+    const init = t.must(await this.#tufoci(owner, ['init', NAMESPACE, '--root-key', 'root.key', '--targets-key', 'targets.key', '--root-out', NAMESPACE_ROOT]), 'init namespace');
+    const joinNamespace = async (repo: string): Promise<CliRun> =>
+      t.must(await this.#tufoci(owner, ['delegate', 'add', repo, 'ci', '--key', 'ci.pub', '--paths', 'v*', '--terminating', '--targets-key', 'targets.key']), `${repo} joins`);
+    const joinScanner = await joinNamespace(SCANNER);
+    const joinDashboard = await joinNamespace(DASHBOARD);
+    t.note('(net-monitor, created in step 2 with a root of its own, stays as it is)');
+    const publish = async (repo: string, image: PushedImage): Promise<CliRun> => {
+      const run = t.must(await this.#tufoci(ci, ['publish', ref(wabbit, 'v1', repo), '--role', 'ci', '--key', 'ci.key']), `publish ${repo}:v1`);
+      if (!run.stdout.includes(image.digest)) throw new DemoFailure(`publish did not publish ${image.digest}: ${run.stdout}`);
+      return run;
+    };
+    const publishScanner = await publish(SCANNER, scanner);
+    const publishDashboard = await publish(DASHBOARD, dashboard);
+    for (const [from, f] of [[owner, NAMESPACE_ROOT], [ci, 'ci.pub']] as const) copyFileSync(join(from.dir, f), join(nsClient.dir, f)); // received out of band
+    t.must(await this.#tufoci(nsClient, ['trust', 'add', NAMESPACE, NAMESPACE_ROOT]), 'trust add namespace');
+    const verifyScanner = await this.#tufoci(nsClient, ['verify', ref(wabbit, 'v1', SCANNER), '--server', serviceUrl, '--sig-key', 'ci.pub']);
+    t.expectDigest(verifyScanner, scanner.digest, 'client trusting the namespace, net-scanner');
+    const verifyDashboard = await this.#tufoci(nsClient, ['verify', ref(wabbit, 'v1', DASHBOARD), '--server', serviceUrl, '--sig-key', 'ci.pub']);
+    t.expectDigest(verifyDashboard, dashboard.digest, 'client trusting the namespace, net-dashboard');
+    t.ok(`one trusted root for both: net-scanner v1 is ${short(scanner.digest)}, net-dashboard v1 is ${short(dashboard.digest)}`);
+    return { scanner, dashboard, runs: { init, joinScanner, joinDashboard, publishScanner, publishDashboard, verifyScanner, verifyDashboard } };
+  }
+
+  /**
+   * 9. net-scanner alone is mirrored to acme-rockets (its R/tuf holds the namespace's root files);
+   * with the service stopped, acme's client trusting the namespace verifies it there. Then acme's
+   * registry serves net-dashboard's image, signatures and metadata under net-scanner's name:
+   * signed by the same namespace keys, and refused, because each file names its member.
+   */
+  async #mirrorMember({ wabbit, acme, acmeStore, owner, nsClient, acmeNsClient }: Cast, { scanner, dashboard }: MembersPublished): Promise<MemberMirrored> {
+    const t = this.#tell;
+    t.step(9, `acme-rockets mirrors net-scanner alone (image, signatures, ${tufRepo(SCANNER)}); the service is stopped; then acme's registry passes net-dashboard off as net-scanner`);
+    await this.#stage.stopService();
+    t.ok('tufoci service stopped');
+    const mirroredTufFiles = await this.#mirror.all(wabbit, acme, scanner.digest, SCANNER);
+    const mirroredRoot = await new MetadataStore({ store: acmeStore }).readMetadata(SCANNER, '1.root.json', MAX_MANIFEST);
+    const mirroredRootIsNamespaceRoot = Buffer.from(mirroredRoot).equals(readFileSync(join(owner.dir, NAMESPACE_ROOT)));
+    if (!mirroredRootIsNamespaceRoot) throw new DemoFailure(`${acme.host}/${tufRepo(SCANNER)}:1.root.json is not the namespace root ${NAMESPACE_ROOT}`);
+    const acmeRepositories = (await acmeStore.listRepositories()).sort();
+    const anchor = namespaceAnchor(NAMESPACE);
+    if (acmeRepositories.some((r) => r.startsWith(anchor) || r.startsWith(DASHBOARD))) throw new DemoFailure(`acme-rockets holds more than net-scanner of the namespace: ${acmeRepositories.join(' ')}`);
+    t.ok(`its 1.root.json is the ${NAMESPACE} root, byte for byte; acme-rockets has nothing of the anchor ${anchor} (nor of net-dashboard)`);
+    for (const f of [NAMESPACE_ROOT, 'ci.pub']) copyFileSync(join(nsClient.dir, f), join(acmeNsClient.dir, f));
+    t.must(await this.#tufoci(acmeNsClient, ['trust', 'add', NAMESPACE, NAMESPACE_ROOT]), 'acme trust add namespace');
+    const serviceRunningDuringMirrorVerify = this.#stage.serviceRunning || (await reachable(this.#stage.serviceUrl));
+    const verifyAcmeScanner = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--sig-key', 'ci.pub']);
+    t.expectDigest(verifyAcmeScanner, scanner.digest, 'acme-rockets client trusting the namespace, service stopped');
+    t.ok(`same digest from acme-rockets, service stopped (TUF read from ${acme.host}/${tufRepo(SCANNER)} alone)`);
+    t.note(`passed off: acme's registry serves net-dashboard's v1, signatures and metadata (the same namespace keys signed them) as net-scanner's`);
+    const passedOffTufFiles = await this.#mirror.passOff(wabbit, acme, dashboard.digest, DASHBOARD, SCANNER);
+    const memberMismatch = new RegExp(`TUF metadata of ${SCANNER} refused: .*is for "${DASHBOARD}", not for ${SCANNER}: another namespace member's metadata served as this one's`);
+    const passedOff = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--trust', NAMESPACE_ROOT, '--ephemeral', '--sig-key', 'ci.pub']);
+    t.expectRefused(passedOff, 1, memberMismatch, 'net-dashboard passed off as net-scanner (new client)');
+    const passedOffTrusting = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--sig-key', 'ci.pub']);
+    t.expectRefused(passedOffTrusting, 1, memberMismatch, 'net-dashboard passed off as net-scanner (client with state)');
+    t.note("  (one root's keys sign every member's files, the same online keys and the same targets key: each file names its repository)");
+    return { mirroredTufFiles, mirroredRootIsNamespaceRoot, acmeRepositories, serviceRunningDuringMirrorVerify, passedOffTufFiles, runs: { verifyAcmeScanner, passedOff, passedOffTrusting } };
+  }
 }
+
+/** Steps 8–9, as the story goes: the namespace and its members (8), then net-scanner's mirror and the attack on it (9). */
+type MembersPublished = Pick<NamespaceResult, 'scanner' | 'dashboard'> & { runs: Pick<NamespaceResult['runs'], 'init' | 'joinScanner' | 'joinDashboard' | 'publishScanner' | 'publishDashboard' | 'verifyScanner' | 'verifyDashboard'> };
+type MemberMirrored = Omit<NamespaceResult, 'scanner' | 'dashboard' | 'runs'> & { runs: Pick<NamespaceResult['runs'], 'verifyAcmeScanner' | 'passedOff' | 'passedOffTrusting'> };
 
 /** What a hostile registry can do: put any bytes under a metadata tag, as a well-formed artifact of that name. */
 async function putArtifact(store: RegistryStore, fileName: string, bytes: Uint8Array): Promise<void> {

@@ -44,7 +44,8 @@ export function scopeOf(signed: { [SCOPE_FIELD]?: unknown } | { unrecognizedFiel
  * repository of its anchor, the reserved repository name `P/tufoci-namespace` (its root chain is
  * the namespace's); every member repository R under P has a TUF repository of its own in `R/tuf`
  * (its own timestamp, snapshot and targets, so that members never share a writer and a client
- * reads only R's files) whose root files are copies of the namespace's.
+ * reads only R's files) and no root files: its roots are the namespace's, read at the anchor, so
+ * that one rotation is one write for every member.
  *
  * Inside a namespace:
  * - a target path is the repository name and the tag, `R/<tag>`, so that one member's targets can

@@ -1,7 +1,8 @@
 /**
  * The service's cache of each repository's current files (its *head*), bounded in bytes.
  *
- * - A head is loaded by re-verifying the stored files from `1.root.json` (engine/load.ts), and
+ * - A head is loaded by re-verifying the stored files from `1.root.json` (engine/load.ts; a
+ *   namespace member's roots are its anchor's), and
  *   reloaded incrementally from a previous head: only files whose versions changed are read.
  * - Concurrent readers of a head not cached share one load.
  * - A peer's announcement of a newer timestamp drops the cached head but keeps it (superseded) as
@@ -13,7 +14,8 @@
  *   demand.
  */
 import { createHash } from 'node:crypto';
-import { loadRepositoryState, metadataFileName, parseMetadata, type RepoState } from '../engine/index.ts';
+import { EngineError, loadRepositoryState, metadataFileName, parseMetadata, type LoadResult, type RepoState } from '../engine/index.ts';
+import { anchorPrefix, isNamespaceScope, namedNamespace, namespaceAnchor, scopeCovers } from '../engine/scope.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataStore } from '../storage/index.ts';
 import { mapLimit } from '../util/map-limit.ts';
@@ -54,6 +56,21 @@ export function headEtag(head: Head, fileName: string, bytes: Uint8Array): strin
 
 export function etagOf(bytes: Uint8Array): string {
   return `"${createHash('sha256').update(bytes).digest('hex')}"`;
+}
+
+/**
+ * A member's state: its files under the newest root of the namespace that verifies them. Between
+ * a rotation of the namespace's online keys at the anchor and the member's re-signing
+ * (RepositoryService#syncNamespace) its timestamp is signed under an earlier root of the chain.
+ */
+function loadMember(roots: Uint8Array[], timestamp: Uint8Array, snapshot: Uint8Array, targets: Map<string, Uint8Array>, policy: Policy): LoadResult {
+  for (let n = roots.length; ; n--) {
+    try {
+      return loadRepositoryState({ roots: roots.slice(0, n), timestamp, snapshot, targets }, policy);
+    } catch (error) {
+      if (n <= 1 || !(error instanceof EngineError)) throw error;
+    }
+  }
 }
 
 export interface HeadCacheDeps {
@@ -204,13 +221,18 @@ export class HeadCache {
       }
     }
     const ts = parseMetadata('timestamp', tsBytes, policy.roles.timestamp.maxBytes);
+    // A member of a namespace (its timestamp names one, engine/scope.ts) keeps no root files: its
+    // roots are the namespace's, at the anchor.
+    const ns = namedNamespace(ts.md.signed);
+    const member = isNamespaceScope(ns) && scopeCovers(ns, repository) && anchorPrefix(repository) !== ns;
+    const rootRepository = member ? namespaceAnchor(ns) : repository;
     const snapName = metadataFileName('snapshot', ts.md.signed.snapshotMeta.version);
     const snapBytes = previous?.files.get(snapName) ?? (await this.read(repository, snapName, policy.roles.snapshot.maxBytes));
     const snap = parseMetadata('snapshot', snapBytes, policy.roles.snapshot.maxBytes);
     const readRoot = (v: number): Promise<Uint8Array> => {
       const name = metadataFileName('root', v);
       const prev = previous && previous.state.root.md.signed.version >= v ? previous.files.get(name) : undefined;
-      return prev ? Promise.resolve(prev) : this.read(repository, name, policy.roles.root.maxBytes);
+      return prev ? Promise.resolve(prev) : this.read(rootRepository, name, policy.roles.root.maxBytes);
     };
     let roots: Uint8Array[];
     let stored: Set<string> | undefined;
@@ -221,13 +243,14 @@ export class HeadCache {
       const have = previous.state.root.md.signed.version;
       roots = await mapLimit(Array.from({ length: have }, (_, i) => i + 1), 8, readRoot);
       for (let v = have + 1; ; v++) {
-        const next = await this.readOptional(repository, metadataFileName('root', v), policy.roles.root.maxBytes);
+        const next = await this.readOptional(rootRepository, metadataFileName('root', v), policy.roles.root.maxBytes);
         if (!next) break;
         roots.push(next);
       }
     } else {
       const listed = await this.#d.metadata.listMetadata(repository);
-      const rootVersions = listed.filter((f) => f.role === 'root' && f.version !== undefined).map((f) => f.version as number).sort((a, b) => a - b);
+      const rootsListed = member ? await this.#d.metadata.listMetadata(rootRepository) : listed;
+      const rootVersions = rootsListed.filter((f) => f.role === 'root' && f.version !== undefined).map((f) => f.version as number).sort((a, b) => a - b);
       roots = await mapLimit(rootVersions, 8, readRoot);
       stored = new Set(listed.map((f) => f.fileName));
     }
@@ -241,7 +264,7 @@ export class HeadCache {
         (stored ? (stored.has(fileName) ? await this.read(repository, fileName, maxTargets) : undefined) : await this.readOptional(repository, fileName, maxTargets));
       if (bytes) targets.set(role, bytes);
     });
-    const { state, problems } = loadRepositoryState({ roots, timestamp: tsBytes, snapshot: snapBytes, targets }, policy);
+    const { state, problems } = member ? loadMember(roots, tsBytes, snapBytes, targets, policy) : loadRepositoryState({ roots, timestamp: tsBytes, snapshot: snapBytes, targets }, policy);
     if (problems.length > 0) this.#d.logger.warn({ repository, problems }, 'repository loaded with unverifiable roles kept as tombstones');
     return headOf(state);
   }

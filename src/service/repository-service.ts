@@ -172,8 +172,11 @@ export class RepositoryService {
     // An older version (e.g. a root the client walks through): immutable, read through.
     const roles = this.#policy.roles;
     const max = parsed.role === 'root' ? roles.root.maxBytes : Math.max(roles.snapshot.maxBytes, roles.delegated.maxBytes);
+    // A member's roots are its namespace's, kept at the anchor.
+    const ns = parsed.role === 'root' ? namespaceOf(head.state.root.md.signed, repository) : undefined;
+    const from = ns !== undefined && anchorPrefix(repository) !== ns ? namespaceAnchor(ns) : repository;
     try {
-      const old = await this.#heads.read(repository, fileName, max);
+      const old = await this.#heads.read(from, fileName, max);
       return { bytes: old, etag: etagOf(old), immutable };
     } catch (e) {
       if (isStorageError(e, 'NOT_FOUND')) throw new ServiceError('NOT_FOUND', `${fileName} not found in ${repository}`, { detail: { repository, fileName } });
@@ -263,36 +266,30 @@ export class RepositoryService {
   }
 
   /**
-   * Bring every member of namespace `prefix` up to its anchor's root: each root version a member
-   * lacks is uploaded to it in order (copies of the anchor's files; the member's snapshot and
-   * timestamp are re-signed with the keys the new root names). Members of a sub-namespace and
-   * repositories with roots of their own are left alone. Idempotent: a rotation interrupted half
-   * way is finished by calling it again (the next root rotation, or `POST …/sync` on the anchor).
+   * Bring every member of namespace `prefix` up to its anchor's root: each member whose head is
+   * under an older root commits a snapshot and timestamp signed with the keys the new root names
+   * (members keep no root files: clients read the namespace's roots at the anchor). Members of a
+   * sub-namespace and repositories with roots of their own are left alone. Idempotent: a sync
+   * interrupted half way is finished by calling it again (the next root rotation, or
+   * `POST /v1/repos/<anchor>/sync`).
    */
   async syncNamespace(prefix: string): Promise<NamespaceSync> {
     const anchor = namespaceAnchor(prefix);
-    const nsHead = await this.#heads.head(anchor);
-    const rootVersion = nsHead.state.root.md.signed.version;
+    const nsHead = await this.#heads.fresh(anchor);
+    if (!nsHead) throw new ServiceError('NO_NAMESPACE', `no namespace ${prefix}`, { detail: { namespace: prefix } });
+    const root = nsHead.state.root;
     const members = (await this.#metadata.listRepositories()).filter((r) => r.startsWith(prefix) && r !== anchor);
     const failed: NamespaceSync['failed'] = [];
     let updated = 0;
     await mapLimit(members, 8, async (repository) => {
       try {
-        const head = await this.#heads.head(repository);
-        if (namespaceOf(head.state.root.md.signed, repository) !== prefix) return;
-        const from = head.state.root.md.signed.version;
-        for (let v = from + 1; v <= rootVersion; v++) {
-          const fileName = `${v}.root.json`;
-          const bytes = v === rootVersion ? nsHead.state.root.bytes : await this.#heads.read(anchor, fileName, this.#policy.roles.root.maxBytes);
-          await this.#writes.upload(repository, fileName, bytes);
-        }
-        if (from < rootVersion) updated++;
+        if (await this.#writes.resignMember(repository, root)) updated++;
       } catch (error) {
         failed.push({ repository, error: error instanceof Error ? error.message : String(error) });
       }
     });
     if (failed.length) this.#logger.warn({ namespace: prefix, failed: failed.length }, 'namespace members did not take the new root');
-    return { namespace: prefix, rootVersion, updated, failed };
+    return { namespace: prefix, rootVersion: root.md.signed.version, updated, failed };
   }
 
   uploadPrecheck(fileName: string, roleClass: 'delegated' | 'ci', declaredBytes: number | undefined): MetadataPrecheck | undefined {

@@ -149,9 +149,9 @@ export class Writes {
 
   /**
    * Create member `repository` of the namespace that covers it (the longest prefix with an anchor,
-   * scope.ts) from its owner-signed 1.targets.json alone: its root files are the namespace's,
-   * copied byte for byte from the anchor, its snapshot and timestamp are signed with the
-   * namespace's online keys.
+   * scope.ts) from its owner-signed 1.targets.json alone: its root is the namespace's (kept at
+   * the anchor only), its snapshot and timestamp are signed with the namespace's online keys and
+   * name the namespace.
    */
   async createMember(repository: string, targetsBytes: Uint8Array): Promise<UploadResult & { namespace: string }> {
     this.#d.metadata.metadataRepository(repository); // validates the name before anything else
@@ -172,13 +172,8 @@ export class Writes {
       if (!nsHead) throw new ServiceError('NO_NAMESPACE', `the anchor ${anchor} of namespace ${namespace} is gone`, { detail: { repository, namespace } });
       const root = nsHead.state.root;
       const state = verifyNewMember(root, targetsBytes, signing.ctx(repository, nsHead.state));
+      // No root files: a member's roots are the namespace's, read from the anchor (head-cache.ts).
       const files: MetadataFile[] = [];
-      for (let v = 1; v <= root.md.signed.version; v++) {
-        const fileName = `${v}.root.json`;
-        const bytes = v === root.md.signed.version ? root.bytes : await heads.readOptional(anchor, fileName, this.#d.policy.roles.root.maxBytes);
-        if (!bytes) throw new ServiceError('NO_NAMESPACE', `root ${v} of namespace ${namespace} is missing from ${anchor}`, { detail: { repository, namespace, fileName } });
-        files.push({ fileName, bytes });
-      }
       files.push({ fileName: '1.targets.json', bytes: targetsBytes });
       const online = await produceSnapshotAndTimestamp(state, signing.online(repository, state));
       const head = await committer.commit(repository, lock, files, online);
@@ -346,7 +341,7 @@ export class Writes {
       if (parsed !== version) throw new ServiceError('NAME_MISMATCH', `${fileName} holds ${role} version ${parsed}`, { detail: { repository, fileName, version: parsed } });
     };
     if (role === 'root') {
-      await this.#checkMemberRoot(repository, draft.state, fileName, bytes);
+      await this.#checkMemberRoot(repository, draft.state);
       const r = verifyRootUpload(draft.state, bytes, ctx, { onParsed });
       ({ state, warnings } = r);
       verification = r.verification.current;
@@ -381,18 +376,30 @@ export class Writes {
   }
 
   /**
-   * A member of a namespace takes the namespace's roots only (copies of its anchor's files, what
-   * RepositoryService#syncNamespace uploads): its root is rotated once, at the anchor, for all.
+   * A member of a namespace has no root of its own: its root is rotated once, at the anchor, for
+   * every member (RepositoryService#syncNamespace).
    */
-  async #checkMemberRoot(repository: string, state: RepoState, fileName: string, bytes: Uint8Array): Promise<void> {
+  async #checkMemberRoot(repository: string, state: RepoState): Promise<void> {
     const ns = namespaceOf(state.root.md.signed, repository);
     if (ns === undefined || anchorPrefix(repository) === ns) return;
-    const anchor = namespaceAnchor(ns);
-    if (!bytesEqual(await this.#d.heads.readOptional(anchor, fileName, this.#d.policy.roles.root.maxBytes), bytes)) {
-      throw new ServiceError('IN_NAMESPACE', `${repository} is a member of namespace ${ns}: its root is the namespace's, rotated at ${anchor} (tufoci rotate root ${ns})`, {
-        detail: { repository, namespace: ns, fileName },
-      });
-    }
+    throw new ServiceError('IN_NAMESPACE', `${repository} is a member of namespace ${ns}: its root is the namespace's, rotated at ${namespaceAnchor(ns)} (tufoci rotate root ${ns})`, {
+      detail: { repository, namespace: ns },
+    });
+  }
+
+  /**
+   * Bring member `repository` to its namespace's current root `root` (verified at the anchor): one
+   * commit of a snapshot and timestamp signed with the keys that root names. Resolves to whether
+   * there was anything to do.
+   */
+  resignMember(repository: string, root: RepoState['root']): Promise<boolean> {
+    return this.#write(repository, async (draft) => {
+      const ns = namespaceOf(draft.state.root.md.signed, repository);
+      if (ns === undefined || anchorPrefix(repository) === ns || namespaceOf(root.md.signed, repository) !== ns || draft.state.root.md.signed.version >= root.md.signed.version) {
+        return { state: draft.state, result: () => false };
+      }
+      return { state: { ...draft.state, root }, result: () => true };
+    }) as Promise<boolean>;
   }
 
   /**

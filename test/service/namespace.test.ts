@@ -76,8 +76,9 @@ describe('a namespace: one root, many repositories', () => {
     const { h, pin, mon, api } = await namespaceWithTwo();
     expect((await verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin })).digest).toBe(mon.digest);
     expect((await verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: pin })).digest).toBe(api.digest);
-    // The member's root files are the namespace's, byte for byte; its own files name it.
+    // The service answers a member's roots with the namespace's (the store keeps them at the anchor only); its own files name it.
     expect(Buffer.from(await file(h, MON, '1.root.json')).equals(Buffer.from(pin))).toBe(true);
+    expect((await h.metadata.listMetadata(MON)).filter((f) => f.role === 'root')).toEqual([]);
     expect(json(await file(h, MON, 'timestamp.json')).signed['x-tufoci-scope']).toBe(MON);
     expect((await h.request('GET', `/v1/repos/${API}/namespace`)).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1 });
   });
@@ -140,7 +141,9 @@ describe('a namespace: one root, many repositories', () => {
     const namespaceStateDir = joinPath(base, 'ns');
     const first = await verifyCore({ store: counting, repository: MON, tag: 'v1', trustedRoot: pin, stateDir: joinPath(base, 'mon'), namespaceStateDir });
     expect(first).toMatchObject({ digest: mon.digest, tuf: { root: 3 } });
-    expect(asked).toEqual(expect.arrayContaining([`${MON}/tuf:2.root.json`, `${MON}/tuf:3.root.json`]));
+    // A member keeps no root files: the namespace's are read at its anchor.
+    expect(asked).toEqual(expect.arrayContaining([`${ANCHOR}/tuf:2.root.json`, `${ANCHOR}/tuf:3.root.json`]));
+    expect(asked.filter((a) => a.startsWith(`${MON}/tuf:`) && a.endsWith('.root.json'))).toEqual([]);
     asked.length = 0;
     const second = await verifyCore({ store: counting, repository: API, tag: 'v1', trustedRoot: pin, stateDir: joinPath(base, 'api'), namespaceStateDir });
     expect(second).toMatchObject({ digest: api.digest, tuf: { root: 3 } });
