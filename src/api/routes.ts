@@ -23,6 +23,7 @@ export const ROUTES = {
   tags: '/v1/repos/*repo/tags',
   namespace: '/v1/repos/*repo/namespace',
   syncNamespace: '/v1/repos/*repo/sync',
+  migrate: '/v1/repos/*repo/migrate',
 } as const;
 
 /**
@@ -45,5 +46,6 @@ export const paths = {
   tags: (repo: string): string => `/v1/repos/${repo}/tags`,
   namespace: (repo: string): string => `/v1/repos/${repo}/namespace`,
   syncNamespace: (repo: string): string => `/v1/repos/${repo}/sync`,
+  migrate: (repo: string): string => `/v1/repos/${repo}/migrate`,
   onlineKeys: (repository?: string): string => (repository === undefined ? ROUTES.onlineKeys : `${ROUTES.onlineKeys}?repository=${encodeURIComponent(repository)}`),
 } as const;

@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   verify: async () => (await import('./commands/client.ts')).verify,
   trust: async () => (await import('./commands/client.ts')).trust,
   rotate: async () => (await import('./commands/rotate.ts')).rotate,
+  migrate: async () => (await import('./commands/migrate.ts')).migrate,
   'online-keys': async () => (await import('./commands/rotate-online.ts')).onlineKeys,
   grant: async () => (await import('./commands/grant.ts')).grant,
   'sign-metadata': async () => (await import('./commands/ceremony.ts')).signMetadataCommand,
@@ -37,7 +38,7 @@ const HELP = `usage: tufoci <command> [options]
 commands:
   serve      run the metadata service
   keygen     generate a key pair (ed25519 or ECDSA P-256)
-  init       create a repository: root and targets signed with your offline keys
+  init       create a repository (or a namespace, <prefix>/): root and targets signed offline
   delegate   add, remove or revoke-key a delegation (e.g. to a CI key)
   resign     the next version of a targets role, same content: renew it, re-list old key ids
   status     versions, expiries and keys of a repository's roles
@@ -47,6 +48,7 @@ commands:
   trust      pin roots of trust per repository or prefix
   expiring   roles expiring soon across all repositories (exit 1 for offline roles)
   rotate     rotate a repository's root keys (rotate root) or online keys (rotate online)
+  migrate    move a repository with a root of its own into a namespace (init <prefix>/)
   online-keys  the service's online key sets: list, usage, rotate, revoke (operators)
   grant      a one-time, short-lived grant for a CI job (publish --ephemeral)
   sign-metadata  add your signature to a ceremony directory (init|delegate|rotate root --out DIR)

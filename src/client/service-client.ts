@@ -137,6 +137,12 @@ export class ServiceClient {
     return this.#json('POST', paths.repository(repo), JSON.stringify({ targets: JSON.parse(new TextDecoder().decode(targets)) as unknown }));
   }
 
+  /** Move `repo` into the namespace `root` (its next root) names as successor, with `targets` as a member's. */
+  migrate(repo: string, root: Uint8Array, targets: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    const decode = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
+    return this.#json('POST', paths.migrate(repo), JSON.stringify({ root: decode(root), targets: decode(targets) }));
+  }
+
   /** The namespace covering `repo` (404 NO_NAMESPACE when none does). */
   namespaceOf(repo: string): Promise<NamespaceInfo> {
     return this.#json('GET', paths.namespace(repo));

@@ -26,7 +26,7 @@
  * A saved state is used only while it descends from `trustedRoot`
  * (pin-state.ts); otherwise `STATE_NOT_FROM_PIN`, naming both roots.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TargetInfo } from './core/roles.ts';
@@ -44,9 +44,9 @@ import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 import { memberVetter, metadataVetter, vetRoot } from './vet.ts';
-import { namespaceAnchor, namespaceOf } from '../engine/scope.ts';
+import { namespaceAnchor, namespaceOf, successorOf, type Successor } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
-import { CoreUpdater } from './core/updater.ts';
+import { CoreUpdater, VERIFIED_RECORD_FILE } from './core/updater.ts';
 import { adoptSharedRoot, shareRoot } from './shared-root.ts';
 import { CoreError } from './core/trusted-set.ts';
 
@@ -148,7 +148,8 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
-    const namespace = namespaceOfPin(opts.trustedRoot, opts.repository);
+    // (or, once a repository with a root of its own moved into a namespace, the saved state's root: handOff)
+    let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(dir, opts.repository);
     const pin = checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
     const facts = ImageFacts.load(dir);
@@ -171,7 +172,16 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       mkdirSync(shared, { recursive: true, mode: 0o700 });
       adoptSharedRoot(dir, shared, opts.trustedRoot, opts.repository);
     }
-    const tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
+    let tuf: TufResult;
+    try {
+      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
+    } catch (error) {
+      // A repository of its own whose newest root hands it over to a namespace: go on as a member.
+      const moved = namespace === undefined && !deadline?.expired ? await step(`the namespace root that succeeds ${opts.repository}'s`, () => handOff(opts, dir, metadata)) : undefined;
+      if (moved === undefined) throw error;
+      namespace = moved;
+      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, moved));
+    }
     if (shared !== undefined) shareRoot(dir, shared, opts.trustedRoot, tuf.rootsVerified);
     const target = tuf.target;
     if (!target) {
@@ -244,6 +254,56 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
 function namespaceOfPin(root: Uint8Array, repository: string): string | undefined {
   const json = parseStrictJson(root, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
   return json.signed ? namespaceOf(json.signed, repository) : undefined;
+}
+
+/** The namespace the saved state's trusted root makes `repository` a member of (after a hand-off), if any. */
+function namespaceOfSaved(dir: string, repository: string): string | undefined {
+  try {
+    const bytes = readFileSync(join(dir, 'root.json'));
+    if (bytes.byteLength > DEFAULT_ROOT_BYTES) return undefined;
+    return namespaceOfPin(bytes, repository);
+  } catch {
+    return undefined;
+  }
+}
+
+const DEFAULT_ROOT_BYTES = 524_288;
+
+/**
+ * After a refresh of a repository with a root of its own failed: when the root this client now
+ * trusts (verified by that refresh, signed by the repository's root keys) names a successor
+ * namespace root (`x-tufoci-successor`, engine/scope.ts), fetch that root from the namespace's
+ * anchor, check it is the one named (sha256) and a namespace root covering the repository, and
+ * start the state over from it (the pin record keeps the repository's pin: the chain descends
+ * from it through the hand-off). Returns the namespace, or undefined when there is no successor.
+ */
+async function handOff(opts: VerifyImageOptions, dir: string, metadata: MetadataStore): Promise<string | undefined> {
+  let successor: Successor | undefined;
+  try {
+    const trusted = readFileSync(join(dir, 'root.json'));
+    const json = parseStrictJson(trusted, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
+    successor = json.signed ? successorOf(json.signed, opts.repository) : undefined;
+  } catch {
+    return undefined;
+  }
+  if (!successor) return undefined;
+  const anchor = namespaceAnchor(successor.namespace);
+  const file = `${successor.version}.root.json`;
+  const bytes = opts.serviceUrl
+    ? await new ServiceFetcher().downloadBytes(`${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(anchor, file)}`, DEFAULT_ROOT_BYTES)
+    : await metadata.readMetadata(anchor, file, DEFAULT_ROOT_BYTES);
+  if (sha256Hex(bytes) !== successor.sha256 || namespaceOfPin(bytes, opts.repository) !== successor.namespace) {
+    throw new VerifyError('TUF_REFUSED', `${opts.repository}'s root hands it over to namespace ${successor.namespace} root ${successor.version} (sha256 ${successor.sha256.slice(0, 12)}), but ${anchor} serves another file there`, {
+      detail: { repository: opts.repository, successor },
+    });
+  }
+  vetRoot('the successor namespace root', bytes, opts.repository);
+  for (const name of readdirSync(dir)) {
+    if (name.endsWith('.json') || name === VERIFIED_RECORD_FILE || name === ROOT_WALK_FILE) rmSync(join(dir, name), { force: true });
+  }
+  writeFileSync(join(dir, 'root.json'), bytes, { mode: 0o600 });
+  recordVerifiedRoots(dir, [bytes]);
+  return successor.namespace;
 }
 
 /** The refusal of a saved state that does not descend from the pinned root. */

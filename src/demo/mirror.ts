@@ -3,9 +3,9 @@
  * (the `sha256-<hex>` tag), and `R/tuf` from the service's OCI layout (`oci:` transport): the
  * versioned files the mirror lacks first (they are immutable), `timestamp.json` last
  * (docs/FORMAT.md §5's order). One repository at a time: net-monitor (steps 4 and 6), or a
- * namespace member, whose `R/tuf` holds byte copies of the namespace's root files (step 9).
- * And the hostile mirror of step 9: another member's image, signatures and metadata copied under
- * the mirrored member's name.
+ * namespace member and the namespace's own metadata, kept at its anchor (where a member's root
+ * files are read: step 9). And the hostile mirror of step 9: another member's image, signatures
+ * and metadata copied under the mirrored member's name.
  */
 import { join } from 'node:path';
 import { OciLayoutStore, RegistryStore, parseMetadataFileName } from '../storage/index.ts';
@@ -76,6 +76,13 @@ export class Mirror extends OnStage {
    */
   async all(wabbit: RegistryProcess, acme: RegistryProcess, digest: string, repository = REPO, tag = 'v1'): Promise<string[]> {
     await this.#image(wabbit, acme, digest, repository, repository, tag);
+    const order = copyOrder(await this.#missing(acme, repository));
+    await this.#tufFiles(acme, order, repository, repository);
+    return order;
+  }
+
+  /** Only R/tuf (new versioned files, then timestamp.json), told; returns the files in copy order. */
+  async metadata(acme: RegistryProcess, repository: string): Promise<string[]> {
     const order = copyOrder(await this.#missing(acme, repository));
     await this.#tufFiles(acme, order, repository, repository);
     return order;

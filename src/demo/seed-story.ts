@@ -28,9 +28,10 @@
  *     and net-dashboard join with their targets alone; CI publishes v1 in
  *     each; a client trusting the namespace once verifies both. (net-monitor
  *     keeps the root of its own of steps 2–7.)
- *  9. acme-rockets mirrors net-scanner alone (image, signatures, its `R/tuf`,
- *     which holds byte copies of the namespace's root files); with the
- *     service stopped its client verifies it from acme's registry. Then
+ *  9. acme-rockets mirrors net-scanner alone (image, signatures, its `R/tuf`)
+ *     and the namespace's metadata (the anchor's `R/tuf`, where a member's
+ *     root files are read); with the service stopped its client verifies
+ *     net-scanner from acme's registry. Then
  *     acme's registry serves net-dashboard's image, signatures and metadata,
  *     signed by the same namespace keys, under net-scanner's name: refused,
  *     since every member's files name the member they are for.
@@ -122,7 +123,9 @@ export interface NamespaceResult {
   };
   /** net-scanner's metadata files copied to acme-rockets, in copy order (timestamp.json last). */
   mirroredTufFiles: string[];
-  /** acme's net-scanner/tuf:1.root.json is the namespace root the owner created, byte for byte. */
+  /** The namespace's metadata files (its anchor's R/tuf) copied to acme-rockets, in copy order. */
+  mirroredNamespaceFiles: string[];
+  /** acme's copy of the anchor's 1.root.json is the namespace root the owner created, byte for byte. */
   mirroredRootIsNamespaceRoot: boolean;
   /** acme-rockets' repositories (its catalog) when its client verified net-scanner. */
   acmeRepositories: string[];
@@ -476,31 +479,33 @@ export class SeedDemo {
   }
 
   /**
-   * 9. net-scanner alone is mirrored to acme-rockets (its R/tuf holds the namespace's root files);
-   * with the service stopped, acme's client trusting the namespace verifies it there. Then acme's
+   * 9. net-scanner alone is mirrored to acme-rockets, with the namespace's metadata (the anchor's
+   * R/tuf, where a member's root files are read); with the service stopped, acme's client
+   * trusting the namespace verifies net-scanner there. Then acme's
    * registry serves net-dashboard's image, signatures and metadata under net-scanner's name:
    * signed by the same namespace keys, and refused, because each file names its member.
    */
   async #mirrorMember({ wabbit, acme, acmeStore, owner, nsClient, acmeNsClient }: Cast, { scanner, dashboard }: MembersPublished): Promise<MemberMirrored> {
     const t = this.#tell;
-    t.step(9, `acme-rockets mirrors net-scanner alone (image, signatures, ${tufRepo(SCANNER)}); the service is stopped; then acme's registry passes net-dashboard off as net-scanner`);
+    const anchor = namespaceAnchor(NAMESPACE);
+    t.step(9, `acme-rockets mirrors net-scanner alone and the namespace's metadata (${tufRepo(anchor)}); the service is stopped; then acme's registry passes net-dashboard off as net-scanner`);
     await this.#stage.stopService();
     t.ok('tufoci service stopped');
     const mirroredTufFiles = await this.#mirror.all(wabbit, acme, scanner.digest, SCANNER);
-    const mirroredRoot = await new MetadataStore({ store: acmeStore }).readMetadata(SCANNER, '1.root.json', MAX_MANIFEST);
+    const mirroredNamespaceFiles = await this.#mirror.metadata(acme, anchor);
+    const mirroredRoot = await new MetadataStore({ store: acmeStore }).readMetadata(anchor, '1.root.json', MAX_MANIFEST);
     const mirroredRootIsNamespaceRoot = Buffer.from(mirroredRoot).equals(readFileSync(join(owner.dir, NAMESPACE_ROOT)));
-    if (!mirroredRootIsNamespaceRoot) throw new DemoFailure(`${acme.host}/${tufRepo(SCANNER)}:1.root.json is not the namespace root ${NAMESPACE_ROOT}`);
+    if (!mirroredRootIsNamespaceRoot) throw new DemoFailure(`${acme.host}/${tufRepo(anchor)}:1.root.json is not the namespace root ${NAMESPACE_ROOT}`);
     const acmeRepositories = (await acmeStore.listRepositories()).sort();
-    const anchor = namespaceAnchor(NAMESPACE);
-    if (acmeRepositories.some((r) => r.startsWith(anchor) || r.startsWith(DASHBOARD))) throw new DemoFailure(`acme-rockets holds more than net-scanner of the namespace: ${acmeRepositories.join(' ')}`);
-    t.ok(`its 1.root.json is the ${NAMESPACE} root, byte for byte; acme-rockets has nothing of the anchor ${anchor} (nor of net-dashboard)`);
+    if (acmeRepositories.some((r) => r.startsWith(DASHBOARD))) throw new DemoFailure(`acme-rockets holds net-dashboard: ${acmeRepositories.join(' ')}`);
+    t.ok(`${tufRepo(anchor)}:1.root.json on acme-rockets is the ${NAMESPACE} root, byte for byte; nothing of net-dashboard is copied`);
     for (const f of [NAMESPACE_ROOT, 'ci.pub']) copyFileSync(join(nsClient.dir, f), join(acmeNsClient.dir, f));
     t.must(await this.#tufoci(acmeNsClient, ['trust', 'add', NAMESPACE, NAMESPACE_ROOT]), 'acme trust add namespace');
     const serviceRunningDuringMirrorVerify = this.#stage.serviceRunning || (await reachable(this.#stage.serviceUrl));
     const verifyAcmeScanner = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--sig-key', 'ci.pub']);
     t.expectDigest(verifyAcmeScanner, scanner.digest, 'acme-rockets client trusting the namespace, service stopped');
-    t.ok(`same digest from acme-rockets, service stopped (TUF read from ${acme.host}/${tufRepo(SCANNER)} alone)`);
-    t.note(`passed off: acme's registry serves net-dashboard's v1, signatures and metadata (the same namespace keys signed them) as net-scanner's`);
+    t.ok(`same digest from acme-rockets, service stopped (TUF read from ${acme.host}: ${tufRepo(SCANNER)}, roots at ${tufRepo(anchor)})`);
+    t.note(`passed off: acme's registry serves net-dashboard's v1, signatures and metadata (the same namespace keys signed them) as net-scanner's; a new client (pinned root only), then acme's client`);
     const passedOffTufFiles = await this.#mirror.passOff(wabbit, acme, dashboard.digest, DASHBOARD, SCANNER);
     const memberMismatch = new RegExp(`TUF metadata of ${SCANNER} refused: .*is for "${DASHBOARD}", not for ${SCANNER}: another namespace member's metadata served as this one's`);
     const passedOff = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--trust', NAMESPACE_ROOT, '--ephemeral', '--sig-key', 'ci.pub']);
@@ -508,7 +513,7 @@ export class SeedDemo {
     const passedOffTrusting = await this.#tufoci(acmeNsClient, ['verify', ref(acme, 'v1', SCANNER), '--sig-key', 'ci.pub']);
     t.expectRefused(passedOffTrusting, 1, memberMismatch, 'net-dashboard passed off as net-scanner (client with state)');
     t.note("  (one root's keys sign every member's files, the same online keys and the same targets key: each file names its repository)");
-    return { mirroredTufFiles, mirroredRootIsNamespaceRoot, acmeRepositories, serviceRunningDuringMirrorVerify, passedOffTufFiles, runs: { verifyAcmeScanner, passedOff, passedOffTrusting } };
+    return { mirroredTufFiles, mirroredNamespaceFiles, mirroredRootIsNamespaceRoot, acmeRepositories, serviceRunningDuringMirrorVerify, passedOffTufFiles, runs: { verifyAcmeScanner, passedOff, passedOffTrusting } };
   }
 }
 

@@ -104,3 +104,44 @@ export function targetPrefix(rootSigned: Parameters<typeof scopeOf>[0], reposito
 export function onlineKeyOwner(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string {
   return namespaceOf(rootSigned, repository) ?? repository;
 }
+
+/**
+ * Moving a repository with a root of its own into a namespace (docs/OPERATIONS.md): its owner
+ * signs one last root of the repository's own chain naming the namespace root that succeeds it,
+ *
+ *   "x-tufoci-successor": { "namespace": "wabbit-networks/", "version": 3, "sha256": "<hex>" }
+ *
+ * (the root file `3.root.json` of the namespace's anchor, by its SHA-256). Signed by the
+ * repository's root keys like any rotation, it is the repository owner's word that the
+ * namespace's root now vouches for the repository: tufoci's clients pinned to the repository's
+ * own root take it, fetch that namespace root by hash and go on as members.
+ */
+export const SUCCESSOR_FIELD = 'x-tufoci-successor';
+
+export interface Successor {
+  namespace: string;
+  version: number;
+  sha256: string;
+}
+
+/** The successor a root (its `signed` object) names for `repository`; undefined when none; throws when malformed. */
+export function successorOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): Successor | undefined {
+  const direct = (rootSigned as Record<string, unknown>)[SUCCESSOR_FIELD];
+  const raw = direct !== undefined ? direct : (rootSigned as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[SUCCESSOR_FIELD];
+  if (raw === undefined) return undefined;
+  const s = raw as Partial<Successor>;
+  if (
+    typeof raw !== 'object' ||
+    raw === null ||
+    Object.keys(raw).length !== 3 ||
+    !isNamespaceScope(s.namespace) ||
+    !scopeCovers(s.namespace, repository) ||
+    !Number.isSafeInteger(s.version) ||
+    (s.version as number) < 1 ||
+    typeof s.sha256 !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(s.sha256)
+  ) {
+    throw new TypeError(`${SUCCESSOR_FIELD} must be {"namespace": "<prefix>/" covering ${repository}, "version": <root version>, "sha256": "<64 hex>"}`);
+  }
+  return { namespace: s.namespace, version: s.version as number, sha256: s.sha256 };
+}

@@ -332,6 +332,22 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = found;
   });
 
+  router.post(ROUTES.migrate, async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const shape = 'JSON {"root": <next root, naming its successor namespace root>, "targets": <next targets, as a member of that namespace>}';
+    const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape)) as [Uint8Array, Uint8Array];
+    try {
+      const result = await service.migrate(repo, root, targets);
+      metrics.uploads.inc({ kind: 'migrate', outcome: 'ok' });
+      ctx.status = 201;
+      ctx.body = result;
+    } catch (error) {
+      metrics.uploads.inc({ kind: 'migrate', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
+      throw error;
+    }
+  });
+
   router.post(ROUTES.syncNamespace, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);

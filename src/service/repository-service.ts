@@ -259,6 +259,11 @@ export class RepositoryService {
     return this.#writes.createMember(repository, targetsBytes);
   }
 
+  /** Move `repository` into the namespace its next root names as successor (writes.ts). */
+  migrate(repository: string, rootBytes: Uint8Array, targetsBytes: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    return this.#writes.migrate(repository, rootBytes, targetsBytes);
+  }
+
   /** The namespace covering `repository` (the longest prefix with an anchor), if any. */
   namespaceFor(repository: string): Promise<{ namespace: string; anchor: string; rootVersion: number } | undefined> {
     this.#metadata.metadataRepository(repository); // validates the name

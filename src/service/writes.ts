@@ -30,7 +30,8 @@ import { parseMetadataFileName } from '../engine/names.ts';
 import { MetadataPrecheck, limitsFromPolicy, precheckMetadata } from '../engine/parse.ts';
 import { checkHeldRoleCapacity, delegateJob, dropTargets, endedJobs, parentShadowedTags, tagShadowing } from '../engine/service-roles.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
-import { anchorPrefix, namespaceAnchor, namespaceOf, targetPrefix } from '../engine/scope.ts';
+import { SUCCESSOR_FIELD, anchorPrefix, namespaceAnchor, namespaceOf, successorOf, targetPrefix, type Successor } from '../engine/scope.ts';
+import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile, MetadataStore } from '../storage/index.ts';
 import { CoordError } from '../coord/index.ts';
@@ -179,6 +180,55 @@ export class Writes {
       const head = await committer.commit(repository, lock, files, online);
       this.#d.logger.info({ repository, namespace }, 'namespace member created');
       return { ...result(repository, 'targets', 1, head, false), namespace };
+    });
+  }
+
+  /**
+   * Move `repository`, which has a root of its own, into a namespace: `rootBytes` is its next root
+   * naming the namespace root that succeeds it (`x-tufoci-successor`, scope.ts), signed by its
+   * root keys; `targetsBytes` its next top-level targets as a member (signed by the namespace's
+   * targets keys, naming the member, target paths qualified). One commit: the repository's last
+   * own root, the targets, and a snapshot and timestamp signed with the namespace's online keys.
+   * Versions go on from the repository's (no file of its history is replaced).
+   */
+  async migrate(repository: string, rootBytes: Uint8Array, targetsBytes: Uint8Array): Promise<UploadResult & { namespace: string }> {
+    this.#d.metadata.metadataRepository(repository); // validates the name before anything else
+    await this.#precheck('root', rootBytes, 'delegated');
+    await this.#precheck('targets', targetsBytes, 'delegated');
+    const { heads, committer, signing, policy } = this.#d;
+    return committer.withLock(repository, async (lock) => {
+      const head = await heads.fresh(repository);
+      if (!head) throw new ServiceError('REPO_NOT_FOUND', `no TUF repository ${repository}`, { detail: { repository } });
+      const already = namespaceOf(head.state.root.md.signed, repository);
+      if (already !== undefined) throw new ServiceError('IN_NAMESPACE', `${repository} is already in namespace ${already}`, { detail: { repository, namespace: already } });
+      const own = verifyRootUpload(head.state, rootBytes, signing.ctx(repository, head.state));
+      let successor: Successor | undefined;
+      try {
+        successor = successorOf(own.state.root.md.signed, repository);
+      } catch (cause) {
+        throw new ServiceError('BAD_REQUEST', cause instanceof Error ? cause.message : String(cause), { detail: { repository }, cause });
+      }
+      if (!successor) throw new ServiceError('BAD_REQUEST', `root ${own.version} of ${repository} names no successor ("${SUCCESSOR_FIELD}"): nothing to migrate to`, { detail: { repository } });
+      const anchor = namespaceAnchor(successor.namespace);
+      const nsHead = await heads.fresh(anchor);
+      if (!nsHead || namespaceOf(nsHead.state.root.md.signed, anchor) !== successor.namespace) {
+        throw new ServiceError('NO_NAMESPACE', `no namespace ${successor.namespace}`, { detail: { repository, namespace: successor.namespace } });
+      }
+      const named = successor.version === nsHead.state.root.md.signed.version ? nsHead.state.root.bytes : await heads.readOptional(anchor, `${successor.version}.root.json`, policy.roles.root.maxBytes);
+      if (!named || createHash('sha256').update(named).digest('hex') !== successor.sha256) {
+        throw new ServiceError('BAD_REQUEST', `the successor root ${successor.version} of namespace ${successor.namespace} does not have sha256 ${successor.sha256.slice(0, 12)}…`, { detail: { repository, successor } });
+      }
+      // The member: the namespace's current root over the repository's roles (versions go on).
+      const member: RepoState = { ...head.state, root: nsHead.state.root };
+      const t = verifyTargetsUpload(member, 'targets', targetsBytes, signing.ctx(repository, member));
+      const online = await produceSnapshotAndTimestamp(t.state, signing.online(repository, t.state));
+      const files = [
+        { fileName: `${own.version}.root.json`, bytes: rootBytes },
+        { fileName: `${t.version}.targets.json`, bytes: targetsBytes },
+      ];
+      const next = await committer.commit(repository, lock, files, online);
+      this.#d.logger.info({ repository, namespace: successor.namespace }, 'repository moved into a namespace');
+      return { ...result(repository, 'targets', t.version, next, false), namespace: successor.namespace };
     });
   }
 
@@ -343,6 +393,9 @@ export class Writes {
     if (role === 'root') {
       await this.#checkMemberRoot(repository, draft.state);
       const r = verifyRootUpload(draft.state, bytes, ctx, { onParsed });
+      if (successorOf(r.state.root.md.signed, repository) !== undefined) {
+        throw new ServiceError('BAD_REQUEST', `a root naming a successor namespace moves ${repository} into it, with its member targets in the same commit: tufoci migrate`, { detail: { repository } });
+      }
       ({ state, warnings } = r);
       verification = r.verification.current;
     } else {

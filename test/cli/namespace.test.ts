@@ -105,6 +105,37 @@ describe('a namespace with the CLI', () => {
     expect(roots.map((f) => f.repository)).toEqual([`${NS}tufoci-namespace`]);
   });
 
+  it('a repository with a root of its own moves into the namespace; clients pinned to its own root follow the hand-off', async () => {
+    const OWN = 'wabbit-networks/legacy';
+    const store = new RegistryStore({ url: registry.url });
+    const before = await pushImage(store, OWN, 'v1', 'legacy v1');
+    await ok('init', OWN, '--root-key', 'root.key', '--targets-key', 'targets.key', '--root-out', 'legacy.root.json');
+    await ok('delegate', 'add', OWN, 'ci', '--key', 'ci.pub', '--paths', 'v*', '--expected-tags', '0', '--targets-key', 'targets.key');
+    await ok('publish', `${host}/${OWN}:v1`, '--role', 'ci', '--key', 'ci.key');
+    await ok('trust', 'add', OWN, 'legacy.root.json'); // an exact entry: it answers before the namespace's prefix
+    const state = join(dir, 'legacy-state');
+    const tufjsState = join(dir, 'legacy-state-tufjs');
+    for (const [client, s] of [['tufoci', state], ['tuf-js', tufjsState]] as const) {
+      const v = await ok('verify', `${host}/${OWN}:v1`, '--plain-http', '--tuf-client', client, '--state', s, '--json');
+      expect(JSON.parse(v.stdout)).toMatchObject({ digest: before.digest, trustedBy: OWN });
+    }
+    const moved = JSON.parse((await ok('migrate', OWN, '--to', NS, '--root-key', 'root.key', '--targets-key', 'targets.key', '--json')).stdout);
+    expect(moved).toMatchObject({ namespace: NS, version: 3 });
+    const after = await pushImage(store, OWN, 'v2', 'legacy v2');
+    await ok('publish', `${host}/${OWN}:v2`, '--role', 'ci', '--key', 'ci.key');
+    // The same clients, the same pins: both follow the hand-off and verify as members.
+    for (const [client, s] of [['tufoci', state], ['tuf-js', tufjsState]] as const) {
+      const v = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--tuf-client', client, '--state', s, '--json');
+      expect(JSON.parse(v.stdout).digest, client).toBe(after.digest);
+      const again = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--tuf-client', client, '--state', s, '--json');
+      expect(JSON.parse(again.stdout).digest, client).toBe(after.digest);
+    }
+    // A client that trusts the namespace verifies it too; the repository's own root is never used again.
+    const ns = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--trust', '1.root.json', '--ephemeral', '--json');
+    expect(JSON.parse(ns.stdout).digest).toBe(after.digest);
+    expect((await tufoci('rotate', 'root', OWN, '--old-key', 'root.key', '--new-key', 'root2.key')).code).not.toBe(0);
+  });
+
   it('usage errors: init of a bad prefix, a delegation outside any namespace and repository', async () => {
     const bad = await tufoci('init', 'Wabbit/', '--root-key', 'root.key', '--targets-key', 'targets.key');
     expect(bad.code).toBe(2);

@@ -172,7 +172,11 @@ export async function publishTag(client: ServiceClient, repo: string, role: stri
   const c: Context = { client, repo, policy: await loadPolicyFile(defaultPolicyPath()), signer, expiresMs };
   const placed = await placement(c, role, tag);
   return putRole(c, placed.file, placed.delegatedIds, (json) => {
-    (json['targets'] as Record<string, unknown>)[placed.tag] = targetFile(placed.tag, target).toJSON();
+    const listed = json['targets'] as Record<string, unknown>;
+    // A role carried over when its repository moved into a namespace lists bare tags, which a
+    // member's role may not: they are dropped as the first qualified tag goes in (tufoci migrate).
+    if (placed.tag !== tag) for (const path of Object.keys(listed)) if (!path.startsWith(`${c.repo}/`)) delete listed[path];
+    listed[placed.tag] = targetFile(placed.tag, target).toJSON();
   });
 }
 
