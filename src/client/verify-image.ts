@@ -44,7 +44,7 @@ import { ServiceFetcher } from './service-fetcher.ts';
 import { DEFAULT_TIMESTAMP_MAX_BYTES, type TimestampFirstFetcher } from './timestamp-first-fetcher.ts';
 import { verifySignatures, type SignaturePolicy } from './signatures.ts';
 import { memberVetter, metadataVetter, vetRoot } from './vet.ts';
-import { namespaceAnchor, namespaceOf, successorOf, type Successor } from '../engine/scope.ts';
+import { SUCCESSOR_FIELD, namespaceAnchor, namespaceOf, successorOf, type Successor } from '../engine/scope.ts';
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater, VERIFIED_RECORD_FILE } from './core/updater.ts';
 import { adoptSharedRoot, shareRoot } from './shared-root.ts';
@@ -172,15 +172,21 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       mkdirSync(shared, { recursive: true, mode: 0o700 });
       adoptSharedRoot(dir, shared, opts.trustedRoot, opts.repository);
     }
-    let tuf: TufResult;
+    let tuf: TufResult | undefined;
+    let failure: unknown;
     try {
       tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
     } catch (error) {
-      // A repository of its own whose newest root hands it over to a namespace: go on as a member.
-      const moved = namespace === undefined && !deadline?.expired ? await step(`the namespace root that succeeds ${opts.repository}'s`, () => handOff(opts, dir, metadata)) : undefined;
-      if (moved === undefined) throw error;
+      failure = error;
+    }
+    // A repository of its own whose newest root (verified by that refresh, whatever it found) hands
+    // it over to a namespace: from now on it is verified as a member.
+    const moved = namespace === undefined && !deadline?.expired ? await step(`the namespace root that succeeds ${opts.repository}'s`, () => handOff(opts, dir, metadata)) : undefined;
+    if (moved !== undefined) {
       namespace = moved;
       tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, moved));
+    } else if (!tuf) {
+      throw failure;
     }
     if (shared !== undefined) shareRoot(dir, shared, opts.trustedRoot, tuf.rootsVerified);
     const target = tuf.target;
@@ -281,6 +287,7 @@ async function handOff(opts: VerifyImageOptions, dir: string, metadata: Metadata
   let successor: Successor | undefined;
   try {
     const trusted = readFileSync(join(dir, 'root.json'));
+    if (!trusted.includes(SUCCESSOR_FIELD)) return undefined; // (the common case, without parsing)
     const json = parseStrictJson(trusted, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
     successor = json.signed ? successorOf(json.signed, opts.repository) : undefined;
   } catch {
@@ -433,6 +440,10 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
       }
       throw new VerifyError('TUF_REFUSED', `TUF metadata of ${opts.repository} refused: ${describeTufError(cause)}`, { detail: { repository: opts.repository }, cause });
     }
+    // Nor why a tag is not found: a repository whose own chain goes on to a root the hint hid (one
+    // handing it over to a namespace, whose timestamps name the namespace's root version) is
+    // looked at again with every probe sent.
+    if (!result.target && shortcuts && fetcher.shortcutsTaken > 0 && namespace === undefined) return attempt(false);
     // The refresh succeeded, so the client verified every root it was handed: they descend from the pin.
     try {
       recordVerifiedRoots(dir, roots);

@@ -14,6 +14,8 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { verifyImage as verifyCore } from '../../src/client/verify-image.ts';
 import type { Store } from '../../src/storage/index.ts';
+import { createHash } from 'node:crypto';
+import { canonicalSignedBytes } from '../../src/engine/canonical.ts';
 
 const NS = 'wabbit-networks/';
 const ANCHOR = 'wabbit-networks/tufoci-namespace';
@@ -225,5 +227,40 @@ describe("one scope's metadata never answers for another's", () => {
     // The registry serves the old timestamp and snapshot again: a client that saw the removal refuses them.
     await h.metadata.publish(MON, before, { replaceable: new Set(before.map((f) => f.fileName)) });
     await expect(verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin, stateDir })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+  });
+
+  it('a hand-off to a namespace root that is not the one named is refused, by the service and by the client', async () => {
+    const h = new ServiceHarness();
+    const nsPin = await createNamespace(h);
+    const OWN = 'wabbit-networks/own';
+    expect((await h.create(OWN)).status).toBe(201);
+    const own = await pushImage(h.store, OWN, 'v1', 'own v1');
+    expect((await h.request('PUT', `/v1/repos/${OWN}/metadata/1.ci.json`, { token: CI, body: await h.ciBytes(1, { v1: own }) })).status).toBe(201);
+    const ownPin = await file(h, OWN, '1.root.json');
+    const handOff = async (sha256: string): Promise<Uint8Array> => {
+      const j = json(await h.rootBytes(2, [h.owner.root], OWN)) as unknown as { signed: Record<string, unknown>; signatures: unknown[] };
+      j.signed['x-tufoci-successor'] = { namespace: NS, version: 1, sha256 };
+      j.signatures = [await h.owner.root.sign(canonicalSignedBytes(j.signed as never))];
+      return new TextEncoder().encode(JSON.stringify(j));
+    };
+    const memberTargets2 = await h.targetsBytes({ version: 2, member: { repository: OWN, namespace: NS }, delegations: [{ name: 'ci', keys: [h.ci.public], threshold: 1, paths: [`${OWN}/v*`], terminating: true }] });
+    const body = async (sha: string): Promise<string> => JSON.stringify({ root: json(await handOff(sha)), targets: json(memberTargets2) });
+    const before = await h.timestampVersion(OWN);
+    const wrong = await h.request('POST', `/v1/repos/${OWN}/migrate`, { token: ADMIN, body: await body('0'.repeat(64)) });
+    expect(wrong.status).toBe(400);
+    // A successor root cannot come in as a plain rotation either.
+    const plain = await h.request('PUT', `/v1/repos/${OWN}/metadata/2.root.json`, { token: ADMIN, body: await handOff(createHash('sha256').update(nsPin).digest('hex')) });
+    expect(plain.status).toBe(400);
+    expect(await h.timestampVersion(OWN)).toBe(before);
+    const moved = await h.request('POST', `/v1/repos/${OWN}/migrate`, { token: ADMIN, body: await body(createHash('sha256').update(nsPin).digest('hex')) });
+    expect(moved.status, moved.body.toString()).toBe(201);
+    const v2 = await pushImage(h.store, OWN, 'v2', 'own v2');
+    await publishCi(h, OWN, 2, { v2 });
+    expect((await verifyImage({ store: h.store, repository: OWN, tag: 'v2', trustedRoot: ownPin })).digest).toBe(v2.digest);
+    // A registry that serves another file as the namespace root named: refused.
+    const other = await h.rootBytes(1, [h.owner.root], NS);
+    const ts = await file(h, ANCHOR, 'timestamp.json');
+    await h.metadata.publish(ANCHOR, [{ fileName: '1.root.json', bytes: new TextEncoder().encode(`${new TextDecoder().decode(other)} `) }, { fileName: 'timestamp.json', bytes: ts }], { replaceable: new Set(['1.root.json']) });
+    await expect(verifyImage({ store: h.store, repository: OWN, tag: 'v2', trustedRoot: ownPin })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
   });
 });
