@@ -3,11 +3,13 @@
  * (src/demo/seed-story.ts), on two real docker-registry processes, the
  * tufoci service on the embedded default, the real CLI and skopeo. The story
  * checks its own expectations; here every step's outcome is asserted again
- * from the recorded runs: exit codes, digests, refusal reasons.
+ * from the recorded runs: exit codes, digests, refusal reasons. Steps 1–7 are
+ * net-monitor with a root of its own; steps 8–9 the `wabbit-networks/`
+ * namespace, one of whose two members acme-rockets mirrors.
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SeedDemo, type SeedDemoResult } from '../../src/demo/seed-story.ts';
+import { DASHBOARD, SCANNER, SeedDemo, type SeedDemoResult } from '../../src/demo/seed-story.ts';
 
 const lines: string[] = [];
 let demo: SeedDemo;
@@ -27,7 +29,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => demo?.cleanup());
 
-describe('seed demo: wabbit-networks publishes, acme-rockets mirrors', () => {
+describe('seed demo: wabbit-networks publishes, acme-rockets mirrors; then a namespace', () => {
   it('1–2: CI publishes v1 (build 1) after the owner created the repository and delegated ci', () => {
     expect(r.runs.publish1.code).toBe(0);
     expect(r.runs.publish1.stdout).toContain(`published wabbit-networks/net-monitor:v1 = ${r.build1.digest}`);
@@ -100,9 +102,56 @@ describe('seed demo: wabbit-networks publishes, acme-rockets mirrors', () => {
     expect(r.runs.freeze.stderr).toMatch(/timestamp\.json is expired \(freeze: metadata past its expiry\)/);
   });
 
+  it('8: the owner creates wabbit-networks/ trust once; two repositories join; CI publishes in each; one trusted root verifies both', () => {
+    const ns = r.namespace;
+    expect(ns.runs.init.code).toBe(0);
+    expect(ns.runs.init.command).toContain('init wabbit-networks/ ');
+    for (const [join, repo] of [[ns.runs.joinScanner, SCANNER], [ns.runs.joinDashboard, DASHBOARD]] as const) {
+      expect(join.code).toBe(0);
+      expect(join.stdout).toContain(`${repo} joined namespace wabbit-networks/`);
+    }
+    expect(ns.scanner.digest).not.toBe(ns.dashboard.digest);
+    expect(ns.runs.publishScanner.stdout).toContain(`published ${SCANNER}:v1 = ${ns.scanner.digest}`);
+    expect(ns.runs.publishDashboard.stdout).toContain(`published ${DASHBOARD}:v1 = ${ns.dashboard.digest}`);
+    for (const [run, image] of [[ns.runs.verifyScanner, ns.scanner], [ns.runs.verifyDashboard, ns.dashboard]] as const) {
+      expect(run.code).toBe(0);
+      expect(firstLine(run.stdout)).toBe(image.digest);
+      expect(run.command).not.toContain('--trust'); // the one trust store entry answers for both
+      expect(run.stdout).toMatch(/trusted through wabbit-networks\/$/m);
+    }
+  });
+
+  it("9: net-scanner alone is mirrored with the namespace's metadata, and verifies unchanged on acme-rockets with the service stopped", () => {
+    const ns = r.namespace;
+    expect(ns.mirroredTufFiles.at(-1)).toBe('timestamp.json');
+    expect(ns.mirroredTufFiles).toEqual(expect.arrayContaining(['1.targets.json', '1.ci.json']));
+    expect(ns.mirroredNamespaceFiles).toEqual(expect.arrayContaining(['1.root.json']));
+    expect(ns.mirroredRootIsNamespaceRoot).toBe(true);
+    expect(ns.acmeRepositories).toEqual(expect.arrayContaining([SCANNER, `${SCANNER}/tuf`, 'wabbit-networks/tufoci-namespace/tuf']));
+    expect(ns.acmeRepositories.filter((repo) => repo.startsWith(DASHBOARD))).toEqual([]);
+    expect(ns.serviceRunningDuringMirrorVerify).toBe(false);
+    expect(ns.runs.verifyAcmeScanner.command).toContain(`${r.registries.acme}/${SCANNER}:v1`);
+    expect(ns.runs.verifyAcmeScanner.command).not.toContain('--server');
+    expect(ns.runs.verifyAcmeScanner.code).toBe(0);
+    expect(firstLine(ns.runs.verifyAcmeScanner.stdout)).toBe(ns.scanner.digest);
+  });
+
+  it("9: net-dashboard's image, signatures and metadata served as net-scanner's are refused, by a new client and by one with state", () => {
+    const ns = r.namespace;
+    expect(ns.passedOffTufFiles.at(-1)).toBe('timestamp.json');
+    expect(ns.runs.passedOff.command).toContain('--ephemeral');
+    expect(ns.runs.passedOffTrusting.command).not.toContain('--ephemeral');
+    for (const run of [ns.runs.passedOff, ns.runs.passedOffTrusting]) {
+      expect(run.code).toBe(1);
+      expect(run.stdout).not.toContain(ns.dashboard.digest);
+      expect(run.stderr).toMatch(/is for "wabbit-networks\/net-dashboard", not for wabbit-networks\/net-scanner/);
+      expect(run.stderr).toContain('TUF_REFUSED');
+    }
+  });
+
   it('prints the story step by step and leaves no process or temporary directory behind', () => {
     const titles = lines.filter((l) => /^\d\. /.test(l)).map((l) => l.slice(0, 2));
-    expect(titles).toEqual(['1.', '2.', '3.', '4.', '5.', '6.', '7.']);
+    expect(titles).toEqual(['1.', '2.', '3.', '4.', '5.', '6.', '7.', '8.', '9.']);
     expect(lines.at(-1)).toBe('Done: every step verified, every attack refused with its reason.');
     expect(lines.join('\n')).not.toMatch(/PRIVATE KEY/);
     for (const pid of demo.registryPids()) expect(() => process.kill(pid, 0)).toThrow();
