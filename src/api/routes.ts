@@ -21,9 +21,9 @@ export const ROUTES = {
   grants: '/v1/repos/*repo/grants',
   redeemGrant: '/v1/repos/*repo/grants/redeem',
   tags: '/v1/repos/*repo/tags',
-  namespace: '/v1/repos/*repo/namespace',
-  syncNamespace: '/v1/repos/*repo/sync',
-  migrate: '/v1/repos/*repo/migrate',
+  namespace: '/v1/namespace-of/*repo',
+  syncNamespace: '/v1/namespace-sync/*repo',
+  migrate: '/v1/migrations/*repo',
 } as const;
 
 /**
@@ -44,8 +44,8 @@ export const paths = {
   grants: (repo: string): string => `/v1/repos/${repo}/grants`,
   redeemGrant: (repo: string): string => `/v1/repos/${repo}/grants/redeem`,
   tags: (repo: string): string => `/v1/repos/${repo}/tags`,
-  namespace: (repo: string): string => `/v1/repos/${repo}/namespace`,
-  syncNamespace: (repo: string): string => `/v1/repos/${repo}/sync`,
-  migrate: (repo: string): string => `/v1/repos/${repo}/migrate`,
+  namespace: (repo: string): string => `/v1/namespace-of/${repo}`,
+  syncNamespace: (repo: string): string => `/v1/namespace-sync/${repo}`,
+  migrate: (repo: string): string => `/v1/migrations/${repo}`,
   onlineKeys: (repository?: string): string => (repository === undefined ? ROUTES.onlineKeys : `${ROUTES.onlineKeys}?repository=${encodeURIComponent(repository)}`),
 } as const;

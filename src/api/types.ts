@@ -133,7 +133,7 @@ export interface UploadResult {
   members?: NamespaceSync;
 }
 
-/** The namespace covering a repository (`GET /v1/repos/<repo>/namespace`). */
+/** The namespace covering a repository (`GET /v1/namespace-of/<repo>`). */
 export interface NamespaceInfo {
   /** The prefix, ending in `/`. */
   namespace: string;

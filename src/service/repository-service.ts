@@ -276,7 +276,7 @@ export class RepositoryService {
    * (members keep no root files: clients read the namespace's roots at the anchor). Members of a
    * sub-namespace and repositories with roots of their own are left alone. Idempotent: a sync
    * interrupted half way is finished by calling it again (the next root rotation, or
-   * `POST /v1/repos/<anchor>/sync`).
+   * `POST /v1/namespace-sync/<anchor>`).
    */
   async syncNamespace(prefix: string): Promise<NamespaceSync> {
     const anchor = namespaceAnchor(prefix);

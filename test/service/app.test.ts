@@ -287,14 +287,14 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ root: parse(nsRoot), targets: parse(memberTargets) }) }), 409, 'NAMESPACE_ROOT');
     expectError(await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(await h.rootBytes(1, [h.owner.root], ANCHOR)), targets: parse(await h.targetsBytes({ version: 1 })) }) }), 409, 'NAMESPACE_ROOT');
     expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) }), 404, 'NO_NAMESPACE');
-    expectError(await h.request('GET', `/v1/repos/${REPO}/namespace`), 404, 'NO_NAMESPACE');
+    expectError(await h.request('GET', `/v1/namespace-of/${REPO}`), 404, 'NO_NAMESPACE');
     expect((await h.request('GET', `/v1/repos/${REPO}/status`)).status).toBe(404);
     expect((await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(nsRoot), targets: parse(anchorTargets) }) })).status).toBe(201);
     expect((await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) })).status).toBe(201);
     const before = await h.timestampVersion();
     // A member's root is the namespace's: one of its own is refused.
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) }), 409, 'IN_NAMESPACE');
-    expectError(await h.request('POST', `/v1/repos/${REPO}/sync`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
+    expectError(await h.request('POST', `/v1/namespace-sync/${REPO}`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
     expect(await h.timestampVersion()).toBe(before);
     expect((await h.request('GET', `/v1/repos/${REPO}/metadata/2.root.json`)).status).toBe(404);
   });

@@ -82,7 +82,7 @@ describe('a namespace: one root, many repositories', () => {
     expect(Buffer.from(await file(h, MON, '1.root.json')).equals(Buffer.from(pin))).toBe(true);
     expect((await h.metadata.listMetadata(MON)).filter((f) => f.role === 'root')).toEqual([]);
     expect(json(await file(h, MON, 'timestamp.json')).signed['x-tufoci-scope']).toBe(MON);
-    expect((await h.request('GET', `/v1/repos/${API}/namespace`)).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1 });
+    expect((await h.request('GET', `/v1/namespace-of/${API}`)).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1 });
   });
 
   it('a target path names its repository: an unqualified tag, or another repository\'s, is refused at upload', async () => {
@@ -119,7 +119,7 @@ describe('a namespace: one root, many repositories', () => {
       expect(v).toMatchObject({ digest: img.digest, tuf: { root: 2 } });
     }
     // Syncing again changes nothing; a member never takes a root of its own.
-    expect((await h.request('POST', `/v1/repos/${ANCHOR}/sync`, { token: ADMIN, body: '{}' })).json()).toEqual({ namespace: NS, rootVersion: 2, updated: 0, failed: [] });
+    expect((await h.request('POST', `/v1/namespace-sync/${ANCHOR}`, { token: ADMIN, body: '{}' })).json()).toEqual({ namespace: NS, rootVersion: 2, updated: 0, failed: [] });
     const own = await h.request('PUT', `/v1/repos/${MON}/metadata/3.root.json`, { token: ADMIN, body: await h.rootBytes(3, [h.owner.root], NS) });
     expect(own.status).toBe(409);
     expect(own.json<{ error: { code: string } }>().error.code).toBe('IN_NAMESPACE');
@@ -186,7 +186,7 @@ describe("one scope's metadata never answers for another's", () => {
     const sub = 'wabbit-networks/team-a/';
     await createNamespace(h, sub); // the same owner keys, another scope
     await join(h, API, await memberTargets(h, API, 1, { namespace: sub })); // joins the longest namespace covering it: team-a/
-    expect((await h.request('GET', `/v1/repos/${API}/namespace`)).json()).toMatchObject({ namespace: sub });
+    expect((await h.request('GET', `/v1/namespace-of/${API}`)).json()).toMatchObject({ namespace: sub });
     const api = await pushImage(h.store, API, 'v1', 'api v1');
     await publishCi(h, API, 1, { v1: api });
     // A client trusting only the parent namespace does not take the sub-namespace's metadata.
@@ -246,13 +246,13 @@ describe("one scope's metadata never answers for another's", () => {
     const memberTargets2 = await h.targetsBytes({ version: 2, member: { repository: OWN, namespace: NS }, delegations: [{ name: 'ci', keys: [h.ci.public], threshold: 1, paths: [`${OWN}/v*`], terminating: true }] });
     const body = async (sha: string): Promise<string> => JSON.stringify({ root: json(await handOff(sha)), targets: json(memberTargets2) });
     const before = await h.timestampVersion(OWN);
-    const wrong = await h.request('POST', `/v1/repos/${OWN}/migrate`, { token: ADMIN, body: await body('0'.repeat(64)) });
+    const wrong = await h.request('POST', `/v1/migrations/${OWN}`, { token: ADMIN, body: await body('0'.repeat(64)) });
     expect(wrong.status).toBe(400);
     // A successor root cannot come in as a plain rotation either.
     const plain = await h.request('PUT', `/v1/repos/${OWN}/metadata/2.root.json`, { token: ADMIN, body: await handOff(createHash('sha256').update(nsPin).digest('hex')) });
     expect(plain.status).toBe(400);
     expect(await h.timestampVersion(OWN)).toBe(before);
-    const moved = await h.request('POST', `/v1/repos/${OWN}/migrate`, { token: ADMIN, body: await body(createHash('sha256').update(nsPin).digest('hex')) });
+    const moved = await h.request('POST', `/v1/migrations/${OWN}`, { token: ADMIN, body: await body(createHash('sha256').update(nsPin).digest('hex')) });
     expect(moved.status, moved.body.toString()).toBe(201);
     const v2 = await pushImage(h.store, OWN, 'v2', 'own v2');
     await publishCi(h, OWN, 2, { v2 });

@@ -98,7 +98,7 @@ export async function rotateOnline(argv: string[]): Promise<void> {
     const arg = positionals[0] as string;
     const r = await rotateOne(client, arg.endsWith('/') ? namespaceAnchor(arg) : arg, signers, expiresMs);
     out.say(`${r.repository}: root v${r.rootVersion} lists online key set ${r.set}${r.generated ? ' (generated for this rotation)' : ''}; timestamp v${r.timestampVersion} signed with it`);
-    if (r.members) out.say(`  ${r.members.updated} members of ${r.members.namespace} took root v${r.members.rootVersion}${r.members.failed.length ? `; ${r.members.failed.length} failed (retry: the next rotation, or POST /v1/repos/${r.repository}/sync)` : ''}`);
+    if (r.members) out.say(`  ${r.members.updated} members of ${r.members.namespace} took root v${r.members.rootVersion}${r.members.failed.length ? `; ${r.members.failed.length} failed (retry: the next rotation, or POST /v1/namespace-sync/${r.repository})` : ''}`);
     out.result(r);
     return;
   }

@@ -255,7 +255,7 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   for (const w of result.warnings ?? []) out.say(`warning: ${w}`);
   if (result.members) {
     const m = result.members;
-    out.say(`${m.updated} members of namespace ${m.namespace} took root v${m.rootVersion}${m.failed.length ? `; ${m.failed.length} failed (retried by the next rotation, or POST /v1/repos/${repo}/sync): ${m.failed.map((f) => f.repository).join(', ')}` : ''}`);
+    out.say(`${m.updated} members of namespace ${m.namespace} took root v${m.rootVersion}${m.failed.length ? `; ${m.failed.length} failed (retried by the next rotation, or POST /v1/namespace-sync/${repo}): ${m.failed.map((f) => f.repository).join(', ')}` : ''}`);
     if (newTargetsSigners.length) out.say(`warning: the namespace's targets key changed: each member's targets must be re-signed by it (tufoci resign <member> --role targets --key <new targets key>)`);
   }
   if (values['root-out']) out.say(`root v${result.version} saved to ${values['root-out']}`);
