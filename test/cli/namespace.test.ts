@@ -79,6 +79,17 @@ describe('a namespace with the CLI', () => {
     expect(JSON.parse(v.stdout).digest).toBe(r1.digest);
   });
 
+  it('a CI job with a grant publishes --ephemeral in a member; the grant\'s paths are qualified by the service', async () => {
+    await ok('delegate', 'add', API, 'jobs', '--online', '--paths', 'e*', '--expected-tags', '0', '--targets-key', 'targets.key');
+    const e1 = await pushImage(new RegistryStore({ url: registry.url }), API, 'e1', 'job build e1');
+    const grant = JSON.parse((await ok('grant', API, '--role', 'jobs', '--paths', 'e1', '--ttl', '10m', '--json')).stdout) as { token: string; paths: string[] };
+    expect(grant.paths).toEqual([`${API}/e1`]);
+    const pub = JSON.parse((await ok('publish', `${host}/${API}:e1`, '--ephemeral', '--grant', grant.token, '--json')).stdout);
+    expect(pub.digest).toBe(e1.digest);
+    const v = await ok('verify', `${host}/${API}:e1`, '--plain-http', '--json');
+    expect(JSON.parse(v.stdout).digest).toBe(e1.digest);
+  });
+
   it('one rotation of the namespace root covers every member; the pinned client follows it', async () => {
     const rot = JSON.parse((await ok('rotate', 'root', NS, '--old-key', 'root.key', '--new-key', 'root2.key', '--json')).stdout);
     expect(rot).toMatchObject({ version: 2, members: { namespace: NS, rootVersion: 2, failed: [] } });
