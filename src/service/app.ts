@@ -332,20 +332,25 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = found;
   });
 
+  /** Run one write, counted in tufoci_uploads by kind and outcome (ok, or the refusal's code). */
+  const counted = async <T>(kind: string, write: () => Promise<T>): Promise<T> => {
+    try {
+      const result = await write();
+      metrics.uploads.inc({ kind, outcome: 'ok' });
+      return result;
+    } catch (error) {
+      metrics.uploads.inc({ kind, outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
+      throw error;
+    }
+  };
+
   router.post(ROUTES.migrate, async (ctx) => {
     const repo = ctx.params['repo'] as string;
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"root": <next root, naming its successor namespace root>, "targets": <next targets, as a member of that namespace>}';
     const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape)) as [Uint8Array, Uint8Array];
-    try {
-      const result = await service.migrate(repo, root, targets);
-      metrics.uploads.inc({ kind: 'migrate', outcome: 'ok' });
-      ctx.status = 201;
-      ctx.body = result;
-    } catch (error) {
-      metrics.uploads.inc({ kind: 'migrate', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
-      throw error;
-    }
+    ctx.body = await counted('migrate', () => service.migrate(repo, root, targets));
+    ctx.status = 201;
   });
 
   router.post(ROUTES.syncNamespace, async (ctx) => {
@@ -395,15 +400,9 @@ export function createApp(deps: AppDeps): Koa {
       metrics.uploads.inc({ kind: 'role', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
       throw error;
     }
-    try {
-      const result = await service.upload(repo, fileName, body, roleClass, job, precheck !== undefined);
-      metrics.uploads.inc({ kind: 'role', outcome: 'ok' });
-      ctx.status = result.unchanged ? 200 : 201;
-      ctx.body = result;
-    } catch (error) {
-      metrics.uploads.inc({ kind: 'role', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
-      throw error;
-    }
+    const result = await counted('role', () => service.upload(repo, fileName, body, roleClass, job, precheck !== undefined));
+    ctx.status = result.unchanged ? 200 : 201;
+    ctx.body = result;
   });
 
   // Owners: the online keys the repository's next root should list (`tufoci rotate online`).
@@ -463,15 +462,8 @@ export function createApp(deps: AppDeps): Koa {
       }
       targets[tag] = { digest: o['digest'], size: o['size'], mediaType: o['mediaType'] };
     }
-    try {
-      const result = await service.publishTags(repo, role, targets);
-      metrics.uploads.inc({ kind: 'tags', outcome: 'ok' });
-      ctx.status = 201;
-      ctx.body = result;
-    } catch (error) {
-      metrics.uploads.inc({ kind: 'tags', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
-      throw error;
-    }
+    ctx.body = await counted('tags', () => service.publishTags(repo, role, targets));
+    ctx.status = 201;
   });
 
   router.post(ROUTES.repository, async (ctx) => {
@@ -479,15 +471,9 @@ export function createApp(deps: AppDeps): Koa {
     auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
     const shape = 'JSON {"root": <1.root.json>, "targets": <1.targets.json>} (or, to join the namespace covering the repository, {"targets": <1.targets.json>})';
     const [root, targets] = (await readJsonMembers(ctx, maxBody, ['root', 'targets'], shape, ['root'])) as [Uint8Array | undefined, Uint8Array];
-    try {
-      const result = root === undefined ? await service.createMember(repo, targets) : await service.create(repo, root, targets);
-      metrics.uploads.inc({ kind: 'create', outcome: 'ok' });
-      ctx.status = result.unchanged ? 200 : 201;
-      ctx.body = result;
-    } catch (error) {
-      metrics.uploads.inc({ kind: 'create', outcome: error instanceof TufociError ? error.code : 'INTERNAL' });
-      throw error;
-    }
+    const result = await counted('create', () => (root === undefined ? service.createMember(repo, targets) : service.create(repo, root, targets)));
+    ctx.status = result.unchanged ? 200 : 201;
+    ctx.body = result;
   });
 
   app.use(router.routes());
