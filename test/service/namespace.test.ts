@@ -152,6 +152,25 @@ describe('a namespace: one root, many repositories', () => {
     expect(asked.filter((a) => /:[23]\.root\.json$/.test(a))).toEqual([]);
   });
 
+  it('a team manages its own sub-delegation inside its member', async () => {
+    const h = new ServiceHarness();
+    const pin = await createNamespace(h);
+    const { InMemorySigner } = await import('../../src/keys/index.ts');
+    const team = InMemorySigner.generate();
+    // The namespace owner delegates the member to the team's key once …
+    await join(h, API, await h.targetsBytes({ version: 1, member: { repository: API, namespace: NS }, delegations: [{ name: 'team-a', keys: [team.public], threshold: 1, paths: [`${API}/*`] }] }));
+    // … the team delegates its release tags to its own CI key, without the owner.
+    const teamRole = await h.targetsBytes({ version: 1, delegations: [{ name: 'team-a-ci', keys: [h.ci.public], threshold: 1, paths: [`${API}/v*`] }] }, [team]);
+    expect((await h.request('PUT', `/v1/repos/${API}/metadata/1.team-a.json`, { token: CI, body: teamRole })).status).toBe(201);
+    const img = await pushImage(h.store, API, 'v1', 'api v1');
+    const ciRole = await h.ciBytes(1, { [`${API}/v1`]: img });
+    expect((await h.request('PUT', `/v1/repos/${API}/metadata/1.team-a-ci.json`, { token: CI, body: ciRole })).status).toBe(201);
+    expect((await verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: pin })).digest).toBe(img.digest);
+    // The team cannot reach outside its member: a path of another repository is refused.
+    const outside = await h.targetsBytes({ version: 2, targets: { [`${MON}/v1`]: img } }, [team]);
+    expect((await h.request('PUT', `/v1/repos/${API}/metadata/2.team-a.json`, { token: CI, body: outside })).status).toBe(422);
+  });
+
   it('service-signed tags in a member are qualified by the service', async () => {
     const h = new ServiceHarness();
     const pin = await createNamespace(h);
