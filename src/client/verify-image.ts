@@ -258,6 +258,8 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
 
 /** The namespace a pinned root (vetted strict JSON) makes `repository` a member of, if any. */
 function namespaceOfPin(root: Uint8Array, repository: string): string | undefined {
+  // A namespace scope ends in "/": without `/"` in the bytes there is none (the common case, no parse).
+  if (!Buffer.from(root.buffer, root.byteOffset, root.byteLength).includes('/"')) return undefined;
   const json = parseStrictJson(root, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
   return json.signed ? namespaceOf(json.signed, repository) : undefined;
 }
@@ -276,8 +278,8 @@ function namespaceOfSaved(dir: string, repository: string): string | undefined {
 const DEFAULT_ROOT_BYTES = 524_288;
 
 /**
- * After a refresh of a repository with a root of its own failed: when the root this client now
- * trusts (verified by that refresh, signed by the repository's root keys) names a successor
+ * After a refresh of a repository with a root of its own (whatever it found): when the root this
+ * client now trusts (verified by that refresh, signed by the repository's root keys) names a successor
  * namespace root (`x-tufoci-successor`, engine/scope.ts), fetch that root from the namespace's
  * anchor, check it is the one named (sha256) and a namespace root covering the repository, and
  * start the state over from it (the pin record keeps the repository's pin: the chain descends
