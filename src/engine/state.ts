@@ -15,6 +15,7 @@
  */
 import type { Metadata, Root, Snapshot, Targets, Timestamp } from '@tufjs/models';
 import { EngineError } from './errors.ts';
+import { isTargetInPathPattern } from '../client/core/roles.ts';
 import type { AuthorizedRole, KeyMap } from './signatures.ts';
 
 export interface RoleRecord<T extends Root | Targets | Snapshot | Timestamp> {
@@ -54,6 +55,7 @@ interface Index {
 const indexCache = new WeakMap<ReadonlyMap<string, RoleRecord<Targets>>, Index>();
 
 interface PathRole {
+  readonly paths?: string[] | undefined;
   isDelegatedPath(path: string): boolean;
 }
 
@@ -76,7 +78,10 @@ function covers(role: PathRole, path: string): boolean {
   }
   let answer = answers.get(path);
   if (answer === undefined) {
-    answer = role.isDelegatedPath(path);
+    // Path patterns by the client core's matcher (the models' rule: minimatch per segment, the
+    // common form without compiling a regular expression per call; test/client/roles.test.ts
+    // holds it to minimatch); hash prefixes by the models.
+    answer = role.paths ? role.paths.some((pattern) => isTargetInPathPattern(path, pattern)) : role.isDelegatedPath(path);
     if (answers.size >= MAX_COVERAGE_ENTRIES) answers.clear();
     answers.set(path, answer);
   }
