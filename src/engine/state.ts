@@ -202,6 +202,19 @@ export function snapshotEntries(state: RepoState): Map<string, number> {
 }
 
 /**
+ * The models' `Delegations.rolesForTarget` (delegated roles in listed order whose paths cover
+ * `path`; or the one hash bin it falls in), with the memoised matcher above.
+ */
+function* rolesForTarget(delegations: Targets['delegations'], path: string): Generator<{ role: string; terminating: boolean }> {
+  if (!delegations) return;
+  if (delegations.roles) {
+    for (const role of Object.values(delegations.roles)) if (covers(role, path)) yield { role: role.name, terminating: role.terminating };
+  } else if (delegations.succinctRoles) {
+    yield { role: delegations.succinctRoles.getRoleForTarget(path), terminating: true };
+  }
+}
+
+/**
  * The role a TUF client takes `path` from: the preorder depth-first search from top-level
  * targets that tuf-js's Updater and python-tuf make (delegations in their listed order, a
  * terminating match ends the search after its subtree, at most `maxRoles` roles visited).
@@ -221,7 +234,7 @@ export function resolveTarget(state: RepoState, path: string, opts: { assume?: s
     if (!signed) continue;
     if (Object.hasOwn(signed.targets, path)) return role;
     const children: string[] = [];
-    for (const { role: child, terminating } of signed.delegations?.rolesForTarget(path) ?? []) {
+    for (const { role: child, terminating } of rolesForTarget(signed.delegations, path)) {
       children.push(child);
       if (terminating) {
         stack.length = 0;
