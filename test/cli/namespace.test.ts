@@ -105,6 +105,9 @@ describe('a namespace with the CLI', () => {
     expect(JSON.parse(after.stdout).tuf.root).toBe(3);
     const all = JSON.parse((await ok('rotate', 'online', '--all', '--root-key', 'root2.key', '--json')).stdout);
     expect(all.failed).toEqual([]);
+    // A member's targets are renewed with the namespace's targets key like any repository's.
+    await ok('resign', MON, '--role', 'targets', '--key', 'targets.key');
+    expect(JSON.parse((await ok('verify', `${host}/${MON}:v1`, '--plain-http', '--json')).stdout).digest).toBe(mon.digest);
     // Status of a member names its namespace root.
     const st = JSON.parse((await ok('status', API, '--json')).stdout);
     expect(st.roles.find((r: { role: string }) => r.role === 'root').version).toBe(3);
