@@ -389,9 +389,9 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     // The core reads every file strictly and checks each root's scope itself; tuf-js needs the vetter.
     const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository), namespace);
     const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(vet ? { vet } : {}) };
-    // A member's roots are its namespace's, at the anchor (the service answers them for the member itself).
+    // A member's roots are its namespace's, read at the anchor (a migrated member's own URL keeps its own chain).
     const fetcher: TimestampFirstFetcher = opts.serviceUrl
-      ? new ServiceFetcher(options)
+      ? new ServiceFetcher({ ...options, ...(namespace !== undefined ? { rootBaseUrl: `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(namespaceAnchor(namespace), '').replace(/\/$/, '')}` } : {}) })
       : new RegistryFetcher({ metadata, ...options, ...(namespace !== undefined ? { rootRepository: namespaceAnchor(namespace) } : {}) });
     let result: TufResult;
     let roots: readonly Uint8Array[];

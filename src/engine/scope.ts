@@ -145,3 +145,9 @@ export function successorOf(rootSigned: Parameters<typeof scopeOf>[0], repositor
   }
   return { namespace: s.namespace, version: s.version as number, sha256: s.sha256 };
 }
+
+/** The namespace `repository` is a member of under this root (its anchor is not a member), or undefined. */
+export function memberOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string | undefined {
+  const ns = namespaceOf(rootSigned, repository);
+  return ns !== undefined && anchorPrefix(repository) !== ns ? ns : undefined;
+}

@@ -10,6 +10,7 @@
  *   batch of this instance can let that acquirer go first.
  * - `close` refuses new locked work (SHUTTING_DOWN) and waits for what runs.
  */
+import { memberOf } from '../engine/scope.ts';
 import { EngineError, type OnlineResult, type RepoState } from '../engine/index.ts';
 import type { OnlineKeyring } from '../keys/online-keyring.ts';
 import type { MetadataFile, MetadataStore } from '../storage/index.ts';
@@ -101,7 +102,7 @@ export class Committer {
       throw new CoordError('LOCK_LOST', `the write lock on ${repository} expired before the timestamp could move; retry`, { detail: { repository } });
     }
     await this.#d.metadata.writeMetadata(repository, 'timestamp.json', ts.bytes, { rootVersion: online.state.root.md.signed.version });
-    const head = this.#d.heads.remember(repository, headOf(online.state));
+    const head = this.#d.heads.remember(repository, headOf(online.state, memberOf(online.state.root.md.signed, repository) !== undefined));
     await this.#announce(repository, head);
     return head;
   }

@@ -32,10 +32,12 @@ export interface Head {
 }
 
 /** The head of a verified state: its current files by name. */
-export function headOf(state: RepoState): Head {
+export function headOf(state: RepoState, member = false): Head {
   const files = new Map<string, Uint8Array>();
   const root = state.root;
-  files.set(metadataFileName('root', root.md.signed.version), root.bytes);
+  // A member's root is its namespace's: served at the anchor, never under the member's name (a
+  // member moved in from a root of its own keeps that chain's files under its name).
+  if (!member) files.set(metadataFileName('root', root.md.signed.version), root.bytes);
   for (const [role, rec] of state.targets) files.set(metadataFileName(role, rec.md.signed.version), rec.bytes);
   if (state.snapshot) files.set(metadataFileName('snapshot', state.snapshot.md.signed.version), state.snapshot.bytes);
   if (state.timestamp) files.set('timestamp.json', state.timestamp.bytes);
@@ -266,6 +268,6 @@ export class HeadCache {
     });
     const { state, problems } = member ? loadMember(roots, tsBytes, snapBytes, targets, policy) : loadRepositoryState({ roots, timestamp: tsBytes, snapshot: snapBytes, targets }, policy);
     if (problems.length > 0) this.#d.logger.warn({ repository, problems }, 'repository loaded with unverifiable roles kept as tombstones');
-    return headOf(state);
+    return headOf(state, member);
   }
 }

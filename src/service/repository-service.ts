@@ -172,11 +172,10 @@ export class RepositoryService {
     // An older version (e.g. a root the client walks through): immutable, read through.
     const roles = this.#policy.roles;
     const max = parsed.role === 'root' ? roles.root.maxBytes : Math.max(roles.snapshot.maxBytes, roles.delegated.maxBytes);
-    // A member's roots are its namespace's, kept at the anchor.
-    const ns = parsed.role === 'root' ? namespaceOf(head.state.root.md.signed, repository) : undefined;
-    const from = ns !== undefined && anchorPrefix(repository) !== ns ? namespaceAnchor(ns) : repository;
+    // (A member's roots are its namespace's, read at the anchor; under its own name only the files
+    // of a chain it had before it moved into the namespace are stored.)
     try {
-      const old = await this.#heads.read(from, fileName, max);
+      const old = await this.#heads.read(repository, fileName, max);
       return { bytes: old, etag: etagOf(old), immutable };
     } catch (e) {
       if (isStorageError(e, 'NOT_FOUND')) throw new ServiceError('NOT_FOUND', `${fileName} not found in ${repository}`, { detail: { repository, fileName } });

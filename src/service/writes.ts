@@ -30,7 +30,7 @@ import { parseMetadataFileName } from '../engine/names.ts';
 import { MetadataPrecheck, limitsFromPolicy, precheckMetadata } from '../engine/parse.ts';
 import { checkHeldRoleCapacity, delegateJob, dropTargets, endedJobs, parentShadowedTags, tagShadowing } from '../engine/service-roles.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
-import { SUCCESSOR_FIELD, anchorPrefix, namespaceAnchor, namespaceOf, successorOf, targetPrefix, type Successor } from '../engine/scope.ts';
+import { SUCCESSOR_FIELD, anchorPrefix, memberOf, namespaceAnchor, namespaceOf, successorOf, targetPrefix, type Successor } from '../engine/scope.ts';
 import { createHash } from 'node:crypto';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile, MetadataStore } from '../storage/index.ts';
@@ -174,8 +174,7 @@ export class Writes {
       const root = nsHead.state.root;
       const state = verifyNewMember(root, targetsBytes, signing.ctx(repository, nsHead.state));
       // No root files: a member's roots are the namespace's, read from the anchor (head-cache.ts).
-      const files: MetadataFile[] = [];
-      files.push({ fileName: '1.targets.json', bytes: targetsBytes });
+      const files: MetadataFile[] = [{ fileName: '1.targets.json', bytes: targetsBytes }];
       const online = await produceSnapshotAndTimestamp(state, signing.online(repository, state));
       const head = await committer.commit(repository, lock, files, online);
       this.#d.logger.info({ repository, namespace }, 'namespace member created');
@@ -391,7 +390,7 @@ export class Writes {
       if (parsed !== version) throw new ServiceError('NAME_MISMATCH', `${fileName} holds ${role} version ${parsed}`, { detail: { repository, fileName, version: parsed } });
     };
     if (role === 'root') {
-      await this.#checkMemberRoot(repository, draft.state);
+      this.#checkMemberRoot(repository, draft.state);
       const r = verifyRootUpload(draft.state, bytes, ctx, { onParsed });
       if (successorOf(r.state.root.md.signed, repository) !== undefined) {
         throw new ServiceError('BAD_REQUEST', `a root naming a successor namespace moves ${repository} into it, with its member targets in the same commit: tufoci migrate`, { detail: { repository } });
@@ -432,9 +431,9 @@ export class Writes {
    * A member of a namespace has no root of its own: its root is rotated once, at the anchor, for
    * every member (RepositoryService#syncNamespace).
    */
-  async #checkMemberRoot(repository: string, state: RepoState): Promise<void> {
-    const ns = namespaceOf(state.root.md.signed, repository);
-    if (ns === undefined || anchorPrefix(repository) === ns) return;
+  #checkMemberRoot(repository: string, state: RepoState): void {
+    const ns = memberOf(state.root.md.signed, repository);
+    if (ns === undefined) return;
     throw new ServiceError('IN_NAMESPACE', `${repository} is a member of namespace ${ns}: its root is the namespace's, rotated at ${namespaceAnchor(ns)} (tufoci rotate root ${ns})`, {
       detail: { repository, namespace: ns },
     });
@@ -447,8 +446,8 @@ export class Writes {
    */
   resignMember(repository: string, root: RepoState['root']): Promise<boolean> {
     return this.#write(repository, async (draft) => {
-      const ns = namespaceOf(draft.state.root.md.signed, repository);
-      if (ns === undefined || anchorPrefix(repository) === ns || namespaceOf(root.md.signed, repository) !== ns || draft.state.root.md.signed.version >= root.md.signed.version) {
+      const ns = memberOf(draft.state.root.md.signed, repository);
+      if (ns === undefined || namespaceOf(root.md.signed, repository) !== ns || draft.state.root.md.signed.version >= root.md.signed.version) {
         return { state: draft.state, result: () => false };
       }
       return { state: { ...draft.state, root }, result: () => true };

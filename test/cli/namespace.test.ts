@@ -129,10 +129,12 @@ describe('a namespace with the CLI', () => {
     await ok('trust', 'add', OWN, 'legacy.root.json'); // an exact entry: it answers before the namespace's prefix
     const state = join(dir, 'legacy-state');
     const tufjsState = join(dir, 'legacy-state-tufjs');
+    const serviceState = join(dir, 'legacy-state-service');
     for (const [client, s] of [['tufoci', state], ['tuf-js', tufjsState]] as const) {
       const v = await ok('verify', `${host}/${OWN}:v1`, '--plain-http', '--tuf-client', client, '--state', s, '--json');
       expect(JSON.parse(v.stdout)).toMatchObject({ digest: before.digest, trustedBy: OWN });
     }
+    await ok('verify', `${host}/${OWN}:v1`, '--plain-http', '--server', server.url, '--state', serviceState);
     const moved = JSON.parse((await ok('migrate', OWN, '--to', NS, '--root-key', 'root.key', '--targets-key', 'targets.key', '--json')).stdout);
     expect(moved).toMatchObject({ namespace: NS, version: 3 });
     const after = await pushImage(store, OWN, 'v2', 'legacy v2');
@@ -144,6 +146,11 @@ describe('a namespace with the CLI', () => {
       const again = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--tuf-client', client, '--state', s, '--json');
       expect(JSON.parse(again.stdout).digest, client).toBe(after.digest);
     }
+    // Through the service too: the member's own URL keeps its old chain (the hand-off), the anchor's the namespace's.
+    const svc = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--server', server.url, '--state', serviceState, '--json');
+    expect(JSON.parse(svc.stdout).digest).toBe(after.digest);
+    const svcNs = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--server', server.url, '--trust', '1.root.json', '--ephemeral', '--json');
+    expect(JSON.parse(svcNs.stdout).digest).toBe(after.digest);
     // A client that trusts the namespace verifies it too; the repository's own root is never used again.
     const ns = await ok('verify', `${host}/${OWN}:v2`, '--plain-http', '--trust', '1.root.json', '--ephemeral', '--json');
     expect(JSON.parse(ns.stdout).digest).toBe(after.digest);

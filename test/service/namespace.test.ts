@@ -78,9 +78,10 @@ describe('a namespace: one root, many repositories', () => {
     const { h, pin, mon, api } = await namespaceWithTwo();
     expect((await verifyImage({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin })).digest).toBe(mon.digest);
     expect((await verifyImage({ store: h.store, repository: API, tag: 'v1', trustedRoot: pin })).digest).toBe(api.digest);
-    // The service answers a member's roots with the namespace's (the store keeps them at the anchor only); its own files name it.
-    expect(Buffer.from(await file(h, MON, '1.root.json')).equals(Buffer.from(pin))).toBe(true);
+    // A member keeps no root files: its roots are the anchor's, in the store and at the service; its own files name it.
     expect((await h.metadata.listMetadata(MON)).filter((f) => f.role === 'root')).toEqual([]);
+    expect((await h.request('GET', `/v1/repos/${MON}/metadata/1.root.json`)).status).toBe(404);
+    expect(Buffer.from(await file(h, ANCHOR, '1.root.json')).equals(Buffer.from(pin))).toBe(true);
     expect(json(await file(h, MON, 'timestamp.json')).signed['x-tufoci-scope']).toBe(MON);
     expect((await h.request('GET', `/v1/namespace-of/${API}`)).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1 });
   });
