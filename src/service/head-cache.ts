@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EngineError, loadRepositoryState, metadataFileName, parseMetadata, type LoadResult, type RepoState } from '../engine/index.ts';
-import { anchorPrefix, isNamespaceScope, namedNamespace, namespaceAnchor, scopeCovers } from '../engine/scope.ts';
+import { anchorPrefix, isNamespaceScope, namedNamespace, namespaceAnchor, scopeCovers, scopeOf } from '../engine/scope.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataStore } from '../storage/index.ts';
 import { mapLimit } from '../util/map-limit.ts';
@@ -225,8 +225,10 @@ export class HeadCache {
     const ts = parseMetadata('timestamp', tsBytes, policy.roles.timestamp.maxBytes);
     // A member of a namespace (its timestamp names one, engine/scope.ts) keeps no root files: its
     // roots are the namespace's, at the anchor.
+    // (Named by the timestamp itself, which must be this member's: another member's timestamp
+    // put here does not make the loader read under its namespace.)
     const ns = namedNamespace(ts.md.signed);
-    const member = isNamespaceScope(ns) && scopeCovers(ns, repository) && anchorPrefix(repository) !== ns;
+    const member = isNamespaceScope(ns) && scopeCovers(ns, repository) && anchorPrefix(repository) !== ns && scopeOf(ts.md.signed) === repository;
     const rootRepository = member ? namespaceAnchor(ns) : repository;
     const snapName = metadataFileName('snapshot', ts.md.signed.snapshotMeta.version);
     const snapBytes = previous?.files.get(snapName) ?? (await this.read(repository, snapName, policy.roles.snapshot.maxBytes));
