@@ -38,6 +38,15 @@ export interface AppDeps {
   bodyTimeoutMs?: number;
 }
 
+/**
+ * A repository creation sent to a name whose last component is one of the routes' words
+ * (`POST /v1/repos/acme/tags` is the tags of `acme`): said in the refusal, since the name cannot
+ * be created through this API.
+ */
+function shadowedCreate(body: Record<string, unknown>, repo: string, word: string): string {
+  return body['targets'] !== undefined ? ` (a repository named ${repo}/${word} cannot be created: the service reads POST /v1/repos/${repo}/${word} as the ${word} of ${repo})` : '';
+}
+
 /** The body deadline createApp set for this request. */
 function bodyTimeoutOf(ctx: Koa.Context): number {
   return (ctx.state as { bodyTimeoutMs?: number }).bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS;
@@ -434,7 +443,7 @@ export function createApp(deps: AppDeps): Koa {
     const paths = body['paths'];
     const ttl = body['ttlSeconds'] ?? 600;
     if (!Array.isArray(paths) || typeof ttl !== 'number' || (body['role'] !== undefined && typeof body['role'] !== 'string')) {
-      throw new ServiceError('BAD_REQUEST', 'body must be JSON {"paths": ["v1.*"], "ttlSeconds": 600, "role": "ci"}', { detail: {} });
+      throw new ServiceError('BAD_REQUEST', `body must be JSON {"paths": ["v1.*"], "ttlSeconds": 600, "role": "ci"}${shadowedCreate(body, repo, 'grants')}`, { detail: {} });
     }
     const grant = await service.createGrant(repo, { paths: paths as string[], ttlMs: Math.round(ttl * 1000), ...(typeof body['role'] === 'string' ? { role: body['role'] } : {}) });
     ctx.status = 201;
@@ -452,7 +461,7 @@ export function createApp(deps: AppDeps): Koa {
     const role = body['role'] ?? 'ci';
     const tags = body['tags'];
     if (typeof role !== 'string' || typeof tags !== 'object' || tags === null || Array.isArray(tags)) {
-      throw new ServiceError('BAD_REQUEST', `body must be ${shape}`, { detail: {} });
+      throw new ServiceError('BAD_REQUEST', `body must be ${shape}${shadowedCreate(body, repo, 'tags')}`, { detail: {} });
     }
     const targets: Record<string, ImageTarget> = {};
     for (const [tag, t] of Object.entries(tags as Record<string, unknown>)) {

@@ -288,6 +288,10 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     expectError(await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(await h.rootBytes(1, [h.owner.root], ANCHOR)), targets: parse(await h.targetsBytes({ version: 1 })) }) }), 409, 'NAMESPACE_ROOT');
     expectError(await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) }), 404, 'NO_NAMESPACE');
     expectError(await h.request('GET', `/v1/namespace-of/${REPO}`), 404, 'NO_NAMESPACE');
+    // A repository named …/tags cannot be created: the route is the tags of its parent, and the refusal says so.
+    const shadowed = await h.request('POST', '/v1/repos/wabbit-networks/tags', { token: ADMIN, body: await h.createBody('wabbit-networks/tags') });
+    expectError(shadowed, 400, 'BAD_REQUEST');
+    expect(shadowed.json<{ error: { message: string } }>().error.message).toMatch(/wabbit-networks\/tags cannot be created/);
     expect((await h.request('GET', `/v1/repos/${REPO}/status`)).status).toBe(404);
     expect((await h.request('POST', `/v1/repos/${ANCHOR}`, { token: ADMIN, body: JSON.stringify({ root: parse(nsRoot), targets: parse(anchorTargets) }) })).status).toBe(201);
     expect((await h.request('POST', `/v1/repos/${REPO}`, { token: ADMIN, body: JSON.stringify({ targets: parse(memberTargets) }) })).status).toBe(201);

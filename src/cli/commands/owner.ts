@@ -86,6 +86,7 @@ export async function init(argv: string[]): Promise<void> {
   const namespace = repo.endsWith('/') ? repo : undefined;
   if (namespace !== undefined && !isNamespaceScope(namespace)) throw new UsageError(`"${repo.slice(0, 200)}" is not an OCI repository name followed by /`);
   const created = namespace !== undefined ? namespaceAnchor(namespace) : repo;
+  if (/\/(tags|grants)$/.test(created)) throw new UsageError(`${repo}: a repository whose name ends in /tags or /grants cannot be created on the service (its routes read those words as the tags and grants of ${repo.replace(/\/[^/]+$/, '')})`);
   const client = serviceClient(values);
   const online = await client.onlineKeys(created);
   const now = Date.now();
