@@ -93,7 +93,7 @@ import { InMemorySigner, computeKeyId, type TufKeyJson } from '../src/keys/index
 import { startServer, type RunningServer } from '../src/main.ts';
 import { loadPolicyFile, defaultPolicyPath, type Policy } from '../src/policy/policy.ts';
 import { ADMIN_TOKEN, REPO_ROOT, assertNode24, envInt, imageFor, onlineKeys, startTufoci, type Tufoci } from './service-read.bench.ts';
-import { machine, median, percentile } from './stats.ts';
+import { machine, median, percentile, processCpuSeconds } from './stats.ts';
 
 const RUNS = envInt('BENCH_RUNS', 10);
 const ROW_SECONDS = envInt('BENCH_ROW_SECONDS', 6);
@@ -664,16 +664,6 @@ function startProber(url: string): { stop(): Promise<Probes> } {
   };
 }
 
-/** utime + stime of a process in seconds (Linux /proc). */
-function processCpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /**
  * The service's own event-loop delay since the last scrape, ms: prom-client's monitorEventLoopDelay

@@ -43,7 +43,7 @@ import { pushImage } from '../test/support/image.ts';
 import { startCountingProxy, type CountingProxy } from '../test/client/counting-proxy.ts';
 import { ADMIN_TOKEN, assertNode24, imageFor, onlineKeys, startTufoci, type Tufoci } from './service-read.bench.ts';
 import { benchProcesses } from './processes.ts';
-import { machine, median, percentile } from './stats.ts';
+import { machine, median, percentile, processCpuSeconds } from './stats.ts';
 
 const number = { type: 'string' } as const;
 const { values: flags } = parseArgs({
@@ -229,21 +229,11 @@ async function publishLatency(big: string, ref: string, members: readonly string
   return out;
 }
 
-/** utime + stime of a process, in seconds (Linux /proc; USER_HZ = 100). */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /** CLIENTS concurrent clients for SECONDS, one tag per request, client c to `pick(c)` each time; `cpu`: the service's CPU s per wall s. */
 async function throughput(service: Tufoci, pick: (client: number) => string): Promise<{ tags: number; seconds: number; ms: number[]; cpu: number }> {
   const url = service.url;
-  const cpu0 = cpuSeconds(service.pid);
+  const cpu0 = processCpuSeconds(service.pid);
   const t0 = performance.now();
   const end = t0 + SECONDS * 1000;
   const ms: number[] = [];
@@ -258,7 +248,7 @@ async function throughput(service: Tufoci, pick: (client: number) => string): Pr
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
-  return { tags: ms.length, seconds, ms, cpu: (cpuSeconds(service.pid) - cpu0) / seconds };
+  return { tags: ms.length, seconds, ms, cpu: (processCpuSeconds(service.pid) - cpu0) / seconds };
 }
 
 // ------------------------------------------------------------------ main

@@ -1,4 +1,5 @@
 /** Small timing helpers shared by the benchmarks: medians over repeated runs. */
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
 export function median(xs: number[]): number {
@@ -31,4 +32,15 @@ export function machine(): string {
 
 export function table(rows: Array<Record<string, string | number>>): void {
   console.table(rows);
+}
+
+/** utime + stime of a process, in seconds (Linux /proc; USER_HZ = 100); NaN when it cannot be read. */
+export function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
