@@ -29,7 +29,7 @@
  * temp dir. --quick: 40 repositories, 8 clients, 30 samples, 3 s.
  */
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
