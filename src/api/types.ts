@@ -147,6 +147,8 @@ export interface NamespaceSync {
   rootVersion: number;
   updated: number;
   failed: Array<{ repository: string; error: string }>;
+  /** Members the service had not reached when it answered: they take the root in the background. */
+  pending?: number;
 }
 
 export interface RoleStatus {

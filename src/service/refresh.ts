@@ -7,6 +7,7 @@
  */
 import { produceSnapshotAndTimestamp, produceTimestamp, type RepoState } from '../engine/index.ts';
 import { foldJobs } from '../engine/jobs.ts';
+import { memberOf, namespaceAnchor, namespaceOf } from '../engine/scope.ts';
 import { nextRefreshAt, refreshPlan } from '../engine/service-roles.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile } from '../storage/index.ts';
@@ -50,9 +51,14 @@ export class RefreshScheduler {
       const head = await heads.fresh(repository);
       if (!head) return Number.POSITIVE_INFINITY;
       const plan = refreshPlan(head.state, signing.ciKeyIds(repository), policy, this.#d.clock());
-      if (!plan.snapshot && !plan.timestamp) return this.nextRefreshAt(repository, head.state);
+      // A member still under an older root of its namespace (a sync that did not reach it) takes
+      // the anchor's now: its snapshot and timestamp are re-signed with the keys that root names.
+      const ns = memberOf(head.state.root.md.signed, repository);
+      const anchorRoot = ns === undefined ? undefined : (await heads.fresh(namespaceAnchor(ns)))?.state.root;
+      const behind = anchorRoot !== undefined && namespaceOf(anchorRoot.md.signed, repository) === ns && anchorRoot.md.signed.version > head.state.root.md.signed.version;
+      if (!plan.snapshot && !plan.timestamp && !behind) return this.nextRefreshAt(repository, head.state);
       // Service-held roles first (fold ended jobs, renew), then snapshot and timestamp over them.
-      let state = head.state;
+      let state = behind ? { ...head.state, root: anchorRoot } : head.state;
       const roleFiles: MetadataFile[] = [];
       for (const { role, ended } of plan.services) {
         const base = state;
@@ -61,7 +67,7 @@ export class RefreshScheduler {
         roleFiles.push(signed.file);
         if (ended.length) logger.info({ repository, role, folded: ended }, 'ended jobs folded into their service-held role');
       }
-      const online = plan.snapshot ? await produceSnapshotAndTimestamp(state, signing.online(repository, state)) : await produceTimestamp(state, signing.online(repository, state));
+      const online = plan.snapshot || behind ? await produceSnapshotAndTimestamp(state, signing.online(repository, state)) : await produceTimestamp(state, signing.online(repository, state));
       const next = await committer.commit(repository, lock, roleFiles, online);
       logger.info({ repository, snapshot: plan.snapshot, roles: roleFiles.map((f) => f.fileName), timestampVersion: next.timestampVersion }, 'online roles re-signed');
       return this.nextRefreshAt(repository, next.state);

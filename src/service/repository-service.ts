@@ -71,6 +71,21 @@ export interface RepositoryServiceDeps {
   lockWaitMs?: number;
   /** Bound of the head cache, in bytes of metadata held. */
   cacheBytes?: number;
+  /**
+   * How long a root upload at a namespace's anchor waits for its members to take the new root
+   * before it is answered (default 10 s); the members still pending are named in the answer and
+   * taken in the background (and, should this instance stop, by their next refresh).
+   */
+  memberSyncWaitMs?: number;
+}
+
+/** How far a syncNamespace has got (read while it runs). */
+interface SyncProgress {
+  rootVersion: number;
+  updated: number;
+  failed: NamespaceSync['failed'];
+  /** Members not looked at yet. */
+  pending: number;
 }
 
 export interface ServedFile {
@@ -92,6 +107,7 @@ export class RepositoryService {
   readonly #keys: OnlineKeyAdmin;
   readonly #refresh: RefreshScheduler;
   readonly #logger: Logger;
+  readonly #memberSyncWaitMs: number;
   readonly #unsubscribe: Array<() => void>;
 
   constructor(deps: RepositoryServiceDeps) {
@@ -104,6 +120,7 @@ export class RepositoryService {
     this.#keyring = keyring;
     this.#clock = clock;
     this.#logger = logger;
+    this.#memberSyncWaitMs = deps.memberSyncWaitMs ?? 10_000;
     const heads = new HeadCache({ metadata, policy, logger, cacheBytes: deps.cacheBytes ?? 256 * 1024 * 1024 });
     const signing = new ServiceSigning({ keyring, policy, clock });
     const committer = new Committer({
@@ -249,8 +266,28 @@ export class RepositoryService {
   async upload(repository: string, fileName: string, bytes: Uint8Array, roleClass: 'delegated' | 'ci' = 'delegated', job?: JobGrant, prechecked = false): Promise<UploadResult> {
     const r = await this.#writes.upload(repository, fileName, bytes, roleClass, job, prechecked);
     const ns = anchorPrefix(repository);
-    if (ns !== undefined && r.role === 'root') return { ...r, members: await this.syncNamespace(ns) };
+    if (ns !== undefined && r.role === 'root') return { ...r, members: await this.#syncWithin(ns, this.#memberSyncWaitMs) };
     return r;
+  }
+
+  /** syncNamespace, answered after `waitMs` at the latest with what it has done so far (the rest goes on). */
+  async #syncWithin(prefix: string, waitMs: number): Promise<NamespaceSync> {
+    const progress: SyncProgress = { rootVersion: 0, updated: 0, failed: [], pending: 0 };
+    const running = this.syncNamespace(prefix, progress);
+    running.catch((err: unknown) => this.#logger.warn({ namespace: prefix, err }, 'namespace members not synced'));
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), waitMs);
+      timer.unref();
+    });
+    try {
+      const done = await Promise.race([running, waited]);
+      if (done) return done;
+      this.#logger.info({ namespace: prefix, pending: progress.pending }, 'namespace members take the new root in the background');
+      return { namespace: prefix, rootVersion: progress.rootVersion, updated: progress.updated, failed: [...progress.failed], pending: progress.pending };
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Create a member of the namespace covering `repository` from its 1.targets.json (writes.ts). */
@@ -277,23 +314,25 @@ export class RepositoryService {
    * interrupted half way is finished by calling it again (the next root rotation, or
    * `POST /v1/namespace-sync/<anchor>`).
    */
-  async syncNamespace(prefix: string): Promise<NamespaceSync> {
+  async syncNamespace(prefix: string, progress: SyncProgress = { rootVersion: 0, updated: 0, failed: [], pending: 0 }): Promise<NamespaceSync> {
     const anchor = namespaceAnchor(prefix);
     const nsHead = await this.#heads.fresh(anchor);
     if (!nsHead) throw new ServiceError('NO_NAMESPACE', `no namespace ${prefix}`, { detail: { namespace: prefix } });
     const root = nsHead.state.root;
     const members = (await this.#metadata.listRepositories()).filter((r) => r.startsWith(prefix) && r !== anchor);
-    const failed: NamespaceSync['failed'] = [];
-    let updated = 0;
+    progress.rootVersion = root.md.signed.version;
+    progress.pending = members.length;
     await mapLimit(members, 8, async (repository) => {
       try {
-        if (await this.#writes.resignMember(repository, root)) updated++;
+        if (await this.#writes.resignMember(repository, root)) progress.updated++;
       } catch (error) {
-        failed.push({ repository, error: error instanceof Error ? error.message : String(error) });
+        progress.failed.push({ repository, error: error instanceof Error ? error.message : String(error) });
+      } finally {
+        progress.pending--;
       }
     });
-    if (failed.length) this.#logger.warn({ namespace: prefix, failed: failed.length }, 'namespace members did not take the new root');
-    return { namespace: prefix, rootVersion: root.md.signed.version, updated, failed };
+    if (progress.failed.length) this.#logger.warn({ namespace: prefix, failed: progress.failed.length }, 'namespace members did not take the new root');
+    return { namespace: prefix, rootVersion: root.md.signed.version, updated: progress.updated, failed: progress.failed };
   }
 
   uploadPrecheck(fileName: string, roleClass: 'delegated' | 'ci', declaredBytes: number | undefined): MetadataPrecheck | undefined {

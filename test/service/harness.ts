@@ -36,7 +36,7 @@ export class ServiceHarness {
   readonly app: ReturnType<typeof createApp>;
   readonly handler: ReturnType<ReturnType<typeof createApp>['callback']>;
 
-  constructor(store: Store = new MemoryStore(), opts: { bodyTimeoutMs?: number } = {}) {
+  constructor(store: Store = new MemoryStore(), opts: { bodyTimeoutMs?: number; memberSyncWaitMs?: number } = {}) {
     this.store = store;
     this.metadata = new MetadataStore({ store });
     this.coord = new InProcessCoordinator({ now: () => this.now });
@@ -49,6 +49,7 @@ export class ServiceHarness {
       clock: () => this.now,
       logger,
       lockWaitMs: 50,
+      ...(opts.memberSyncWaitMs !== undefined ? { memberSyncWaitMs: opts.memberSyncWaitMs } : {}),
     });
     const auth = new TokenAuth(
       parseTokens(
@@ -60,7 +61,8 @@ export class ServiceHarness {
         'test',
       ),
     );
-    this.app = createApp({ service: this.service, auth, logger, metrics: createMetrics(() => this.service.expiries()), ready: async () => undefined, maxBodyBytes: 1024 * 1024, ...opts });
+    const { memberSyncWaitMs: _, ...appOpts } = opts;
+    this.app = createApp({ service: this.service, auth, logger, metrics: createMetrics(() => this.service.expiries()), ready: async () => undefined, maxBodyBytes: 1024 * 1024, ...appOpts });
     this.handler = this.app.callback();
   }
 

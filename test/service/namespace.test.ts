@@ -13,7 +13,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { verifyImage as verifyCore } from '../../src/client/verify-image.ts';
-import type { Store } from '../../src/storage/index.ts';
+import { MemoryStore, type Store } from '../../src/storage/index.ts';
 import { createHash } from 'node:crypto';
 import { canonicalSignedBytes } from '../../src/engine/canonical.ts';
 
@@ -282,5 +282,52 @@ describe("one scope's metadata never answers for another's", () => {
     const ts = await file(h, ANCHOR, 'timestamp.json');
     await h.metadata.publish(ANCHOR, [{ fileName: '1.root.json', bytes: new TextEncoder().encode(`${new TextDecoder().decode(other)} `) }, { fileName: 'timestamp.json', bytes: ts }], { replaceable: new Set(['1.root.json']) });
     await expect(verifyImage({ store: h.store, repository: OWN, tag: 'v2', trustedRoot: ownPin })).rejects.toMatchObject({ code: 'TUF_REFUSED' });
+  });
+
+  it('a rotation is answered once the members are synced or the wait is over; the rest follows in the background, or at the member\'s next refresh', async () => {
+    // Writes to net-monitor's metadata wait at a gate (a slow or failing backend for one member).
+    let open!: () => void;
+    let gate = new Promise<void>((resolve) => (open = resolve));
+    let failing = false;
+    const inner = new MemoryStore();
+    const gated = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        if (prop !== 'putManifests' && prop !== 'putManifest') return value.bind(target);
+        return async (repo: string, ...rest: unknown[]) => {
+          if (repo === `${MON}/tuf`) {
+            await gate;
+            if (failing) throw new Error('backend down');
+          }
+          return (value as (...a: unknown[]) => unknown).call(target, repo, ...rest);
+        };
+      },
+    });
+    const h = new ServiceHarness(gated, { memberSyncWaitMs: 0 });
+    open();
+    await createNamespace(h);
+    await join(h, MON);
+    await join(h, API);
+    gate = new Promise<void>((resolve) => (open = resolve));
+    const r = await h.request('PUT', `/v1/repos/${ANCHOR}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) });
+    expect(r.status, r.body.toString()).toBe(201);
+    const members = r.json<{ members: { pending?: number; rootVersion: number } }>().members;
+    expect(members.rootVersion).toBe(2);
+    expect(members.pending).toBeGreaterThan(0); // net-monitor at least is still at the gate
+    open();
+    // An explicit sync waits for whatever is still on its way: afterwards every member is on root 2.
+    const sync = await h.request('POST', `/v1/namespace-sync/${ANCHOR}`, { token: ADMIN, body: '{}' });
+    expect(sync.json<{ failed: unknown[] }>().failed).toEqual([]);
+    for (const repo of [MON, API]) expect((await h.service.status(repo)).roles.find((x) => x.role === 'root')?.version).toBe(2);
+    // A sync that fails for one member: that member takes the root at its next refresh.
+    failing = true;
+    const r3 = await h.request('PUT', `/v1/repos/${ANCHOR}/metadata/3.root.json`, { token: ADMIN, body: await h.rootBytes(3, [h.owner.root], NS) });
+    expect(r3.status).toBe(201);
+    const again = await h.request('POST', `/v1/namespace-sync/${ANCHOR}`, { token: ADMIN, body: '{}' });
+    expect(again.json<{ failed: Array<{ repository: string }> }>().failed.map((f) => f.repository)).toEqual([MON]);
+    failing = false;
+    await h.service.refresh(MON);
+    expect((await h.service.status(MON)).roles.find((x) => x.role === 'root')?.version).toBe(3);
   });
 });

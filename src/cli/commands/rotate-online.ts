@@ -98,7 +98,7 @@ export async function rotateOnline(argv: string[]): Promise<void> {
     const arg = positionals[0] as string;
     const r = await rotateOne(client, arg.endsWith('/') ? namespaceAnchor(arg) : arg, signers, expiresMs);
     out.say(`${r.repository}: root v${r.rootVersion} lists online key set ${r.set}${r.generated ? ' (generated for this rotation)' : ''}; timestamp v${r.timestampVersion} signed with it`);
-    if (r.members) out.say(`  ${r.members.updated} members of ${r.members.namespace} took root v${r.members.rootVersion}${r.members.failed.length ? `; ${r.members.failed.length} failed (retry: the next rotation, or POST /v1/namespace-sync/${r.repository})` : ''}`);
+    if (r.members) out.say(`  ${r.members.updated} members of ${r.members.namespace} took root v${r.members.rootVersion}${r.members.pending ? `; ${r.members.pending} more take it in the background` : ''}${r.members.failed.length ? `; ${r.members.failed.length} failed (each takes it at its next refresh; POST /v1/namespace-sync/${r.repository} retries now)` : ''}`);
     out.result(r);
     return;
   }

@@ -255,7 +255,8 @@ export async function rotateRoot(argv: string[]): Promise<void> {
   for (const w of result.warnings ?? []) out.say(`warning: ${w}`);
   if (result.members) {
     const m = result.members;
-    out.say(`${m.updated} members of namespace ${m.namespace} took root v${m.rootVersion}${m.failed.length ? `; ${m.failed.length} failed (retried by the next rotation, or POST /v1/namespace-sync/${repo}): ${m.failed.map((f) => f.repository).join(', ')}` : ''}`);
+    out.say(`${m.updated} members of namespace ${m.namespace} took root v${m.rootVersion}${m.pending ? `; ${m.pending} more take it in the background` : ''}${m.failed.length ? `; ${m.failed.length} failed: ${m.failed.map((f) => f.repository).join(', ')}` : ''}`);
+    if (m.pending || m.failed.length) out.say(`  (each member also takes it at its next refresh; POST /v1/namespace-sync/${repo} waits until all have)`);
     if (newTargetsSigners.length) out.say(`warning: the namespace's targets key changed: each member's targets must be re-signed by it (tufoci resign <member> --role targets --key <new targets key>)`);
   }
   if (values['root-out']) out.say(`root v${result.version} saved to ${values['root-out']}`);
