@@ -116,10 +116,10 @@ async function ciKey(url: string, repo: string): Promise<TufKeyJson> {
 }
 
 /** 1.root.json for `scope` (a repository, or a `prefix/`) listing the service's online keys for `keysOf`. */
-async function rootBytes(url: string, scope: string, keysOf: string): Promise<string> {
+async function rootBytes(url: string, scope: string, keysOf: string, version = 1): Promise<string> {
   const online = await onlineKeys(url, keysOf);
   const root = buildRoot({
-    version: 1,
+    version,
     expires: expires(365),
     root: { keys: [owner.root.public], threshold: 1 },
     targets: { keys: [owner.targets.public], threshold: 1 },
@@ -347,6 +347,18 @@ async function measure(dir: string, started: number, loadStart: number[]): Promi
   const oneEnd = await ciTagCount(ref.service.url, ONE);
   if (oneEnd.tags !== TAGS + oneRepo.tags) throw new Error(`${ONE} lists ${oneEnd.tags} tags; ${TAGS + oneRepo.tags} were acknowledged`);
   const warmAfter = await nsVerify.again();
+
+  // One root rotation for the whole namespace: answered (after at most the service's wait), then
+  // every member re-signed under it (a sync waits for the round).
+  log(`rotation: root 2 of ${NS} at its anchor, then every member re-signed`);
+  const anchor = `${NS}tufoci-namespace`;
+  const r0 = performance.now();
+  const rotated = (await api(big.service.url, 'PUT', `/v1/repos/${anchor}/metadata/2.root.json`, await rootBytes(big.service.url, NS, anchor, 2))) as { members: { updated: number; pending?: number; failed: unknown[] } };
+  const answeredMs = performance.now() - r0;
+  const synced = (await api(big.service.url, 'POST', `/v1/namespace-sync/${anchor}`, '{}')) as { updated: number; failed: unknown[] };
+  const allMs = performance.now() - r0;
+  const verifiedRoot = ((await api(big.service.url, 'GET', `/v1/repos/${verified}/status`)) as { roles: Array<{ role: string; version: number }> }).roles.find((x) => x.role === 'root')?.version;
+  if (verifiedRoot !== 2) throw new Error(`${verified} is on root ${verifiedRoot} after the sync`);
   const loadEnd = loadavg();
 
   // ------------------------------------------------------------------ report
@@ -396,6 +408,9 @@ async function measure(dir: string, started: number, loadStart: number[]): Promi
   console.log(`throughput vs the earlier run's single-repository figure (${EARLIER_TAGS_PER_S} tags/s): namespace ${fmt(rate.spread / EARLIER_TAGS_PER_S, 2)}×, this run's single repository ${fmt(rate.one / EARLIER_TAGS_PER_S, 2)}×`);
   console.log(
     `control: the same ${CLIENTS} clients, each to an ordinary repository of its own (${TAGS} tags), on the reference service: ${fmt(control.tags / control.seconds, 0)} tags/s (p50 ${fmt(median(control.ms))} ms; service CPU ${fmt(control.cpu, 2)} s/s)`,
+  );
+  console.log(
+    `one root rotation for ${REPOS} members: answered in ${fmt(answeredMs / 1000, 2)} s (${rotated.members.updated} re-signed by then, ${rotated.members.pending ?? 0} pending, ${rotated.members.failed.length} failed); every member on root 2 after ${fmt(allMs / 1000, 1)} s (${fmt(REPOS / (allMs / 1000), 0)} members/s; the sync did ${synced.updated} more, ${synced.failed.length} failed)`,
   );
   console.log(`cold verify files, member:         ${nsVerify.cold.files.join(', ')}`);
   console.log(`cold verify files, per-repository: ${refVerify.cold.files.join(', ')}`);
