@@ -16,36 +16,16 @@ import type { RepositoryService } from './repository-service.ts';
 import { MAX_REQUEST_ID_LENGTH, REQUEST_ID_HEADER, metadataHeaders } from '../api/headers.ts';
 import { METADATA_PATH, ROUTES } from '../api/routes.ts';
 
-const knownRoots = new WeakMap<RepositoryService, Map<string, number>>();
-
 /**
- * The root version of `repository`'s cached head, from the cache alone (no
- * I/O, synchronous, so it belongs to the same head as a file just read from
- * it); undefined when the head is not cached. The head holds exactly one
- * `<v>.root.json`, its current root: look for it from the last version seen.
+ * The root version of `repository`'s cached head, from the cache alone (no I/O, synchronous, so it
+ * belongs to the same head as a file just read from it); undefined when the head is not cached.
+ * (A namespace member's is its namespace's root, which it does not serve itself: the hint tells
+ * its clients which root to expect at the anchor.)
  */
 export function cachedRootVersion(service: RepositoryService, repository: string): number | undefined {
-  let seen = knownRoots.get(service);
-  if (!seen) {
-    seen = new Map();
-    knownRoots.set(service, seen);
-  }
-  const from = seen.get(repository) ?? 1;
-  const has = (v: number): boolean => service.cachedFile(repository, `${v}.root.json`) !== undefined;
-  for (let v = from; v < from + 1024; v++) {
-    if (has(v)) {
-      seen.set(repository, v);
-      return v;
-    }
-  }
-  for (let v = 1; v < from; v++) {
-    if (has(v)) {
-      seen.set(repository, v);
-      return v;
-    }
-  }
-  return undefined;
+  return service.cachedRootVersion(repository);
 }
+
 /** The metrics label of the metadata route, as the Koa router reports it. */
 export const ROUTE = ROUTES.metadata;
 

@@ -177,6 +177,11 @@ export class RepositoryService {
     return { bytes, etag: headEtag(head, fileName, bytes), immutable: fileName !== 'timestamp.json' };
   }
 
+  /** The root version of the cached head, or undefined (no I/O): the read paths' root hint. */
+  cachedRootVersion(repository: string): number | undefined {
+    return this.#heads.peek(repository)?.state.root.md.signed.version;
+  }
+
   /** A metadata file by its TUF name, from the cache of current files or the store. */
   async read(repository: string, fileName: string): Promise<ServedFile> {
     const parsed = parseMetadataFileName(fileName);

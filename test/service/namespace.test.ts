@@ -330,4 +330,24 @@ describe("one scope's metadata never answers for another's", () => {
     await h.service.refresh(MON);
     expect((await h.service.status(MON)).roles.find((x) => x.role === 'root')?.version).toBe(3);
   });
+
+  it('through the service, a cold verify of a member reads the root hint and probes no root at the anchor', async () => {
+    const { h, pin, mon } = await namespaceWithTwo();
+    const { createServer } = await import('node:http');
+    const asked: string[] = [];
+    const server = createServer((req, res) => {
+      asked.push(req.url ?? '');
+      void h.handler(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const v = await verifyCore({ store: h.store, repository: MON, tag: 'v1', trustedRoot: pin, serviceUrl: url });
+      expect(v.digest).toBe(mon.digest);
+      expect(asked.filter((a) => a.endsWith('.root.json'))).toEqual([]);
+      expect(asked.filter((a) => a.includes(`/v1/repos/${MON}/metadata/`)).length).toBeGreaterThan(0);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
