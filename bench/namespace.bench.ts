@@ -47,7 +47,7 @@ import { machine, median, percentile, processCpuSeconds } from './stats.ts';
 
 const number = { type: 'string' } as const;
 const { values: flags } = parseArgs({
-  options: { repos: number, tags: number, clients: number, samples: number, seconds: number, concurrency: number, quick: { type: 'boolean' } },
+  options: { repos: number, tags: number, clients: number, samples: number, seconds: number, concurrency: number, 'cache-mb': number, quick: { type: 'boolean' } },
   strict: true,
 });
 const QUICK = flags['quick'] === true || process.env['BENCH_QUICK'] === '1';
@@ -254,7 +254,9 @@ async function throughput(service: Tufoci, pick: (client: number) => string): Pr
 // ------------------------------------------------------------------ main
 
 async function startService(dir: string, name: string): Promise<{ service: Tufoci; proxy: CountingProxy }> {
-  const service = await startTufoci({ dataDir: join(dir, name) });
+  // --cache-mb: the services' head cache (tufoci serve --cache-mb), default the service's own.
+  const cacheMb = typeof flags['cache-mb'] === 'string' ? flags['cache-mb'] : undefined;
+  const service = await startTufoci({ dataDir: join(dir, name), ...(cacheMb ? { serveArgs: ['--cache-mb', cacheMb] } : {}) });
   processes.livePids.add(service.pid);
   processes.stoppers.push(async () => {
     await service.stop();
@@ -369,6 +371,7 @@ async function measure(dir: string, started: number, loadStart: number[]): Promi
   const load = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' / ');
   console.log(`\ntufoci namespace benchmark — ${machine()}${QUICK ? ' — QUICK (smoke-run sizes)' : ''}`);
   console.log(`namespace ${NS}: ${REPOS} members × ${TAGS} tags (${(REPOS * TAGS).toLocaleString('en')} tags) on an embedded \`tufoci serve\` (OCI layout, fsync), references on a second one`);
+  if (typeof flags['cache-mb'] === 'string') console.log(`head cache: ${flags['cache-mb']} MiB (tufoci serve --cache-mb)`);
   console.log(`population: ${fmt(populateSeconds)} s (${fmt(REPOS / populateSeconds)} members/s: create from 1.targets.json + one POST of ${TAGS} tags each; ${CONCURRENCY} in flight; ${retriedPopulating} BUSY/503 retries)`);
   console.log(`load average 1/5/15 min: at start ${load(loadStart)}, after population ${load(loadPopulated)}, at end ${load(loadEnd)}`);
   console.table([

@@ -154,6 +154,8 @@ export interface TufociOptions {
   /** Extra `node` flags, e.g. ['--cpu-prof', '--cpu-prof-dir', dir]. */
   nodeArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** More `tufoci serve` options. */
+  serveArgs?: string[];
 }
 
 /** `node src/cli/main.ts serve` on a free loopback port, ready once /readyz answers 200. */
@@ -170,6 +172,7 @@ export async function startTufoci(opts: TufociOptions): Promise<Tufoci> {
     `127.0.0.1:${port}`,
     ...(opts.registry ? ['--registry', opts.registry] : []),
     ...(opts.redis ? ['--redis', opts.redis] : []),
+    ...(opts.serveArgs ?? []),
   ];
   const proc = await spawnLogged(process.execPath, args, {
     env: { TUFOCI_TOKENS: TOKENS_ENV, TUFOCI_LOG_LEVEL: 'warn', ...opts.env },

@@ -46,6 +46,8 @@ export interface ServeOptions {
   logger?: PinoLogger;
   /** How long a request body may take to arrive (default 30 s): 408 BODY_TIMEOUT after. */
   bodyTimeoutMs?: number;
+  /** Bytes of metadata the head cache holds (default 256 MiB). */
+  cacheBytes?: number;
 }
 
 export interface RunningServer {
@@ -123,7 +125,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   if (generatedAdminToken) logger.info({ path: generatedAdminToken }, 'generated an admin token (mode 0600); send it as "Authorization: Bearer <token>"');
   const auth = new TokenAuth(tokens, opts.publicRead ?? true);
 
-  const service = new RepositoryService({ metadata, coord, keyring, policy, clock, logger });
+  const service = new RepositoryService({ metadata, coord, keyring, policy, clock, logger, ...(opts.cacheBytes !== undefined ? { cacheBytes: opts.cacheBytes } : {}) });
   const app = createApp({
     service,
     auth,

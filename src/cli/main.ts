@@ -79,6 +79,8 @@ options:
   --tokens FILE              bearer tokens JSON (or TUFOCI_TOKENS)
   --private-read             require a token for reads too
   --refresh-tick MS          how often to look for online roles to re-sign (default 5000)
+  --cache-mb N               metadata the head cache holds, in MiB (default 256; a namespace of
+                             10,000 repositories of 100 tags holds about 300)
   -h, --help                 this help`;
 
 async function serve(argv: string[]): Promise<void> {
@@ -97,6 +99,7 @@ async function serve(argv: string[]): Promise<void> {
       tokens: { type: 'string' },
       'private-read': { type: 'boolean' },
       'refresh-tick': { type: 'string' },
+      'cache-mb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -105,6 +108,8 @@ async function serve(argv: string[]): Promise<void> {
     console.log(SERVE_HELP);
     return;
   }
+  const cacheMb = values['cache-mb'];
+  if (cacheMb !== undefined && !/^[1-9][0-9]{0,5}$/.test(cacheMb)) throw new UsageError(`--cache-mb must be a whole number of MiB from 1, got ${cacheMb.slice(0, 20)}`);
   const listen = values.listen ?? '127.0.0.1:8080';
   const m = /^(.*):(\d{1,5})$/.exec(listen);
   if (!m) throw new UsageError(`--listen must be HOST:PORT, got ${listen}`);
@@ -124,6 +129,7 @@ async function serve(argv: string[]): Promise<void> {
     ...(process.env['TUFOCI_TOKENS'] ? { tokensEnv: process.env['TUFOCI_TOKENS'] } : {}),
     publicRead: !values['private-read'],
     ...(values['refresh-tick'] ? { refreshTickMs: Number(values['refresh-tick']) } : {}),
+    ...(cacheMb !== undefined ? { cacheBytes: Number(cacheMb) * 1024 * 1024 } : {}),
   });
   let stopping = false;
   const stop = (signal: string): void => {

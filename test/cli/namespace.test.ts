@@ -160,6 +160,9 @@ describe('a namespace with the CLI', () => {
   it('usage errors: init of a bad prefix, a delegation outside any namespace and repository', async () => {
     const bad = await tufoci('init', 'Wabbit/', '--root-key', 'root.key', '--targets-key', 'targets.key');
     expect(bad.code).toBe(2);
+    const cache = await tufoci('serve', '--cache-mb', '0');
+    expect(cache.code).toBe(2);
+    expect(cache.stderr).toMatch(/--cache-mb must be a whole number of MiB/);
     const none = await tufoci('delegate', 'add', 'acme-rockets/app', 'ci', '--key', 'ci.pub', '--targets-key', 'targets.key');
     expect(none.code).not.toBe(0);
     expect(none.stderr).toMatch(/acme-rockets\/app/);
