@@ -54,11 +54,6 @@ export function metadataBaseUrl(repository: string): string {
 
 export interface RegistryFetcherOptions extends TimestampFirstOptions {
   metadata: MetadataStore;
-  /**
-   * Where root files are read, when not from the repository itself: a namespace member's roots
-   * are its namespace's, kept at the anchor (engine/scope.ts).
-   */
-  rootRepository?: string;
 }
 
 /** Split `oci+tuf://<repository>/<file>`; undefined when the URL is not of that form. */
@@ -85,12 +80,10 @@ export function parseMetadataUrl(url: string): { repository: string; fileName: s
 
 export class RegistryFetcher extends TimestampFirstFetcher {
   readonly #metadata: MetadataStore;
-  readonly #rootRepository: string | undefined;
 
   constructor(options: RegistryFetcherOptions) {
     super(options);
     this.#metadata = options.metadata;
-    this.#rootRepository = options.rootRepository;
   }
 
   #target(url: string): { repository: string; fileName: string } {
@@ -116,8 +109,7 @@ export class RegistryFetcher extends TimestampFirstFetcher {
   }
 
   protected async readFile(url: string, maxLength: number): Promise<Uint8Array> {
-    const asked = this.#target(url);
-    const target = this.#rootRepository !== undefined && /^[1-9][0-9]*\.root\.json$/.test(asked.fileName) ? { ...asked, repository: this.#rootRepository } : asked;
+    const target = this.#target(url);
     try {
       return await waitingFor(() => `${target.fileName} of ${target.repository}`, () => this.#metadata.readMetadata(target.repository, target.fileName, maxLength));
     } catch (error) {

@@ -42,11 +42,6 @@ export interface ServiceFetcherOptions extends TimestampFirstOptions {
   userAgent?: string;
   /** The HTTP client (default src/storage/http-client.ts, node:http rather than fetch: start-up). */
   request?: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
-  /**
-   * Where root files are read (a metadata URL ending in `/metadata`), when not beside the other
-   * files: a namespace member's roots are its namespace's, at the anchor (engine/scope.ts).
-   */
-  rootBaseUrl?: string;
 }
 
 interface Answer {
@@ -65,11 +60,9 @@ export class ServiceFetcher extends TimestampFirstFetcher {
   readonly #retries: number;
   readonly #userAgent: string;
   readonly #send: (url: URL, init: HttpRequestInit) => Promise<HttpResponse>;
-  readonly #rootBaseUrl: string | undefined;
 
   constructor(options: ServiceFetcherOptions = {}) {
     super(options);
-    this.#rootBaseUrl = options.rootBaseUrl?.replace(/\/+$/, '');
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#retries = options.retries ?? 2;
     this.#userAgent = options.userAgent ?? 'tufoci';
@@ -139,8 +132,7 @@ export class ServiceFetcher extends TimestampFirstFetcher {
   }
 
   protected async readFile(url: string, maxLength: number): Promise<Uint8Array> {
-    const root = this.#rootBaseUrl !== undefined ? /\/([1-9][0-9]*\.root\.json)$/.exec(url) : null;
-    return (await this.#get(root ? `${this.#rootBaseUrl}/${root[1]}` : url, maxLength)).bytes;
+    return (await this.#get(url, maxLength)).bytes;
   }
 
 

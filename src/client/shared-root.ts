@@ -14,15 +14,13 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { checkPinnedState, readPinRecord, rootRef, writePinRecord, type RootRef } from './pin-state.ts';
-import { TrustStore } from './trust-store.ts';
+import { DEFAULT_ROOT_MAX_BYTES, TrustStore } from './trust-store.ts';
 import { vetRoot } from './vet.ts';
-
-const MAX_ROOT_BYTES = 524_288;
 
 function readRoot(dir: string): Uint8Array | undefined {
   try {
     const bytes = readFileSync(join(dir, 'root.json'));
-    return bytes.byteLength <= MAX_ROOT_BYTES ? bytes : undefined;
+    return bytes.byteLength <= DEFAULT_ROOT_MAX_BYTES ? bytes : undefined;
   } catch {
     return undefined;
   }

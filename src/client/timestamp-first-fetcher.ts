@@ -77,6 +77,11 @@ export interface TimestampFirstOptions {
   shortcuts?: boolean;
   /** Checks on every metadata file's bytes before tuf-js reads them (throws to refuse). */
   vet?: (fileName: string, bytes: Uint8Array) => void;
+  /**
+   * Where root files are read (a metadata base URL of the same scheme), when not beside the other
+   * files: a namespace member's roots are its namespace's, at the anchor (engine/scope.ts).
+   */
+  rootBaseUrl?: string;
   /** Bound for the timestamp read ahead of tuf-js asking for it (default tuf-js's 16 KiB). */
   timestampMaxBytes?: number;
 }
@@ -133,6 +138,7 @@ export abstract class TimestampFirstFetcher {
   readonly #shortcuts: boolean;
   readonly #timestampMax: number;
   readonly #vet: TimestampFirstOptions['vet'];
+  readonly #rootBase: string | undefined;
   #walk: Walk | undefined;
   /** Root probes answered "not found" from a hint, without a request. */
   shortcutsTaken = 0;
@@ -156,6 +162,7 @@ export abstract class TimestampFirstFetcher {
     this.#shortcuts = options.shortcuts ?? true;
     this.#timestampMax = options.timestampMaxBytes ?? DEFAULT_TIMESTAMP_MAX_BYTES;
     this.#vet = options.vet;
+    this.#rootBase = options.rootBaseUrl?.replace(/\/+$/, '');
   }
 
   /** Read `timestamp.json` at `url` (at most `maxLength` bytes), comparing with `trusted`. */
@@ -187,7 +194,7 @@ export abstract class TimestampFirstFetcher {
   async #downloadUnvetted(url: string, maxLength: number): Promise<Buffer> {
     const { base, fileName } = splitMetadataUrl(url);
     const root = ROOT_FILE.exec(fileName);
-    if (root) return toBuffer(await this.#rootProbe(url, base, Number(root[1]), maxLength));
+    if (root) return toBuffer(await this.#rootProbe(this.#rootBase !== undefined ? `${this.#rootBase}/${fileName}` : url, base, Number(root[1]), maxLength));
     const walk = this.#walk;
     this.#walk = undefined;
     if (fileName === 'timestamp.json') {

@@ -48,6 +48,7 @@ import { SUCCESSOR_FIELD, namespaceAnchor, namespaceOf, successorOf, type Succes
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater, VERIFIED_RECORD_FILE } from './core/updater.ts';
 import { adoptSharedRoot, shareRoot } from './shared-root.ts';
+import { DEFAULT_ROOT_MAX_BYTES } from './trust-store.ts';
 import { CoreError } from './core/trusted-set.ts';
 
 export type VerifyErrorCode = 'NOT_IN_TUF' | 'TUF_REFUSED' | 'MANIFEST_MISMATCH' | 'MANIFEST_UNAVAILABLE' | 'TIMEOUT' | 'STATE_NOT_FROM_PIN';
@@ -268,14 +269,12 @@ function namespaceOfPin(root: Uint8Array, repository: string): string | undefine
 function namespaceOfSaved(dir: string, repository: string): string | undefined {
   try {
     const bytes = readFileSync(join(dir, 'root.json'));
-    if (bytes.byteLength > DEFAULT_ROOT_BYTES) return undefined;
+    if (bytes.byteLength > DEFAULT_ROOT_MAX_BYTES) return undefined;
     return namespaceOfPin(bytes, repository);
   } catch {
     return undefined;
   }
 }
-
-const DEFAULT_ROOT_BYTES = 524_288;
 
 /**
  * After a refresh of a repository with a root of its own (whatever it found): when the root this
@@ -299,8 +298,8 @@ async function handOff(opts: VerifyImageOptions, dir: string, metadata: Metadata
   const anchor = namespaceAnchor(successor.namespace);
   const file = `${successor.version}.root.json`;
   const bytes = opts.serviceUrl
-    ? await new ServiceFetcher().downloadBytes(`${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(anchor, file)}`, DEFAULT_ROOT_BYTES)
-    : await metadata.readMetadata(anchor, file, DEFAULT_ROOT_BYTES);
+    ? await new ServiceFetcher().downloadBytes(`${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(anchor, file)}`, DEFAULT_ROOT_MAX_BYTES)
+    : await metadata.readMetadata(anchor, file, DEFAULT_ROOT_MAX_BYTES);
   if (sha256Hex(bytes) !== successor.sha256 || namespaceOfPin(bytes, opts.repository) !== successor.namespace) {
     throw new VerifyError('TUF_REFUSED', `${opts.repository}'s root hands it over to namespace ${successor.namespace} root ${successor.version} (sha256 ${successor.sha256.slice(0, 12)}), but ${anchor} serves another file there`, {
       detail: { repository: opts.repository, successor },
@@ -362,7 +361,9 @@ function readSmall(file: string): string | undefined {
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
 async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: MetadataStore, namespace: string | undefined): Promise<TufResult> {
   const targetPath = namespace !== undefined ? `${opts.repository}/${opts.tag}` : opts.tag;
-  const metadataUrl = opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(opts.repository, '').replace(/\/$/, '')}` : metadataBaseUrl(opts.repository);
+  const urlOf = (repository: string): string =>
+    opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(repository, '').replace(/\/$/, '')}` : metadataBaseUrl(repository);
+  const metadataUrl = urlOf(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
   const trustedTimestamp = (): Uint8Array | undefined => {
     const file = join(dir, 'timestamp.json');
@@ -390,9 +391,8 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository), namespace);
     const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(vet ? { vet } : {}) };
     // A member's roots are its namespace's, read at the anchor (a migrated member's own URL keeps its own chain).
-    const fetcher: TimestampFirstFetcher = opts.serviceUrl
-      ? new ServiceFetcher({ ...options, ...(namespace !== undefined ? { rootBaseUrl: `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(namespaceAnchor(namespace), '').replace(/\/$/, '')}` } : {}) })
-      : new RegistryFetcher({ metadata, ...options, ...(namespace !== undefined ? { rootRepository: namespaceAnchor(namespace) } : {}) });
+    const rootsAt = namespace !== undefined ? { rootBaseUrl: urlOf(namespaceAnchor(namespace)) } : {};
+    const fetcher: TimestampFirstFetcher = opts.serviceUrl ? new ServiceFetcher({ ...options, ...rootsAt }) : new RegistryFetcher({ metadata, ...options, ...rootsAt });
     let result: TufResult;
     let roots: readonly Uint8Array[];
     try {

@@ -32,10 +32,18 @@ export function scopeCovers(scope: string, repository: string): boolean {
 }
 
 /** The scope a root's `signed` object (plain JSON or model fields) names; undefined when it names none. */
-export function scopeOf(signed: { [SCOPE_FIELD]?: unknown } | { unrecognizedFields?: Record<string, unknown> } | Record<string, unknown>): unknown {
-  const direct = (signed as Record<string, unknown>)[SCOPE_FIELD];
+export function scopeOf(signed: SignedObject): unknown {
+  return signedField(signed, SCOPE_FIELD);
+}
+
+/** A `signed` object as plain JSON, or as a model whose extension fields are `unrecognizedFields`. */
+type SignedObject = { [SCOPE_FIELD]?: unknown } | { unrecognizedFields?: Record<string, unknown> } | Record<string, unknown>;
+
+/** An extension field (`x-tufoci-…`) of a `signed` object, plain JSON or model. */
+function signedField(signed: SignedObject, name: string): unknown {
+  const direct = (signed as Record<string, unknown>)[name];
   if (direct !== undefined) return direct;
-  return (signed as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[SCOPE_FIELD];
+  return (signed as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[name];
 }
 
 /**
@@ -67,10 +75,13 @@ export function memberFields(namespace: string, repository: string): Record<stri
 }
 
 /** The namespace a member file's `signed` object names (undefined when none). */
-export function namedNamespace(signed: Parameters<typeof scopeOf>[0]): unknown {
-  const direct = (signed as Record<string, unknown>)[NAMESPACE_FIELD];
-  if (direct !== undefined) return direct;
-  return (signed as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[NAMESPACE_FIELD];
+export function namedNamespace(signed: SignedObject): unknown {
+  return signedField(signed, NAMESPACE_FIELD);
+}
+
+/** Whether a member file's `signed` object names `repository` and `namespace` (memberFields). */
+export function namesMember(signed: SignedObject, repository: string, namespace: string): boolean {
+  return signedField(signed, SCOPE_FIELD) === repository && signedField(signed, NAMESPACE_FIELD) === namespace;
 }
 
 /** A well-formed namespace scope (a prefix ending in `/`). */
@@ -90,18 +101,18 @@ export function anchorPrefix(repository: string): string | undefined {
 }
 
 /** The namespace prefix a root (its `signed` object) makes `repository` part of, or undefined (a repository of its own). */
-export function namespaceOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string | undefined {
+export function namespaceOf(rootSigned: SignedObject, repository: string): string | undefined {
   const scope = scopeOf(rootSigned);
   return isNamespaceScope(scope) && scopeCovers(scope, repository) ? scope : undefined;
 }
 
 /** The prefix every target path of `repository` carries: `R/` in a namespace, none otherwise. */
-export function targetPrefix(rootSigned: Parameters<typeof scopeOf>[0], repository: string | undefined): string {
+export function targetPrefix(rootSigned: SignedObject, repository: string | undefined): string {
   return repository !== undefined && namespaceOf(rootSigned, repository) !== undefined ? `${repository}/` : '';
 }
 
 /** Whose online keys sign `repository`'s snapshot and timestamp: its namespace's, else its own. */
-export function onlineKeyOwner(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string {
+export function onlineKeyOwner(rootSigned: SignedObject, repository: string): string {
   return namespaceOf(rootSigned, repository) ?? repository;
 }
 
@@ -125,9 +136,8 @@ export interface Successor {
 }
 
 /** The successor a root (its `signed` object) names for `repository`; undefined when none; throws when malformed. */
-export function successorOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): Successor | undefined {
-  const direct = (rootSigned as Record<string, unknown>)[SUCCESSOR_FIELD];
-  const raw = direct !== undefined ? direct : (rootSigned as { unrecognizedFields?: Record<string, unknown> }).unrecognizedFields?.[SUCCESSOR_FIELD];
+export function successorOf(rootSigned: SignedObject, repository: string): Successor | undefined {
+  const raw = signedField(rootSigned, SUCCESSOR_FIELD);
   if (raw === undefined) return undefined;
   const s = raw as Partial<Successor>;
   if (
@@ -147,7 +157,7 @@ export function successorOf(rootSigned: Parameters<typeof scopeOf>[0], repositor
 }
 
 /** The namespace `repository` is a member of under this root (its anchor is not a member), or undefined. */
-export function memberOf(rootSigned: Parameters<typeof scopeOf>[0], repository: string): string | undefined {
+export function memberOf(rootSigned: SignedObject, repository: string): string | undefined {
   const ns = namespaceOf(rootSigned, repository);
   return ns !== undefined && anchorPrefix(repository) !== ns ? ns : undefined;
 }

@@ -24,7 +24,7 @@ import type { Policy, RoleClass, RolePolicy } from '../policy/policy.ts';
 import { computeKeyId, parsePublicKey, type TufKeyJson } from '../keys/tuf-key.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { isLegacyKeyId } from './legacy-keyids.ts';
-import { NAMESPACE_FIELD, SCOPE_FIELD, anchorPrefix, isValidScope, namedNamespace, namespaceOf, scopeCovers, scopeOf, targetPrefix } from './scope.ts';
+import { NAMESPACE_FIELD, SCOPE_FIELD, anchorPrefix, isValidScope, namedNamespace, namesMember, namespaceOf, scopeCovers, scopeOf, targetPrefix } from './scope.ts';
 import { EngineError } from './errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
@@ -293,9 +293,9 @@ function checkScope(root: Metadata<Root>, repository: string, previous: Metadata
 function checkTargetsScope(state: RepoState, role: string, md: Metadata<Targets>, repository: string | undefined): void {
   const ns = repository === undefined ? undefined : namespaceOf(state.root.md.signed, repository);
   if (role !== 'targets' || repository === undefined || ns === undefined) return;
-  const named = scopeOf(md.signed);
-  const namedNs = namedNamespace(md.signed);
-  if (named !== repository || namedNs !== ns) {
+  if (!namesMember(md.signed, repository, ns)) {
+    const named = scopeOf(md.signed);
+    const namedNs = namedNamespace(md.signed);
     const missing = named === undefined || namedNs === undefined;
     throw new EngineError(missing ? 'SCOPE_MISSING' : 'SCOPE_MISMATCH', `targets ${md.signed.version} of ${repository} must name its repository and namespace: "${SCOPE_FIELD}": "${repository}", "${NAMESPACE_FIELD}": "${ns}"${missing ? '' : ` (it names ${JSON.stringify(named).slice(0, 120)} in ${JSON.stringify(namedNs).slice(0, 120)})`}`, {
       detail: { role, repository, namespace: ns, field: SCOPE_FIELD },

@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EngineError, loadRepositoryState, metadataFileName, parseMetadata, type LoadResult, type RepoState } from '../engine/index.ts';
-import { anchorPrefix, isNamespaceScope, namedNamespace, namespaceAnchor, scopeCovers, scopeOf } from '../engine/scope.ts';
+import { anchorPrefix, isNamespaceScope, namedNamespace, namesMember, namespaceAnchor, scopeCovers } from '../engine/scope.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataStore } from '../storage/index.ts';
 import { mapLimit } from '../util/map-limit.ts';
@@ -228,7 +228,7 @@ export class HeadCache {
     // (Named by the timestamp itself, which must be this member's: another member's timestamp
     // put here does not make the loader read under its namespace.)
     const ns = namedNamespace(ts.md.signed);
-    const member = isNamespaceScope(ns) && scopeCovers(ns, repository) && anchorPrefix(repository) !== ns && scopeOf(ts.md.signed) === repository;
+    const member = isNamespaceScope(ns) && scopeCovers(ns, repository) && anchorPrefix(repository) !== ns && namesMember(ts.md.signed, repository, ns);
     const rootRepository = member ? namespaceAnchor(ns) : repository;
     const snapName = metadataFileName('snapshot', ts.md.signed.snapshotMeta.version);
     const snapBytes = previous?.files.get(snapName) ?? (await this.read(repository, snapName, policy.roles.snapshot.maxBytes));
