@@ -12,6 +12,7 @@
  *   drop that entry (a role's own targets win over its delegations).
  * - `refreshPlan` / `nextRefreshAt`: which online roles are due for re-signing, and when next.
  */
+import { memberOf, namespaceOf } from './scope.ts';
 import type { Targets } from '@tufjs/models';
 import type { TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
@@ -213,4 +214,15 @@ export function nextRefreshAt(state: RepoState, ciKeyIds: ReadonlySet<string>, p
     for (const job of jobsOf(rec.md.signed)) next = Math.min(next, job.endsAt);
   }
   return next;
+}
+
+/**
+ * A namespace member's state under its namespace's newer root `root` (verified at the anchor), or
+ * undefined when `repository` is no member of that namespace or is not behind it (engine/scope.ts).
+ * Its snapshot and timestamp are then signed again with the keys `root` names.
+ */
+export function withNamespaceRoot(state: RepoState, repository: string, root: RepoState['root']): RepoState | undefined {
+  const ns = memberOf(state.root.md.signed, repository);
+  if (ns === undefined || namespaceOf(root.md.signed, repository) !== ns || state.root.md.signed.version >= root.md.signed.version) return undefined;
+  return { ...state, root };
 }

@@ -7,8 +7,8 @@
  */
 import { produceSnapshotAndTimestamp, produceTimestamp, type RepoState } from '../engine/index.ts';
 import { foldJobs } from '../engine/jobs.ts';
-import { memberOf, namespaceAnchor, namespaceOf } from '../engine/scope.ts';
-import { nextRefreshAt, refreshPlan } from '../engine/service-roles.ts';
+import { memberOf, namespaceAnchor } from '../engine/scope.ts';
+import { nextRefreshAt, refreshPlan, withNamespaceRoot } from '../engine/service-roles.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { MetadataFile } from '../storage/index.ts';
 import type { Coordinator } from '../coord/index.ts';
@@ -55,10 +55,11 @@ export class RefreshScheduler {
       // the anchor's now: its snapshot and timestamp are re-signed with the keys that root names.
       const ns = memberOf(head.state.root.md.signed, repository);
       const anchorRoot = ns === undefined ? undefined : (await heads.fresh(namespaceAnchor(ns)))?.state.root;
-      const behind = anchorRoot !== undefined && namespaceOf(anchorRoot.md.signed, repository) === ns && anchorRoot.md.signed.version > head.state.root.md.signed.version;
+      const caughtUp = anchorRoot === undefined ? undefined : withNamespaceRoot(head.state, repository, anchorRoot);
+      const behind = caughtUp !== undefined;
       if (!plan.snapshot && !plan.timestamp && !behind) return this.nextRefreshAt(repository, head.state);
       // Service-held roles first (fold ended jobs, renew), then snapshot and timestamp over them.
-      let state = behind ? { ...head.state, root: anchorRoot } : head.state;
+      let state = caughtUp ?? head.state;
       const roleFiles: MetadataFile[] = [];
       for (const { role, ended } of plan.services) {
         const base = state;

@@ -28,7 +28,7 @@ import {
 import { buildTargets, isoExpiry, type ImageTarget } from '../engine/build.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
 import { MetadataPrecheck, limitsFromPolicy, precheckMetadata } from '../engine/parse.ts';
-import { checkHeldRoleCapacity, delegateJob, dropTargets, endedJobs, parentShadowedTags, tagShadowing } from '../engine/service-roles.ts';
+import { checkHeldRoleCapacity, delegateJob, dropTargets, endedJobs, parentShadowedTags, tagShadowing, withNamespaceRoot } from '../engine/service-roles.ts';
 import { checkTargetEntries } from '../engine/upload.ts';
 import { SUCCESSOR_FIELD, anchorPrefix, memberOf, namespaceAnchor, namespaceOf, successorOf, targetPrefix, type Successor } from '../engine/scope.ts';
 import { createHash } from 'node:crypto';
@@ -446,11 +446,8 @@ export class Writes {
    */
   resignMember(repository: string, root: RepoState['root']): Promise<boolean> {
     return this.#write(repository, async (draft) => {
-      const ns = memberOf(draft.state.root.md.signed, repository);
-      if (ns === undefined || namespaceOf(root.md.signed, repository) !== ns || draft.state.root.md.signed.version >= root.md.signed.version) {
-        return { state: draft.state, result: () => false };
-      }
-      return { state: { ...draft.state, root }, result: () => true };
+      const next = withNamespaceRoot(draft.state, repository, root);
+      return next ? { state: next, result: () => true } : { state: draft.state, result: () => false };
     }) as Promise<boolean>;
   }
 
