@@ -23,6 +23,7 @@ export const ROUTES = {
   tags: '/v1/repos/*repo/tags',
   namespace: '/v1/namespace-of/*repo',
   syncNamespace: '/v1/namespace-sync/*repo',
+  namespaceMembers: '/v1/namespace-members/*repo',
   migrate: '/v1/migrations/*repo',
 } as const;
 
@@ -46,6 +47,10 @@ export const paths = {
   tags: (repo: string): string => `/v1/repos/${repo}/tags`,
   namespace: (repo: string): string => `/v1/namespace-of/${repo}`,
   syncNamespace: (repo: string): string => `/v1/namespace-sync/${repo}`,
+  namespaceMembers: (anchor: string, page: { after?: string; limit?: number } = {}): string => {
+    const query = [...(page.after !== undefined ? [`after=${encodeURIComponent(page.after)}`] : []), ...(page.limit !== undefined ? [`limit=${page.limit}`] : [])];
+    return `/v1/namespace-members/${anchor}${query.length ? `?${query.join('&')}` : ''}`;
+  },
   migrate: (repo: string): string => `/v1/migrations/${repo}`,
   onlineKeys: (repository?: string): string => (repository === undefined ? ROUTES.onlineKeys : `${ROUTES.onlineKeys}?repository=${encodeURIComponent(repository)}`),
 } as const;

@@ -142,6 +142,23 @@ export interface NamespaceInfo {
   rootVersion: number;
 }
 
+/**
+ * `GET /v1/namespace-members/<anchor>?after=<repo>&limit=<n>`: one page of the repositories under
+ * the namespace's prefix, in name order, and which of them are its members.
+ */
+export interface NamespaceMembers {
+  namespace: string;
+  anchor: string;
+  /** The anchor's current root version. */
+  rootVersion: number;
+  /** The members among this page's repositories (not the anchor, a sub-namespace's members or a repository with a root of its own). */
+  members: string[];
+  /** Repositories of this page whose metadata the service could not load: perhaps members, certainly not re-signable now. */
+  unreadable: Array<{ repository: string; error: string }>;
+  /** More repositories follow under the prefix: ask again with `after=<next>`. */
+  next?: string;
+}
+
 export interface NamespaceSync {
   namespace: string;
   rootVersion: number;

@@ -10,6 +10,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { TufociError } from '../errors.ts';
 import { computeKeyId, isTufKeyJson, type TufKeyJson } from '../keys/tuf-key.ts';
+import { isRepositoryName } from '../storage/names.ts';
 import { parseMetadataFileName } from '../engine/names.ts';
 import { StrictJsonError, StrictJsonStream, parseStrictJson, type StreamScanned } from '../engine/strict-json.ts';
 import type { ImageTarget } from '../engine/build.ts';
@@ -177,6 +178,10 @@ async function readJsonMembers(ctx: Koa.Context, limit: number, members: readonl
     return body.slice(span.start, span.end); // a copy of the exact bytes sent
   });
 }
+
+/** Repositories one page of `GET /v1/namespace-members/<anchor>` looks at, by default and at most. */
+export const NAMESPACE_MEMBERS_DEFAULT_LIMIT = 100;
+export const NAMESPACE_MEMBERS_MAX_LIMIT = 1000;
 
 /** The bearer token when it is a grant token. */
 function grantToken(ctx: Koa.Context): string | undefined {
@@ -368,6 +373,27 @@ export function createApp(deps: AppDeps): Koa {
     const ns = anchorPrefix(repo);
     if (ns === undefined) throw new ServiceError('BAD_REQUEST', `${repo} is not a namespace anchor (<prefix>/${NAMESPACE_ANCHOR})`, { detail: { repository: repo } });
     ctx.body = await service.syncNamespace(ns);
+  });
+
+  // Owners' tools: the members of a namespace, a page at a time (re-signing each one's targets).
+  router.get(ROUTES.namespaceMembers, async (ctx) => {
+    const repo = ctx.params['repo'] as string;
+    // It names every repository of the namespace: a write token for its anchor (also where reads are public).
+    auth.authorize(ctx.get('authorization') || undefined, 'write', repo);
+    const ns = anchorPrefix(repo);
+    if (ns === undefined) throw new ServiceError('BAD_REQUEST', `${repo} is not a namespace anchor (<prefix>/${NAMESPACE_ANCHOR})`, { detail: { repository: repo } });
+    const shape = `?after=<a repository under ${ns}>&limit=<1 to ${NAMESPACE_MEMBERS_MAX_LIMIT}>`;
+    const unknown = Object.keys(ctx.query).filter((k) => k !== 'after' && k !== 'limit');
+    if (unknown.length) throw new ServiceError('BAD_REQUEST', `unknown query parameter ${unknown[0]?.slice(0, 40)}: the query is ${shape}`, { detail: { parameter: unknown[0]?.slice(0, 100) } });
+    const { after, limit } = ctx.query;
+    if (Array.isArray(after) || Array.isArray(limit)) throw new ServiceError('BAD_REQUEST', `after and limit are given once: the query is ${shape}`, { detail: {} });
+    if (after !== undefined && !(after.startsWith(ns) && isRepositoryName(after))) {
+      throw new ServiceError('BAD_REQUEST', `after must be a repository name under ${ns}, got ${after.slice(0, 120)}`, { detail: { after: after.slice(0, 200) } });
+    }
+    if (limit !== undefined && !(/^[1-9][0-9]{0,4}$/.test(limit) && Number(limit) <= NAMESPACE_MEMBERS_MAX_LIMIT)) {
+      throw new ServiceError('BAD_REQUEST', `limit must be a whole number from 1 to ${NAMESPACE_MEMBERS_MAX_LIMIT}, got ${limit.slice(0, 20)}`, { detail: { limit: limit.slice(0, 40) } });
+    }
+    ctx.body = await service.namespaceMembers(ns, { ...(after !== undefined ? { after } : {}), limit: limit === undefined ? NAMESPACE_MEMBERS_DEFAULT_LIMIT : Number(limit) });
   });
 
   router.get(ROUTES.status, async (ctx) => {

@@ -35,8 +35,8 @@ import type { TufKeyJson } from '../keys/tuf-key.ts';
 import type { Policy } from '../policy/policy.ts';
 import { isStorageError, type MetadataStore } from '../storage/index.ts';
 import type { Coordinator } from '../coord/index.ts';
-import type { GrantInfo, JobInfo, NamespaceSync, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
-import { anchorPrefix, namespaceAnchor, namespaceOf } from '../engine/scope.ts';
+import type { GrantInfo, JobInfo, NamespaceMembers, NamespaceSync, RepositoryStatus, RoleStatus, TagsResult, UploadResult } from '../api/types.ts';
+import { anchorPrefix, memberOf, namespaceAnchor, namespaceOf } from '../engine/scope.ts';
 import { mapLimit } from '../util/map-limit.ts';
 import { Committer } from './commit.ts';
 import { ServiceError } from './errors.ts';
@@ -309,6 +309,44 @@ export class RepositoryService {
   namespaceFor(repository: string): Promise<{ namespace: string; anchor: string; rootVersion: number } | undefined> {
     this.#metadata.metadataRepository(repository); // validates the name
     return this.#writes.namespaceFor(repository);
+  }
+
+  /**
+   * One page of namespace `prefix`'s members, for the owner's tools that act on each (re-signing
+   * every member's targets after a rotation of the targets key): the repositories under the prefix
+   * after `after`, in name order, at most `limit` of them looked at, and which of them are members
+   * (their root is this namespace's; not the anchor, not a sub-namespace's member, not a repository
+   * with a root of its own). A page may hold fewer members than `limit`; `next` says more follow.
+   */
+  async namespaceMembers(prefix: string, page: { after?: string; limit: number }): Promise<NamespaceMembers> {
+    const anchor = namespaceAnchor(prefix);
+    const nsHead = await this.#heads.head(anchor).catch((e: unknown) => {
+      if (e instanceof ServiceError && e.code === 'REPO_NOT_FOUND') return undefined;
+      throw e;
+    });
+    if (!nsHead || namespaceOf(nsHead.state.root.md.signed, anchor) !== prefix) throw new ServiceError('NO_NAMESPACE', `no namespace ${prefix}`, { detail: { namespace: prefix } });
+    const after = page.after;
+    const under = (await this.#metadata.listRepositories()).filter((r) => r.startsWith(prefix) && r !== anchor && (after === undefined || r > after)).sort();
+    const looked = under.slice(0, page.limit);
+    const unreadable: NamespaceMembers['unreadable'] = [];
+    const found = await mapLimit(looked, 8, async (repository) => {
+      try {
+        return memberOf((await this.#heads.head(repository)).state.root.md.signed, repository) === prefix;
+      } catch (error) {
+        if (error instanceof ServiceError && error.code === 'REPO_NOT_FOUND') return false; // gone since the listing
+        unreadable.push({ repository, error: error instanceof Error ? error.message : String(error) });
+        return false;
+      }
+    });
+    const last = looked[looked.length - 1];
+    return {
+      namespace: prefix,
+      anchor,
+      rootVersion: nsHead.state.root.md.signed.version,
+      members: looked.filter((_, i) => found[i]),
+      unreadable: unreadable.sort((a, b) => (a.repository < b.repository ? -1 : 1)),
+      ...(under.length > looked.length && last !== undefined ? { next: last } : {}),
+    };
   }
 
   /**

@@ -299,7 +299,20 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     // A member's root is the namespace's: one of its own is refused.
     expectError(await h.request('PUT', `/v1/repos/${REPO}/metadata/2.root.json`, { token: ADMIN, body: await h.rootBytes(2, [h.owner.root], NS) }), 409, 'IN_NAMESPACE');
     expectError(await h.request('POST', `/v1/namespace-sync/${REPO}`, { token: ADMIN, body: '{}' }), 400, 'BAD_REQUEST');
+    // The member listing: a write token for the anchor (also where reads are public), bounded pages, a JSON refusal for anything else.
+    const members = `/v1/namespace-members/${ANCHOR}`;
+    expectError(await h.request('GET', members), 401, 'UNAUTHENTICATED');
+    expectError(await h.request('GET', members, { token: OTHER }), 403, 'FORBIDDEN');
+    expectError(await h.request('GET', `/v1/namespace-members/${REPO}`, { token: ADMIN }), 400, 'BAD_REQUEST');
+    expectError(await h.request('GET', '/v1/namespace-members/acme-rockets/tufoci-namespace', { token: ADMIN }), 404, 'NO_NAMESPACE');
+    for (const query of ['limit=0', 'limit=1001', 'limit=abc', 'limit=1.5', 'limit=-1', 'limit=1&limit=2', 'after=acme-rockets/app', 'after=wabbit-networks/Upper', 'after=a&after=b', 'page=2']) {
+      const r = await h.request('GET', `${members}?${query}`, { token: ADMIN });
+      expectError(r, 400, 'BAD_REQUEST');
+    }
+    expect((await h.request('GET', `${members}?limit=1000&after=${encodeURIComponent(REPO)}`, { token: CI })).json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1, members: [], unreadable: [] });
+    expect((await h.request('GET', members, { token: CI })).json<{ members: string[] }>().members).toEqual([REPO]);
     expect(await h.timestampVersion()).toBe(before);
+    expect(await h.timestampVersion(ANCHOR)).toBe(1);
     expect((await h.request('GET', `/v1/repos/${REPO}/metadata/2.root.json`)).status).toBe(404);
   });
 

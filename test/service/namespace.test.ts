@@ -153,6 +153,34 @@ describe('a namespace: one root, many repositories', () => {
     expect(asked.filter((a) => /:[23]\.root\.json$/.test(a))).toEqual([]);
   });
 
+  it("the owner's tools list a namespace's members a page at a time: not the anchor, a sub-namespace's members or a repository with a root of its own", async () => {
+    const { h } = await namespaceWithTwo();
+    const sub = 'wabbit-networks/team-b/';
+    await createNamespace(h, sub);
+    await join(h, `${sub}web`, await memberTargets(h, `${sub}web`, 1, { namespace: sub }));
+    expect((await h.create('wabbit-networks/own')).status).toBe(201); // a root of its own under the prefix
+    await join(h, 'wabbit-networks/zeta');
+    const all = await h.request('GET', `/v1/namespace-members/${ANCHOR}`, { token: CI });
+    expect(all.status, all.body.toString()).toBe(200);
+    expect(all.json()).toEqual({ namespace: NS, anchor: ANCHOR, rootVersion: 1, members: [MON, API, 'wabbit-networks/zeta'].sort(), unreadable: [] });
+    // Pages: a page looks at `limit` repositories under the prefix (members or not) and names where the next begins.
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const r = await h.request('GET', `/v1/namespace-members/${ANCHOR}?limit=2${after ? `&after=${encodeURIComponent(after)}` : ''}`, { token: CI });
+      expect(r.status, r.body.toString()).toBe(200);
+      const page = r.json<{ members: string[]; next?: string }>();
+      seen.push(...page.members);
+      after = page.next;
+      pages++;
+    } while (after !== undefined);
+    expect(seen).toEqual([MON, API, 'wabbit-networks/zeta'].sort());
+    expect(pages).toBe(3); // six repositories under wabbit-networks/ besides its anchor: three members, own, the sub-namespace's anchor and its member
+    // The sub-namespace lists its own.
+    expect((await h.request('GET', `/v1/namespace-members/${sub}tufoci-namespace`, { token: ADMIN })).json<{ members: string[] }>().members).toEqual([`${sub}web`]);
+  });
+
   it('a team manages its own sub-delegation inside its member', async () => {
     const h = new ServiceHarness();
     const pin = await createNamespace(h);
