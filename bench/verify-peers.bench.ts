@@ -11,8 +11,9 @@
  * delegates to B succinct hash bins `ci-<hex>` (same CI key) holding the tags. The role files are
  * built with the engine's builders and uploaded through a `tufoci serve --registry` started here, so
  * the TUF metadata lives in the docker-registry (`R/tuf`), which is where every verify below reads
- * it from (no service URL). Every tag v0…v(N-1) names one real image manifest, signed by the CI key
- * (a plain signature pushed as a referrer); the tag verified is v1.
+ * it from (no service URL). The tag verified, v1, names a real image manifest, signed by the CI key
+ * (a plain signature pushed as a referrer); every other tag v0…v(N-1) names a digest of its own
+ * (sha256 of `<repo>:<tag>`), so the roles hold N distinct hashes as a real repository's do.
  *
  *  1. in-process `verifyImage` (TUF + manifest by digest + the CI key's signature + the registry's
  *     tag compared): cold = no state directory (ephemeral, the pinned 1.root.json only), warm = a
@@ -57,6 +58,7 @@
  * set-up step (a server, a population, a verify that should succeed) failed. Every server is
  * started here on a free loopback port and stopped by PID at the end, on SIGINT/SIGTERM too.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -226,7 +228,9 @@ async function populate(f: Fixture, repo: string, tags: number): Promise<RepoFix
     const role = ciRole ? binFor(ciRole, tag) : 'ci';
     let g = groups.get(role);
     if (!g) groups.set(role, (g = {}));
-    g[tag] = image;
+    // v1 is the real image every verify checks; every other tag names a digest of its own, as tags
+    // of a real repository do (the same digest under every tag would make the roles compress away).
+    g[tag] = tag === 'v1' ? image : { ...image, digest: `sha256:${createHash('sha256').update(`${repo}:${tag}`).digest('hex')}` };
   }
   let done = 0;
   for (const [role, targets] of groups) {
@@ -270,7 +274,8 @@ function count(repo: string, requests: readonly CountedRequest[]): Counted {
     if (q.path.startsWith(tuf)) {
       out.tufRequests++;
       out.tufBody += q.bodyBytes;
-      out.files.push(`tuf/${q.path.slice(tuf.length).split('/')[0]} ${q.status}`);
+      // `tuf/manifests/<file name>` or `tuf/blobs/sha256:<12 hex>`, with what the answer's body cost.
+      out.files.push(`tuf/${q.path.slice(tuf.length).replace(/(sha256:[0-9a-f]{12})[0-9a-f]+/, '$1…')} ${q.status} ${q.bodyBytes} B`);
     } else {
       out.imageRequests++;
       out.imageBody += q.bodyBytes;

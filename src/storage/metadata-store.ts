@@ -15,9 +15,12 @@
  *   `putManifests` (blobs first, in parallel; tags visible in order — role
  *   files, then snapshots — or together, as one index.json rewrite on a
  *   layout), and timestamp.json in a batch of its own once that one is done.
- * - Reads return exactly the layer bytes, bounded by the caller, after the
+ * - Reads return exactly the file's bytes, bounded by the caller, after the
  *   manifest was checked to be the artifact of the file name asked for; from
  *   the descriptor's `data` when it carries them (one request), else the blob.
+ *   A file of at least COMPRESS_MIN_BYTES is written as a gzip layer (unless
+ *   `compress: false`); reading one checks it strictly (artifact.ts
+ *   decompressLayer) and returns the file it holds, never the gzip bytes.
  * - The last timestamp.json written or read per repository is remembered
  *   with its manifest digest (bounded). Reading timestamp.json again asks the
  *   backend for the manifest only if its digest changed (`If-None-Match`);
@@ -32,6 +35,8 @@
 import {
   ANNOTATION_FILENAME,
   buildMetadataArtifact,
+  compressMetadata,
+  decompressLayer,
   EMPTY_JSON_BYTES,
   isArtifactProblem,
   parseMetadataArtifact,
@@ -70,6 +75,8 @@ export interface MetadataStoreOptions {
   metadataRepository?: (repository: string) => string;
   /** The inverse: the image repository whose metadata a store repository holds, if any (default: strip `/tuf`). */
   imageRepository?: (metadataRepository: string) => string | undefined;
+  /** Write files of at least COMPRESS_MIN_BYTES as gzip layers (default true). Reading handles both. */
+  compress?: boolean;
 }
 
 export interface WriteResult {
@@ -122,6 +129,7 @@ export class MetadataStore {
   readonly #metadataRepository: (repository: string) => string;
   readonly #imageRepository: (metadataRepository: string) => string | undefined;
   readonly #mutex: KeyedMutex;
+  readonly #compress: boolean;
   /** Per metadata repository, the timestamp.json last written or read here, oldest first. */
   readonly #timestamps = new Map<string, { manifestDigest: string; bytes: Uint8Array; annotations: Readonly<Record<string, string>> }>();
   /** Manifest reads started ahead of a file's read (prefetch), by repository and file name. */
@@ -132,6 +140,7 @@ export class MetadataStore {
     this.#metadataRepository = options.metadataRepository ?? ((repository) => `${repository}/tuf`);
     this.#imageRepository = options.imageRepository ?? ((m) => (m.endsWith('/tuf') ? m.slice(0, -'/tuf'.length) : undefined));
     this.#mutex = mutexFor(options.store);
+    this.#compress = options.compress ?? true;
   }
 
   /** The repository holding R's metadata, validated. */
@@ -180,7 +189,8 @@ export class MetadataStore {
    * left alone; one holding other bytes is a CONFLICT.
    */
   async #prepare(metaRepo: string, name: MetadataFileName, bytes: Uint8Array, replaceable: boolean, rootVersion?: number): Promise<PendingWrite | WriteResult> {
-    const artifact = buildMetadataArtifact(name, bytes, rootVersion !== undefined ? { rootVersion } : {});
+    const compressed = this.#compress ? await compressMetadata(bytes) : undefined;
+    const artifact = buildMetadataArtifact(name, bytes, { ...(rootVersion !== undefined ? { rootVersion } : {}), ...(compressed ? { compressed } : {}) });
     if (name.version !== undefined && !replaceable) {
       let existing: (ParsedMetadataArtifact & { manifestDigest: string }) | undefined;
       try {
@@ -192,12 +202,13 @@ export class MetadataStore {
         } else throw error;
       }
       if (existing) {
-        if (existing.layerDigest === artifact.layerDigest) {
+        // The file's identity is its own digest, however each copy is stored (plain or compressed).
+        if (existing.contentDigest === artifact.contentDigest) {
           return { fileName: name.fileName, written: false, manifestDigest: existing.manifestDigest, layerDigest: existing.layerDigest };
         }
-        throw this.#fail('CONFLICT', `${name.fileName} in ${metaRepo} already holds other bytes (${existing.layerDigest}); versioned metadata is immutable`, metaRepo, name.fileName, {
-          existingDigest: existing.layerDigest,
-          newDigest: artifact.layerDigest,
+        throw this.#fail('CONFLICT', `${name.fileName} in ${metaRepo} already holds other bytes (${existing.contentDigest}); versioned metadata is immutable`, metaRepo, name.fileName, {
+          existingDigest: existing.contentDigest,
+          newDigest: artifact.contentDigest,
         });
       }
     }
@@ -214,12 +225,12 @@ export class MetadataStore {
     if (this.store.putManifests && writes.length > 0) {
       const stored = await this.store.putManifests(
         metaRepo,
-        writes.map((w) => ({ reference: w.name.fileName, bytes: w.artifact.manifest, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [w.bytes, EMPTY_JSON_BYTES] })),
+        writes.map((w) => ({ reference: w.name.fileName, bytes: w.artifact.manifest, mediaType: OCI_MANIFEST_MEDIA_TYPE, blobs: [w.artifact.layer ?? w.bytes, EMPTY_JSON_BYTES] })),
       );
       for (const s of stored) digests.push(s.digest);
     } else {
       for (const w of writes) {
-        await this.store.putBlob(metaRepo, w.bytes);
+        await this.store.putBlob(metaRepo, w.artifact.layer ?? w.bytes);
         await this.store.putBlob(metaRepo, EMPTY_JSON_BYTES);
         digests.push((await this.store.putManifest(metaRepo, w.name.fileName, w.artifact.manifest, OCI_MANIFEST_MEDIA_TYPE)).digest);
       }
@@ -344,15 +355,23 @@ export class MetadataStore {
     const tooLarge = (size: number): StorageError =>
       this.#fail('TOO_LARGE', `${fileName} in ${metaRepo} is ${size} bytes, above the bound of ${maxBytes}`, metaRepo, fileName, { size, maxBytes });
     const artifact = this.#parseArtifact(metaRepo, fileName, manifest);
+    if (artifact.contentSize > maxBytes) throw tooLarge(artifact.contentSize);
     if (artifact.layerSize > maxBytes) throw tooLarge(artifact.layerSize);
     const found = (bytes: Uint8Array, unchanged: boolean): MetadataRead => {
       if (fileName === TIMESTAMP_FILE_NAME) this.#rememberTimestamp(metaRepo, artifact.manifestDigest, bytes, artifact.annotations);
       return { bytes, annotations: artifact.annotations, unchanged };
     };
-    // The layer digest commits to the bytes: a caller's copy with that digest is the file.
-    if (known && known.byteLength === artifact.layerSize && sha256Digest(known) === artifact.layerDigest) return found(known, true);
+    /** The file a checked layer holds: itself, or what it decompresses to (strictly). */
+    const content = (layer: Uint8Array): Uint8Array => {
+      if (!artifact.compressed) return layer;
+      const out = decompressLayer(layer, artifact.contentDigest, artifact.contentSize);
+      if (typeof out === 'string') throw this.#fail('PROTOCOL', `${fileName} in ${metaRepo} is not a tufoci metadata artifact: ${out}`, metaRepo, fileName, { layerDigest: artifact.layerDigest });
+      return out;
+    };
+    // The content digest commits to the bytes: a caller's copy with that digest is the file.
+    if (known && known.byteLength === artifact.contentSize && sha256Digest(known) === artifact.contentDigest) return found(known, true);
     // Carried in the manifest, already checked against the layer's digest and size.
-    if (artifact.data) return found(artifact.data, false);
+    if (artifact.data) return found(content(artifact.data), false);
     let bytes: Uint8Array;
     try {
       bytes = await this.store.getBlob(metaRepo, artifact.layerDigest, maxBytes);
@@ -366,7 +385,7 @@ export class MetadataStore {
     if (bytes.byteLength !== artifact.layerSize || sha256Digest(bytes) !== artifact.layerDigest) {
       throw this.#fail('DIGEST_MISMATCH', `${fileName} in ${metaRepo}: layer is ${bytes.byteLength} bytes, its descriptor says ${artifact.layerSize}`, metaRepo, fileName);
     }
-    return found(bytes, false);
+    return found(content(bytes), false);
   }
 
   /** Image repositories that have TUF metadata in this store. */

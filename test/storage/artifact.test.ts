@@ -1,5 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { ANNOTATION_ROOT_VERSION, EMBED_MAX_BYTES, buildMetadataArtifact, isArtifactProblem, parseMetadataArtifact } from '../../src/storage/artifact.ts';
+import { randomBytes } from 'node:crypto';
+import { deflateRawSync, gzipSync } from 'node:zlib';
+import {
+  ANNOTATION_ROOT_VERSION,
+  COMPRESS_MIN_BYTES,
+  EMBED_MAX_BYTES,
+  TUF_METADATA_GZIP_LAYER_MEDIA_TYPE,
+  buildMetadataArtifact,
+  compressMetadata,
+  compressMetadataSync,
+  decompressLayer,
+  isArtifactProblem,
+  parseMetadataArtifact,
+} from '../../src/storage/artifact.ts';
 import { sha256Digest } from '../../src/storage/digest.ts';
 import { metadataFileName, parseMetadataFileName } from '../../src/storage/metadata-name.ts';
 
@@ -74,6 +87,58 @@ describe('metadata artifact (docs/FORMAT.md)', () => {
     expect(parseMetadataArtifact(edit('vnd.oci.empty.v1+json', 'vnd.oci.image.config.v1+json'), '1.root.json')).toMatchObject({ kind: 'bad-media-type' });
     expect(parseMetadataArtifact(edit('"layers":[', '"layers":[{"mediaType":"x","digest":"sha256:00","size":1},'), '1.root.json')).toMatchObject({ kind: 'malformed' });
     expect(parseMetadataArtifact(new TextEncoder().encode('<html>'), '1.root.json')).toMatchObject({ kind: 'malformed' });
+  });
+});
+
+describe('compressed metadata layers (docs/FORMAT.md §3)', () => {
+  const file = new TextEncoder().encode(`{"signed":{"_type":"snapshot","meta":"${randomBytes(COMPRESS_MIN_BYTES).toString('hex')}","version":3}}`);
+  const digest = sha256Digest(file);
+
+  it('compresses a file of at least COMPRESS_MIN_BYTES that shrinks by a quarter, deterministically, and names its content in the layer', async () => {
+    expect(compressMetadataSync(file.subarray(0, COMPRESS_MIN_BYTES - 1))).toBeUndefined();
+    expect(compressMetadataSync(randomBytes(COMPRESS_MIN_BYTES * 2))).toBeUndefined(); // does not shrink
+    const gz = compressMetadataSync(file) as Uint8Array;
+    expect(Buffer.from((await compressMetadata(file)) as Uint8Array).equals(Buffer.from(gz))).toBe(true);
+    expect(gz[9]).toBe(0xff); // OS "unknown": the bytes do not depend on the writer's platform
+    const artifact = buildMetadataArtifact({ fileName: '3.snapshot.json', role: 'snapshot', version: 3 }, file, { compressed: gz });
+    expect(artifact).toMatchObject({ layerDigest: sha256Digest(gz), layerSize: gz.byteLength, contentDigest: digest });
+    const parsed = parseMetadataArtifact(artifact.manifest, '3.snapshot.json');
+    expect(parsed).toMatchObject({ compressed: true, contentDigest: digest, contentSize: file.byteLength, layerDigest: sha256Digest(gz) });
+    const layer = (JSON.parse(Buffer.from(artifact.manifest).toString()) as { layers: Array<Record<string, unknown>> }).layers[0];
+    expect(layer).toMatchObject({ mediaType: TUF_METADATA_GZIP_LAYER_MEDIA_TYPE, annotations: { 'io.tufoci.content.digest': digest, 'io.tufoci.content.size': String(file.byteLength) } });
+    expect(Buffer.from(decompressLayer(gz, digest, file.byteLength) as Uint8Array).equals(Buffer.from(file))).toBe(true);
+  });
+
+  it('refuses a compressed layer two gzip readers could read differently, or that is not the named content', () => {
+    const gz = Buffer.from(compressMetadataSync(file) as Uint8Array);
+    const deflated = deflateRawSync(file);
+    const withHeader = (flags: number, extra: Buffer) => Buffer.concat([Buffer.from([0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 0xff]), extra, gz.subarray(10)]);
+    const crcFlipped = Buffer.from(gz);
+    crcFlipped[crcFlipped.length - 5] = (crcFlipped[crcFlipped.length - 5] as number) ^ 1;
+    const other = new TextEncoder().encode(new TextDecoder().decode(file).replace('"version":3', '"version":4'));
+    for (const [layer, reason] of [
+      [Buffer.concat([gz, gz]), 'bytes after its deflate stream'], // two members: some readers stop after the first
+      [Buffer.concat([gz.subarray(0, -8), Buffer.from([0]), gz.subarray(-8)]), 'bytes after its deflate stream'],
+      [withHeader(8, Buffer.from('name\0')), 'header fields'],
+      [Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]), deflated.subarray(0, 100), Buffer.alloc(8)]), 'not a valid deflate stream'],
+      [crcFlipped, 'CRC-32'],
+      [Buffer.from(file), 'not gzip'],
+      [gzipSync(other), 'content digest'],
+    ] as const) {
+      expect(decompressLayer(layer, digest, file.byteLength)).toEqual(expect.stringContaining(reason));
+    }
+    // A bomb: a small layer that inflates past the size it declares stops at that size.
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024));
+    expect(bomb.byteLength).toBeLessThan(100_000);
+    expect(decompressLayer(bomb, digest, 1024)).toEqual(expect.stringContaining('more than its content size of 1024'));
+  });
+
+  it('refuses a compressed layer descriptor without its content digest and size', () => {
+    const gz = compressMetadataSync(file) as Uint8Array;
+    const { manifest } = buildMetadataArtifact({ fileName: '3.snapshot.json', role: 'snapshot', version: 3 }, file, { compressed: gz });
+    const edit = (from: string, to: string) => new TextEncoder().encode(Buffer.from(manifest).toString().replace(from, to));
+    expect(parseMetadataArtifact(edit('"io.tufoci.content.digest"', '"x"'), '3.snapshot.json')).toMatchObject({ kind: 'malformed', reason: expect.stringContaining('io.tufoci.content.digest') });
+    expect(parseMetadataArtifact(edit(`"io.tufoci.content.size":"${file.byteLength}"`, '"io.tufoci.content.size":"01"'), '3.snapshot.json')).toMatchObject({ kind: 'malformed', reason: expect.stringContaining('io.tufoci.content.size') });
   });
 });
 

@@ -14,6 +14,8 @@ import {
   METADATA_ARTIFACT_TYPE,
   OCI_EMPTY_MEDIA_TYPE,
   TUF_METADATA_LAYER_MEDIA_TYPE,
+  TUF_METADATA_GZIP_LAYER_MEDIA_TYPE,
+  compressMetadataSync,
   buildMetadataArtifact,
 } from '../../src/storage/artifact.ts';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, sha256Digest } from '../../src/storage/digest.ts';
@@ -552,12 +554,41 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
 
       it('detects a tampered metadata layer (DIGEST_MISMATCH naming the file)', async () => {
         const repo = freshRepo('img');
-        // Larger than what rides in the descriptor: read from the blob.
+        // Larger than what rides in the descriptor, and stored as it is: read from the blob.
+        const plain = new MetadataStore({ store, compress: false });
         const big = (salt: string): Uint8Array => metadataBytes('ci', 2, `${salt}${'x'.repeat(EMBED_MAX_BYTES)}`.slice(0, EMBED_MAX_BYTES + 10));
         const bytes = big('original');
-        const { layerDigest } = await metadata.writeMetadata(repo, '2.ci.json', bytes);
+        const { layerDigest } = await plain.writeMetadata(repo, '2.ci.json', bytes);
         await subject.corrupt(`${repo}/tuf`, layerDigest, big('tampered'));
-        await expectStorageError(metadata.readMetadata(repo, '2.ci.json', 1 << 20), 'DIGEST_MISMATCH', { backend, repository: `${repo}/tuf`, reference: '2.ci.json' });
+        await expectStorageError(plain.readMetadata(repo, '2.ci.json', 1 << 20), 'DIGEST_MISMATCH', { backend, repository: `${repo}/tuf`, reference: '2.ci.json' });
+      });
+
+      it('stores a large file compressed and reads back exactly its bytes, from the blob or the descriptor; a tampered compressed layer is refused', async () => {
+        const repo = freshRepo('img');
+        const metaRepo = `${repo}/tuf`;
+        // Hex digests compress to about half: 3 × EMBED_MAX_BYTES of them stay above the descriptor bound compressed.
+        const large = (salt: string): Uint8Array => metadataBytes('ci', 2, `${salt}${randomBytes(EMBED_MAX_BYTES * 3 / 2).toString('hex')}`);
+        const bytes = large('original');
+        const { layerDigest } = await metadata.writeMetadata(repo, '2.ci.json', bytes);
+        const manifest = JSON.parse(Buffer.from((await store.getManifest(metaRepo, '2.ci.json', 1 << 16)).bytes).toString()) as { layers: Array<{ mediaType: string; size: number; data?: string }> };
+        expect(manifest.layers[0]).toMatchObject({ mediaType: TUF_METADATA_GZIP_LAYER_MEDIA_TYPE, digest: layerDigest });
+        expect(manifest.layers[0]?.size).toBeLessThan(bytes.byteLength * 0.75);
+        expect(manifest.layers[0]?.data).toBeUndefined();
+        expect(Buffer.from(await new MetadataStore({ store }).readMetadata(repo, '2.ci.json', 1 << 20)).equals(Buffer.from(bytes))).toBe(true);
+        // The same file again is a no-op (its identity is its own digest); other bytes under its name are a conflict.
+        expect((await metadata.writeMetadata(repo, '2.ci.json', bytes)).written).toBe(false);
+        await expectStorageError(metadata.writeMetadata(repo, '2.ci.json', large('other')), 'CONFLICT', { backend });
+        // Its bound is the file's size, not the compressed layer's.
+        await expectStorageError(new MetadataStore({ store }).readMetadata(repo, '2.ci.json', bytes.byteLength - 1), 'TOO_LARGE', { backend, reference: '2.ci.json' });
+        await subject.corrupt(metaRepo, layerDigest, compressMetadataSync(large('tampered')) as Uint8Array);
+        await expectStorageError(new MetadataStore({ store }).readMetadata(repo, '2.ci.json', 1 << 20), 'DIGEST_MISMATCH', { backend, repository: metaRepo, reference: '2.ci.json' });
+        // A compressible file rides compressed in its descriptor.
+        const small = metadataBytes('ci', 3, 'y'.repeat(3 * EMBED_MAX_BYTES));
+        await metadata.writeMetadata(repo, '3.ci.json', small);
+        const inline = JSON.parse(Buffer.from((await store.getManifest(metaRepo, '3.ci.json', 1 << 16)).bytes).toString()) as { layers: Array<{ mediaType: string; data?: string }> };
+        expect(inline.layers[0]?.mediaType).toBe(TUF_METADATA_GZIP_LAYER_MEDIA_TYPE);
+        expect(inline.layers[0]?.data).toBeDefined();
+        expect(Buffer.from(await new MetadataStore({ store }).readMetadata(repo, '3.ci.json', 1 << 20)).equals(Buffer.from(small))).toBe(true);
       });
 
       it('reads a small file from its descriptor, and refuses a descriptor whose data is not exactly the layer', async () => {

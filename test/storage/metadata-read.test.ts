@@ -5,6 +5,7 @@
  * Memory backend: this is the logic; test/client/fetcher-contract.test.ts runs it against a real
  * docker-registry.
  */
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ANNOTATION_ROOT_VERSION, MetadataStore } from '../../src/storage/metadata-store.ts';
 import { MemoryStore } from '../../src/storage/memory-store.ts';
@@ -58,10 +59,12 @@ describe('MetadataStore.readMetadataIfChanged', () => {
     expect(Buffer.from(await reader.readMetadata(REPO, 'timestamp.json', 1024)).equals(Buffer.from(v2))).toBe(true);
   });
 
-  it('a large file, known to the caller, is not downloaded again; one that is not known is, from its blob', async () => {
+  it.each([
+    ['stored as it is', false, enc(`{"signed":{"pad":"${'x'.repeat(60_000)}"}}`)],
+    ['stored compressed', true, enc(`{"signed":{"pad":"${randomBytes(30_000).toString('hex')}"}}`)],
+  ] as const)('a large file (%s), known to the caller, is not downloaded again; one that is not known is, from its blob', async (_, compress, big) => {
     const { store, blobReads } = counted();
-    const big = enc(`{"signed":{"pad":"${'x'.repeat(60_000)}"}}`); // above what a manifest carries inline
-    await new MetadataStore({ store }).writeMetadata(REPO, '1.snapshot.json', big);
+    await new MetadataStore({ store, compress }).writeMetadata(REPO, '1.snapshot.json', big); // above what a manifest carries inline
     const known = await new MetadataStore({ store }).readMetadataIfChanged(REPO, '1.snapshot.json', 1 << 20, big);
     expect(known.unchanged).toBe(true);
     expect(blobReads()).toBe(0);

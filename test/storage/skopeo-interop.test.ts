@@ -7,6 +7,8 @@
  *   4. skopeo copies the registry back into a fresh layout (the air-gapped
  *      transfer), which verifies the same way again.
  * The artifacts must survive both copies byte for byte (same manifest digests).
+ * `ci` holds 400 targets, so its layer is stored compressed and read from its
+ * blob: skopeo copies the `+gzip` layer as it is.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -16,6 +18,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metadataBaseUrl, RegistryFetcher } from '../../src/client/registry-fetcher.ts';
+import { TUF_METADATA_GZIP_LAYER_MEDIA_TYPE } from '../../src/storage/artifact.ts';
 import { MetadataStore } from '../../src/storage/metadata-store.ts';
 import { OciLayoutStore } from '../../src/storage/oci-layout-store.ts';
 import { RegistryStore } from '../../src/storage/registry-store.ts';
@@ -58,7 +61,7 @@ describe('skopeo round trip: OCI layout → registry → OCI layout', () => {
   let work: string;
   let repo: TufRepo;
   beforeAll(async () => {
-    [registry, work, repo] = await Promise.all([startRegistry(), mkdtemp(join(tmpdir(), 'tufoci-interop-')), buildTufRepo()]);
+    [registry, work, repo] = await Promise.all([startRegistry(), mkdtemp(join(tmpdir(), 'tufoci-interop-')), buildTufRepo(Date.now(), { ciTargets: 400 })]);
   }, 30_000);
   afterAll(async () => {
     removeClientDirs();
@@ -72,9 +75,13 @@ describe('skopeo round trip: OCI layout → registry → OCI layout', () => {
     await new MetadataStore({ store: original }).publish(REPO, [...repo.files].map(([fileName, bytes]) => ({ fileName, bytes })));
     const tags = await original.listTags(META_REPO);
     expect(tags).toEqual([...repo.files.keys()].sort());
+    const ciLayer = (JSON.parse(Buffer.from((await original.getManifest(META_REPO, '1.ci.json', 65536)).bytes).toString()) as { layers: Array<{ mediaType: string; data?: string }> }).layers[0];
+    expect(ciLayer?.mediaType).toBe(TUF_METADATA_GZIP_LAYER_MEDIA_TYPE);
+    expect(ciLayer?.data).toBeUndefined();
     const fromLayout = await verifiedTargets(repo, original);
     expect(fromLayout['v1']).toMatchObject({ length: repo.targets['v1']!.size, hashes: { sha256: repo.targets['v1']!.digest.slice(7) } });
     expect(fromLayout['v2']).toMatchObject({ length: repo.targets['v2']!.size, hashes: { sha256: repo.targets['v2']!.digest.slice(7) } });
+    expect(fromLayout['vx399']).toMatchObject({ length: repo.targets['vx399']!.size });
     expect(fromLayout['absent']).toBeNull();
 
     // 2. skopeo: layout → registry, tag by tag. Sequential: distribution 2.8 can answer 500 when

@@ -6,9 +6,11 @@
  * Files: 1.root.json and 2.root.json (a root rotation step, so clients walk
  * root versions and stop at a missing 3.root.json), 1.targets.json with
  * target `v1` and a delegation `ci` (paths `v*`), 1.ci.json with target `v2`,
- * 1.snapshot.json and timestamp.json.
+ * 1.snapshot.json and timestamp.json. `ciTargets` adds that many more targets
+ * (`vx0`, `vx1`, …, random digests) to `ci`: a role large enough to be stored
+ * compressed and read from its blob.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +32,7 @@ function metaFile(version: number, bytes: Uint8Array): MetaFile {
   return new MetaFile({ version, length: bytes.byteLength, hashes: { sha256: createHash('sha256').update(bytes).digest('hex') } });
 }
 
-export async function buildTufRepo(now = Date.now()): Promise<TufRepo> {
+export async function buildTufRepo(now = Date.now(), options: { ciTargets?: number } = {}): Promise<TufRepo> {
   const [rootKey, targetsKey, snapshotKey, timestampKey, ciKey] = Array.from({ length: 5 }, () => InMemorySigner.generate('ed25519')) as [
     InMemorySigner,
     InMemorySigner,
@@ -55,7 +57,10 @@ export async function buildTufRepo(now = Date.now()): Promise<TufRepo> {
     buildTargets({ version: 1, expires, targets: { v1 }, delegations: [{ name: 'ci', keys: [ciKey.public], threshold: 1, paths: ['v*'] }] }),
     [targetsKey],
   );
-  const ci = await signMetadata(buildTargets({ version: 1, expires, targets: { v2 } }), [ciKey]);
+  const extra = Object.fromEntries(
+    Array.from({ length: options.ciTargets ?? 0 }, (_, i) => [`vx${i}`, { digest: `sha256:${randomBytes(32).toString('hex')}`, size: 1000 + i, mediaType: 'application/vnd.oci.image.manifest.v1+json' }]),
+  );
+  const ci = await signMetadata(buildTargets({ version: 1, expires, targets: { v2, ...extra } }), [ciKey]);
   const snapshot = await signMetadata(
     new Snapshot({ version: 1, specVersion: SPEC_VERSION, expires, meta: { 'targets.json': metaFile(1, targets), 'ci.json': metaFile(1, ci) } }),
     [snapshotKey],
@@ -76,6 +81,7 @@ export async function buildTufRepo(now = Date.now()): Promise<TufRepo> {
     targets: {
       v1: { role: 'targets', digest: v1.digest, size: v1.size },
       v2: { role: 'ci', digest: v2.digest, size: v2.size },
+      ...Object.fromEntries(Object.entries(extra).map(([path, t]) => [path, { role: 'ci', digest: t.digest, size: t.size }])),
     },
   };
 }
