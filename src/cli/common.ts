@@ -41,12 +41,17 @@ export function positiveInt(text: string | undefined, flag: string, fallback: nu
   return n;
 }
 
-/** The service client from --server/--token, TUFOCI_SERVER/TUFOCI_TOKEN, or a local ./data/admin-token. */
-export function serviceClient(values: { server?: string | undefined; token?: string | undefined }): ServiceClient {
+/** The service's URL and token from --server/--token, TUFOCI_SERVER/TUFOCI_TOKEN, or a local ./data/admin-token. */
+export function serviceEndpoint(values: { server?: string | undefined; token?: string | undefined }): { url: string; token?: string } {
   const url = values.server ?? process.env['TUFOCI_SERVER'] ?? 'http://127.0.0.1:8080';
   let token = values.token ?? process.env['TUFOCI_TOKEN'];
   if (!token && existsSync('data/admin-token')) token = readFileSync('data/admin-token', 'utf8').trim();
-  return new ServiceClient({ url, ...(token ? { token } : {}) });
+  return { url, ...(token ? { token } : {}) };
+}
+
+/** The service client of serviceEndpoint; `timeoutMs` for a call that may take longer than the default 30 s. */
+export function serviceClient(values: { server?: string | undefined; token?: string | undefined }, opts: { timeoutMs?: number } = {}): ServiceClient {
+  return new ServiceClient({ ...serviceEndpoint(values), ...opts });
 }
 
 export const SERVER_OPTIONS = {

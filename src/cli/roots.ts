@@ -74,7 +74,7 @@ export async function checkTargetsUnderNextRoot(client: ServiceClient, repo: str
  * root — is reached from it by a chain each step of which is signed by a
  * threshold of the previous root's keys and of its own.
  */
-export async function currentRoot(client: ServiceClient, repo: string, policy: Policy, pinned?: Uint8Array): Promise<{ root: Root; bytes: Uint8Array }> {
+export async function currentRoot(client: ServiceClient, repo: string, policy: Policy, pinned?: Uint8Array): Promise<{ root: Root; bytes: Uint8Array; chain: Root[] }> {
   const status = await client.status(repo);
   const r = status.roles.find((x) => x.role === 'root');
   if (!r) throw new UsageError(`the service reports no root for ${repo}`);
@@ -84,8 +84,11 @@ export async function currentRoot(client: ServiceClient, repo: string, policy: P
     const v = role ? verifyThreshold(label, p.signedBytes, p.signatures, role, trusted.keys) : undefined;
     if (!v?.ok) throw new UsageError(`${label} of ${repo} does not verify (${v ? describeVerification(v) : 'no root role'}); refusing to build on it`);
   };
+  // The pinned root and every root checked after it, oldest first (the pinned root alone when it is current).
+  const chain: Root[] = [];
   if (pinned) {
     let trusted = parseMetadata('root', pinned, max).md.signed;
+    chain.push(trusted);
     if (trusted.version > r.version) throw new UsageError(`your pinned root is v${trusted.version} but the service's root of ${repo} is v${r.version} (rollback?); refusing to rotate`);
     for (let v = trusted.version + 1; v <= r.version; v++) {
       const p = parseMetadata('root', await client.metadata(repo, `${v}.root.json`), max);
@@ -93,11 +96,49 @@ export async function currentRoot(client: ServiceClient, repo: string, policy: P
       check(`root v${v} (by the keys of v${v - 1})`, p, trusted);
       check(`root v${v} (by its own keys)`, p, p.md.signed);
       trusted = p.md.signed;
+      chain.push(trusted);
     }
   }
   const bytes = await client.metadata(repo, `${r.version}.root.json`);
   const parsed = parseMetadata('root', bytes, max);
   if (parsed.md.signed.version !== r.version) throw new UsageError(`the service's ${r.version}.root.json of ${repo} holds version ${parsed.md.signed.version}`);
   check(`root v${r.version}`, parsed, parsed.md.signed);
-  return { root: parsed.md.signed, bytes };
+  return { root: parsed.md.signed, bytes, chain };
 }
+
+/** A targets key set a root of the chain names: what verifies a targets version signed under it. */
+export interface TargetsKeys {
+  /** The root that names it (`root v3`). */
+  label: string;
+  role: { keyIDs: string[]; threshold: number };
+  keys: Root['keys'];
+}
+
+export function targetsKeysOf(root: Root): TargetsKeys | undefined {
+  const role = root.roles['targets'];
+  return role ? { label: `root v${root.version}`, role: { keyIDs: [...role.keyIDs], threshold: role.threshold }, keys: root.keys } : undefined;
+}
+
+function sameKeys(a: TargetsKeys, b: TargetsKeys): boolean {
+  return a.role.threshold === b.role.threshold && [...a.role.keyIDs].sort().join(',') === [...b.role.keyIDs].sort().join(',');
+}
+
+/**
+ * `repo`'s current root, checked along the chain from `pinned` (default: the service's own
+ * 1.root.json, the trust `tufoci rotate` without --trust gives the service's current root), and
+ * the targets keys it names, then — when an earlier root of that chain named others — those of
+ * the newest such root: the keys the last rotation of the targets key replaced, which still sign
+ * any targets version not re-signed since. Older key sets are not returned: a version signed only
+ * by them was already unverifiable before that rotation.
+ */
+export async function targetsKeysOfChain(client: ServiceClient, repo: string, policy: Policy, pinned?: Uint8Array): Promise<{ root: Root; keys: TargetsKeys[] }> {
+  const { root, chain } = await currentRoot(client, repo, policy, pinned ?? (await client.metadata(repo, '1.root.json')));
+  const newest = targetsKeysOf(root);
+  if (!newest) throw new UsageError(`root v${root.version} of ${repo} defines no targets role`);
+  for (let i = chain.length - 2; i >= 0; i--) {
+    const earlier = targetsKeysOf(chain[i] as Root);
+    if (earlier && !sameKeys(earlier, newest)) return { root, keys: [newest, earlier] };
+  }
+  return { root, keys: [newest] };
+}
+

@@ -36,12 +36,14 @@ import {
 import { loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { RepositoryStatus, ServiceClient } from '../../client/service-client.ts';
+import { anchorPrefix } from '../../engine/scope.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, serviceClient } from '../common.ts';
 import { writeCeremony } from '../ceremony-dir.ts';
 import { currentTargetsByRoot, targetsCeremonyPlan } from './ceremony.ts';
 
 export const RESIGN_HELP = `usage: tufoci resign <repo> --role <role> --key K [--key K2] [--expires D] [options]
        tufoci resign <repo> --role targets [--key K] --out DIR [--trust FILE] [--expires D]
+       tufoci resign <prefix>/ --role targets --key K (--all-members | --members R1,R2) [--trust FILE]
 
 Signs and uploads the next version of <role> (top-level "targets" or a
 delegated role; the name prefix of hash bins re-signs every bin) with the same
@@ -58,12 +60,23 @@ version is written to DIR, signed by the --key given (if any), for the other
 targets keyholders to sign with tufoci sign-metadata and then tufoci upload DIR
 (a threshold of 2 targets keys, as roles/production.json asks).
 
+With <prefix>/ (a namespace): the top-level targets of every member
+(--all-members, as the service lists them) or of the members named
+(--members), a few at a time, signed by the namespace's targets key. A
+member's current targets may be signed by that key or by the one the last
+rotation of the targets key replaced: this re-signs the members that tufoci
+rotate root <prefix>/ --targets-key-new could not (it prints this command for
+them). Exits 1 if any member failed, naming each and the command that retries
+them. tufoci resign <member> --role targets accepts the replaced key too.
+
 options:
   --role NAME      the role to re-sign
   --key FILE       a private key of the role (repeatable)
   --expires D      lifetime of the new version (default 90d for targets, 30d otherwise)
   --out DIR        write the partly signed targets to DIR instead of uploading (a new or empty directory)
-  --trust FILE     with --out: the root you pinned; the service's current root must descend from it
+  --trust FILE     with --out or <prefix>/: the root you pinned; the service's current root must descend from it
+  --all-members    with <prefix>/: every member of the namespace
+  --members R1,R2  with <prefix>/: these members (repeatable)
 ${SERVER_HELP}`;
 
 /** The key ids the delegator of `role` lists for it (from the service's status). */
@@ -148,17 +161,102 @@ export function withRelisting(edit: (json: Record<string, unknown>) => void): (j
 
 export { legacyWarnings, repairCommand } from './status.ts';
 
+/** A targets role file re-signed: its next version, same content, signed and not yet uploaded. */
+export interface NextVersion {
+  file: string;
+  fileName: string;
+  bytes: Uint8Array;
+  /** Keys of the delegations it makes, re-listed from their legacy ids to their correct ones. */
+  relisted: Array<{ keyid: string; expected: string }>;
+  /** The key ids it is signed under. */
+  signedAs: string[];
+}
+
+/** What `tufoci resign` reports per role file it uploaded. */
+export interface Resigned {
+  role: string;
+  version: number;
+  signedAs: string[];
+  relisted: Array<{ keyid: string; expected: string }>;
+  timestampVersion: number;
+}
+
+/**
+ * The next version of targets role file `file` (`targets`, a delegated role or a bin) of `repo`:
+ * the service's current version `version` with the same tags and delegations, a new expiry, and
+ * every delegated key listed under a legacy id re-listed under its correct one, signed by
+ * `signers` (under both ids of a key `trustedIds`, its delegator's listing, names by its legacy
+ * id). Built only on what `vouched` accepts — by default a version one of `signers` signed: never
+ * on whatever the service hands over. `vouched` answers undefined to accept, else why not.
+ */
+export async function signNextVersion(
+  client: ServiceClient,
+  repo: string,
+  status: RepositoryStatus,
+  spec: {
+    file: string;
+    version: number;
+    signers: readonly Signer[];
+    trustedIds: readonly string[];
+    expires: string;
+    policy: Policy;
+    vouched?: (current: ReturnType<typeof parseMetadata<'targets'>>) => string | undefined;
+  },
+): Promise<NextVersion> {
+  const { file, version, signers, trustedIds, policy } = spec;
+  const maxBytes = file === 'targets' ? policy.roles.targets.maxBytes : Math.max(policy.roles.delegated.maxBytes, policy.roles.ci.maxBytes);
+  const parsed = parseMetadata('targets', await client.metadata(repo, `${version}.${file}.json`), maxBytes, file);
+  if (parsed.md.signed.version !== version) throw new UsageError(`the service's ${version}.${file}.json of ${repo} holds version ${parsed.md.signed.version}`);
+  const refusal = spec.vouched ? spec.vouched(parsed) : signedByAny(parsed, signers, trustedIds) ? undefined : `the service's ${file} v${version} of ${repo} is not signed by your --key`;
+  if (refusal !== undefined) throw new UsageError(`${refusal}; refusing to re-sign it`);
+  let relisted: Array<{ keyid: string; expected: string }> = [];
+  const next = nextTargets(parsed.md.signed, spec.expires, (json) => {
+    const d = json['delegations'] as Record<string, unknown> | undefined;
+    if (d) relisted = relistLegacyKeyIds(d);
+  });
+  await checkRelisting(client, repo, status, parsed.md.signed, next, policy);
+  const bytes = await signMetadata(next, signers, { trustedIds });
+  return { file, fileName: `${next.version}.${file}.json`, bytes, relisted, signedAs: parseMetadata('targets', bytes, maxBytes, file).signatures.map((s) => s.keyid) };
+}
+
+/** Upload a re-signed version; what resign reports of it. */
+export async function uploadNext(client: ServiceClient, repo: string, next: NextVersion): Promise<Resigned> {
+  const result = await client.upload(repo, next.fileName, next.bytes);
+  return { role: next.file, version: result.version, signedAs: next.signedAs, relisted: next.relisted, timestampVersion: result.timestampVersion };
+}
+
+function say(out: ReturnType<typeof output>, repo: string, r: Resigned): void {
+  out.say(`${r.role} v${r.version} of ${repo} re-signed under key id(s) ${r.signedAs.map((k) => k.slice(0, 12)).join(', ')}; timestamp v${r.timestampVersion}`);
+  for (const x of r.relisted) out.say(`  re-listed key ${x.keyid.slice(0, 12)} as ${x.expected.slice(0, 12)}`);
+}
+
 export async function resign(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...SERVER_OPTIONS, role: { type: 'string' }, key: { type: 'string', multiple: true }, expires: { type: 'string' }, out: { type: 'string' }, trust: { type: 'string' } },
+    options: {
+      ...SERVER_OPTIONS,
+      role: { type: 'string' },
+      key: { type: 'string', multiple: true },
+      expires: { type: 'string' },
+      out: { type: 'string' },
+      trust: { type: 'string' },
+      'all-members': { type: 'boolean' },
+      members: { type: 'string', multiple: true },
+    },
   });
   if (values.help) return console.log(RESIGN_HELP);
   const [repo, ...extra] = positionals;
   if (!repo || extra.length) throw new UsageError(`resign takes one repository\n\n${RESIGN_HELP}`);
   if (!values.role) throw new UsageError('--role is required: the role to re-sign ("targets" or a delegated role)');
-  if (values.trust && !values.out) throw new UsageError('--trust goes with --out');
+  if (repo.endsWith('/')) {
+    // `<prefix>/`: the members of the namespace (resign-members.ts).
+    if (values.out !== undefined) throw new UsageError(`--out does not go with ${repo}: re-sign one member at a time through DIR (tufoci resign <member> --role targets --out DIR)`);
+    const { resignNamespace } = await import('./resign-members.ts');
+    return resignNamespace(repo, values, parseDuration(values.expires ?? '90d', '--expires'), values.trust ? readFileSync(values.trust) : undefined);
+  }
+  if (values['all-members'] || values.members) throw new UsageError(`--all-members and --members go with a namespace (tufoci resign <prefix>/ …), not ${repo}`);
+  if (values.trust && !values.out) throw new UsageError('--trust goes with --out (or with a namespace, <prefix>/)');
   if (values.out !== undefined) return resignCeremony(repo, values.role, values.key ?? [], values.expires, values.out, values.trust, values);
   if (!values.key?.length) throw new UsageError('--key is required: a private key of the role (or, for targets, --out DIR: the keyholders sign later)');
   const role = values.role;
@@ -167,6 +265,17 @@ export async function resign(argv: string[]): Promise<void> {
   const policy = await loadPolicyFile(defaultPolicyPath());
   const client = serviceClient(values);
   const status = await client.status(repo);
+  const out = output(values.json ?? false);
+
+  if (role === 'targets' && status.namespace !== undefined && anchorPrefix(repo) === undefined) {
+    // A member's targets are signed by its namespace's targets key: after a rotation of that key,
+    // by the one it replaced until re-signed (resign-members.ts).
+    const { memberSpec, resignMember } = await import('./resign-members.ts');
+    const spec = await memberSpec(client, values, status.namespace, signers, isoExpiry(Date.now() + expiresMs), policy);
+    const { repository: _, ...r } = await resignMember(client, repo, spec);
+    say(out, repo, r);
+    return out.result({ repository: repo, resigned: [r] });
+  }
 
   let files = status.roles.some((r) => r.role === role) && !['root', 'snapshot', 'timestamp'].includes(role) ? [role] : [];
   if (!files.length) {
@@ -177,8 +286,7 @@ export async function resign(argv: string[]): Promise<void> {
   }
   if (!files.length) throw new UsageError(`${repo} has no metadata for a targets role "${role}" (root, snapshot and timestamp are not re-signed this way: tufoci rotate root)`);
 
-  const out = output(values.json ?? false);
-  const results: Array<{ role: string; version: number; signedAs: string[]; relisted: Array<{ keyid: string; expected: string }>; timestampVersion: number }> = [];
+  const results: Resigned[] = [];
   for (const file of files) {
     const current = status.roles.find((r) => r.role === file);
     if (!current) continue;
@@ -187,25 +295,10 @@ export async function resign(argv: string[]): Promise<void> {
     if (strangers.length) {
       throw new UsageError(`--key ${strangers.map((s) => `${s.path} (${s.keyid.slice(0, 12)})`).join(', ')} is not a key of ${file} of ${repo}; its keys are ${trusted.map((k) => k.slice(0, 12)).join(', ')}`);
     }
-    const maxBytes = file === 'targets' ? policy.roles.targets.maxBytes : Math.max(policy.roles.delegated.maxBytes, policy.roles.ci.maxBytes);
-    const parsed = parseMetadata('targets', await client.metadata(repo, `${current.version}.${file}.json`), maxBytes, file);
-    if (parsed.md.signed.version !== current.version) throw new UsageError(`the service's ${current.version}.${file}.json of ${repo} holds version ${parsed.md.signed.version}`);
-    // Re-sign only what these keys signed (not whatever the service hands over).
-    if (!signedByAny(parsed, signers, trusted)) {
-      throw new UsageError(`the service's ${file} v${current.version} of ${repo} is not signed by your --key; refusing to re-sign it`);
-    }
-    let relisted: Array<{ keyid: string; expected: string }> = [];
-    const next = nextTargets(parsed.md.signed, isoExpiry(Date.now() + expiresMs), (json) => {
-      const d = json['delegations'] as Record<string, unknown> | undefined;
-      if (d) relisted = relistLegacyKeyIds(d);
-    });
-    await checkRelisting(client, repo, status, parsed.md.signed, next, policy);
-    const bytes = await signMetadata(next, signers, { trustedIds: trusted });
-    const result = await client.upload(repo, `${next.version}.${file}.json`, bytes);
-    const signedAs = parseMetadata('targets', bytes, maxBytes, file).signatures.map((s) => s.keyid);
-    results.push({ role: file, version: result.version, signedAs, relisted, timestampVersion: result.timestampVersion });
-    out.say(`${file} v${result.version} of ${repo} re-signed under key id(s) ${signedAs.map((k) => k.slice(0, 12)).join(', ')}; timestamp v${result.timestampVersion}`);
-    for (const r of relisted) out.say(`  re-listed key ${r.keyid.slice(0, 12)} as ${r.expected.slice(0, 12)}`);
+    const next = await signNextVersion(client, repo, status, { file, version: current.version, signers, trustedIds: trusted, expires: isoExpiry(Date.now() + expiresMs), policy });
+    const r = await uploadNext(client, repo, next);
+    results.push(r);
+    say(out, repo, r);
   }
   out.result({ repository: repo, resigned: results });
 }
