@@ -11,6 +11,15 @@
  * too (`--targets-key`), targets N+1 is signed by both and uploaded *before*
  * the root, so it verifies under either root: clients never see a gap.
  *
+ * At a namespace's anchor (`rotate root P/`) the targets key signs every
+ * member's targets too: with a new one, each member's targets is re-signed in
+ * the same order (resign-members.ts). With the old key, before the root (the
+ * service verifies a member's upload under the root the member is under, N
+ * then; clients take N+1 next), and a member that fails stops the rotation
+ * before the root, so no member is left unverifiable. Without it, after the
+ * root (each member first takes N+1), and a member that fails is reported with
+ * the `tufoci resign P/ --members …` line that re-signs it; exit 1.
+ *
  * `tufoci rotate online` lives in rotate-online.ts; what both build on (the
  * checked current root, the next root) in ../roots.ts.
  */
@@ -32,7 +41,9 @@ import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import type { UploadResult } from '../../client/service-client.ts';
 import { SERVER_HELP, SERVER_OPTIONS, UsageError, output, parseDuration, positiveInt, serviceClient } from '../common.ts';
 import { rotateOnline } from './rotate-online.ts';
-import { checkTargetsUnderNextRoot, currentRoot, nextRoot } from '../roots.ts';
+import { checkTargetsUnderNextRoot, currentRoot, nextRoot, targetsKeysOf } from '../roots.ts';
+import { namespaceMembers } from '../namespace-members.ts';
+import { reportFailures, resignMembers, syncOnce, type MemberFailure, type MemberResigned, type MemberTargetsSpec } from './resign-members.ts';
 import { checkRelisting, withRelisting } from './resign.ts';
 import { OUT_HELP, rootCeremonyPlan, writeCeremony } from '../ceremony-dir.ts';
 
@@ -65,10 +76,12 @@ options:
   --expires D              lifetime of root N+1 (default 365d)
   --trust FILE             a root you pinned earlier: the chain from it to N is verified first
   --targets-key-new FILE   also replace the targets key: the new private targets key
-                           (repeatable); top-level targets is re-signed with it
+                           (repeatable); top-level targets is re-signed with it (of a
+                           namespace <prefix>/: every member's too; exit 1 if any fails)
   --targets-threshold N    targets signatures root N+1 requires (default 1)
   --targets-key FILE       with --targets-key-new: the current private targets key; targets
-                           is then signed by both and uploaded first (no gap for clients).
+                           is then signed by both and uploaded first (no gap for clients;
+                           of a namespace, a member that fails stops it before the root).
                            Without it (key lost) the root goes first and clients refuse
                            targets until the re-signed targets lands moments later
   --targets-expires D      lifetime of the re-signed targets (default 90d)
@@ -234,16 +247,51 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     targetsFile = `${nt.version}.targets.json`;
   }
 
+  // A namespace's targets key signs every member's targets too: each is re-signed, in the same
+  // order as the anchor's (resign-members.ts; docs/ARCHITECTURE.md "Namespaces"). Listed before
+  // anything is uploaded.
+  const namespace = newTargetsSigners.length ? anchorPrefix(repo) : undefined;
+  const listing = namespace !== undefined ? await namespaceMembers(values, repo) : undefined;
+  const membersSpec = (rootVersion: number, signers: readonly Signer[], trustedIds: readonly string[]): MemberTargetsSpec => ({
+    namespace: namespace as string,
+    rootVersion,
+    signers,
+    trustedIds,
+    vouchers: [targetsKeysOf(current)].filter((k) => k !== undefined),
+    expires: isoExpiry(now + targetsExpiresMs),
+    policy,
+    sync: syncOnce(values, namespace as string),
+  });
+  const unreadable: MemberFailure[] = (listing?.unreadable ?? []).map((u) => ({ repository: u.repository, error: `the service cannot read it: ${u.error}` }));
+
   const out = output(values.json ?? false);
   let targetsResult: UploadResult | undefined;
+  let members: { resigned: MemberResigned[]; failed: MemberFailure[] } | undefined;
   if (targetsBytes && oldTargetsSigners.length) {
     targetsResult = await client.upload(repo, targetsFile, targetsBytes);
     out.say(`targets v${targetsResult.version} of ${repo} signed by the old and the new targets keys`);
+    if (listing) {
+      // Before the root: signed by both keys, each member's targets verifies under root N (which
+      // the service checks it against now) and under N+1 (which clients take next).
+      members = await resignMembers(client, listing.members, membersSpec(N, distinct([...oldTargetsSigners, ...newTargetsSigners]), current.roles['targets']?.keyIDs ?? []));
+      const failed = [...members.failed, ...unreadable];
+      if (failed.length) {
+        out.say(`root v${N + 1} NOT uploaded: ${failed.length} member(s) of ${namespace} could not be re-signed, and would not verify under it:`);
+        for (const f of failed) out.say(`  ${f.repository}: ${f.error}`);
+        out.say(`every member still verifies under root v${N} (the ${members.resigned.length} re-signed are signed by the old and the new targets keys, valid under either root).`);
+        out.say(`fix them and run this rotation again; or leave out --targets-key: the root then goes first, and the members that fail after it are named with the command that re-signs them`);
+        out.result({ repository: repo, rotated: false, previousVersion: N, memberTargets: { namespace, resigned: members.resigned.length, failed } });
+        process.exitCode = 1;
+        return;
+      }
+    }
   }
   const result = await client.upload(repo, `${N + 1}.root.json`, bytes);
   if (targetsBytes && !oldTargetsSigners.length) {
     targetsResult = await client.upload(repo, targetsFile, targetsBytes);
     out.say(`targets v${targetsResult.version} of ${repo} re-signed by the new targets key`);
+    // After the root (the old key is not at hand): verified under root N+1, which each member takes first.
+    if (listing) members = await resignMembers(client, listing.members, membersSpec(N + 1, newTargetsSigners, next.roles['targets']?.keyIDs ?? []));
   }
   if (values['root-out']) writeFileSync(values['root-out'], bytes);
 
@@ -257,7 +305,14 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     const m = result.members;
     out.say(`${m.updated} members of namespace ${m.namespace} took root v${m.rootVersion}${m.pending ? `; ${m.pending} more take it in the background` : ''}${m.failed.length ? `; ${m.failed.length} failed: ${m.failed.map((f) => f.repository).join(', ')}` : ''}`);
     if (m.pending || m.failed.length) out.say(`  (each member also takes it at its next refresh; POST /v1/namespace-sync/${repo} waits until all have)`);
-    if (newTargetsSigners.length) out.say(`warning: the namespace's targets key changed: each member's targets must be re-signed by it (tufoci resign <member> --role targets --key <new targets key>)`);
+  }
+  let memberTargets: { namespace: string; resigned: number; failed: MemberFailure[]; retry?: string } | undefined;
+  if (members && namespace !== undefined) {
+    const failed = [...members.failed, ...unreadable].sort((a, b) => (a.repository < b.repository ? -1 : 1));
+    out.say(`re-signed targets of ${members.resigned.length} member(s) of ${namespace} with the new targets key${oldTargetsSigners.length ? ` (before root v${N + 1}, with the old one too)` : ''}`);
+    const retry = reportFailures(out, namespace, failed, newTargetsSigners, values.server);
+    memberTargets = { namespace, resigned: members.resigned.length, failed, ...(retry ? { retry } : {}) };
+    if (failed.length) process.exitCode = 1;
   }
   if (values['root-out']) out.say(`root v${result.version} saved to ${values['root-out']}`);
   out.result({
@@ -265,6 +320,7 @@ export async function rotateRoot(argv: string[]): Promise<void> {
     previousVersion: N,
     root: { keyids: rootRole.keyIDs, threshold: rootRole.threshold },
     ...(targetsResult ? { targets: { version: targetsResult.version, keyids: parsed.md.signed.roles['targets']?.keyIDs ?? [], threshold: targetsThreshold } } : {}),
+    ...(memberTargets ? { memberTargets } : {}),
     timestampVersion: lastTimestamp,
     ...(values['root-out'] ? { rootOut: values['root-out'] } : {}),
   });
