@@ -9,3 +9,4 @@ export * from './consistency.ts';
 export { loadRepositoryState, type StoredFiles, type LoadResult, type LoadProblem } from './load.ts';
 export * from './build.ts';
 export * from './legacy-keyids.ts';
+export { BINS_SCOPE_FIELD, boundBins } from './bound-bins.ts';

@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { MetaFile, Metadata, Signature, Snapshot, Timestamp } from '@tufjs/models';
 import type { Signer } from '../keys/signer.ts';
 import type { Policy } from '../policy/policy.ts';
+import { boundBins } from './bound-bins.ts';
 import { canonicalSignedBytes } from './canonical.ts';
 import { signingIds } from './legacy-keyids.ts';
 import { EngineError } from './errors.ts';
@@ -109,11 +110,13 @@ function sha256Of(bytes: Uint8Array): string {
 export async function produceSnapshotAndTimestamp(state: RepoState, ctx: OnlineContext): Promise<OnlineResult> {
   const meta: Record<string, MetaFile> = {};
   const entries = [...snapshotEntries(state)].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const bound = boundBins(state, ctx.repository);
   for (const [role, version] of entries) {
     // Length and hash pin the exact file (TUF 5.6.2/5.6.3), so a registry cannot hand a client
-    // another repository's targets file of the same version signed by a shared key.
+    // another repository's targets file of the same version signed by a shared key; hash bins
+    // whose keys are this repository's alone need no pin (bound-bins.ts).
     const rec = state.targets.get(role);
-    meta[`${role}.json`] = rec && rec.md.signed.version === version ? new MetaFile({ version, length: rec.bytes.byteLength, hashes: { sha256: sha256Of(rec.bytes) } }) : new MetaFile({ version });
+    meta[`${role}.json`] = rec && rec.md.signed.version === version && !bound(role) ? new MetaFile({ version, length: rec.bytes.byteLength, hashes: { sha256: sha256Of(rec.bytes) } }) : new MetaFile({ version });
   }
   const snapshot = new Snapshot({
     version: (state.snapshot?.md.signed.version ?? 0) + 1,

@@ -30,6 +30,7 @@ import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
 import { signedToJSON } from './models.ts';
 import { assertDelegatedRoleName, isValidTargetPath } from './names.ts';
 import { BINS_FIELD } from './build.ts';
+import { checkBoundBins } from './bound-bins.ts';
 import { binsHint, expiresAt, limitsFromPolicy, parseMetadata, type Parsed } from './parse.ts';
 import { asJson, authorizedIdentities, describeVerification, verifyThreshold, type KeyMap, type SignatureEntry, type VerificationResult } from './signatures.ts';
 import { currentVersion, delegationChain, delegationsOf, withTargets, type DelegationEntry, type RepoState } from './state.ts';
@@ -526,8 +527,10 @@ export function verifyTargetsUpload(
   checkTargetsScope(state, role, md, ctx.repository);
   checkTargetEntries(role, md.signed, role === 'targets' ? [] : chain, policy, targetPrefix(state.root.md.signed, ctx.repository));
   checkDelegations(state, role, md.signed, chain.length - 1, policy);
+  const next = withTargets(state, role, { md, bytes });
+  checkBoundBins(next, role, md.signed, ctx.repository);
 
-  return { state: retireUnverifiable(state, withTargets(state, role, { md, bytes }), role), role, version: md.signed.version, verification };
+  return { state: retireUnverifiable(state, next, role), role, version: md.signed.version, verification };
 }
 
 /** Roles `role` delegates to that have metadata in `state` (named delegations and stored hash bins). */

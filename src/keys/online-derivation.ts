@@ -13,14 +13,12 @@
  */
 import { createHmac, createPrivateKey, randomBytes } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
-import { InMemorySigner, type Signer } from './signer.ts';
+import { ED25519_PKCS8_PREFIX, InMemorySigner, type Signer } from './signer.ts';
 import { KeyError } from './tuf-key.ts';
 
 export const ONLINE_ROLES = ['snapshot', 'timestamp', 'ci'] as const;
 export type OnlineRole = (typeof ONLINE_ROLES)[number];
 
-/** PKCS#8 DER prefix of an ed25519 private key; the 32-byte seed follows. */
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 /** A fresh master secret. */
 export function newMaster(): Buffer {

@@ -14,7 +14,7 @@ import { startServer, type RunningServer } from '../../src/main.ts';
 import { ServiceClient, ServiceClientError } from '../../src/client/service-client.ts';
 import { VerifyError } from '../../src/client/verify-image.ts';
 import { verifyBothClients as verifyImage } from '../support/differential.ts';
-import { BINS_FIELD, binsFor, buildTargets, isoExpiry, nextTargets, parseMetadata, signMetadata } from '../../src/engine/index.ts';
+import { BINS_FIELD, BINS_SCOPE_FIELD, binsFor, buildTargets, isoExpiry, nextTargets, parseMetadata, signMetadata } from '../../src/engine/index.ts';
 import { InMemorySigner, generateKeyFiles, loadSignerFile, type FileSigner } from '../../src/keys/index.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { publishTag } from '../../src/cli/commands/publisher.ts';
@@ -65,6 +65,12 @@ const roleOf = async (repo: string, role: string) => {
   return r ? parseMetadata('targets', await client.metadata(repo, `${r.version}.${role}.json`), 4 << 20, role).md.signed : undefined;
 };
 
+/** The current snapshot's meta entries. */
+const snapshotMeta = async (repo: string): Promise<Record<string, Record<string, unknown>>> => {
+  const v = (await client.status(repo)).roles.find((r) => r.role === 'snapshot')?.version as number;
+  return (JSON.parse(Buffer.from(await client.metadata(repo, `${v}.snapshot.json`)).toString()) as { signed: { meta: Record<string, Record<string, unknown>> } }).signed.meta;
+};
+
 describe('hash bins by default', () => {
   it('picks a bin count from the expected size that makes a cold client download the least', () => {
     expect([10, 64, 65, 1000, 10_000, 100_000, 1_000_000].map((n) => binsFor(n, 16_384))).toEqual([1, 1, 8, 32, 128, 512, 1024]);
@@ -80,6 +86,17 @@ describe('hash bins by default', () => {
     const ciRole = await roleOf(repo, 'ci');
     expect(ciRole?.delegations?.succinctRoles).toMatchObject({ numberOfBins: 32, namePrefix: 'ci', threshold: 1 });
     expect(Object.keys(ciRole?.targets ?? {})).toEqual([]);
+    // The bins are signed by a key derived from the CI key for this repository, and ci says so:
+    // the snapshot lists them by version alone, and every other file by length and hash.
+    const binsKey = ci.derive(`bins\0${repo}`) as InMemorySigner;
+    expect(binsKey.keyid).not.toBe(ci.keyid);
+    expect(ciRole?.delegations?.succinctRoles?.keyIDs).toEqual([binsKey.keyid]);
+    expect(ciRole?.unrecognizedFields?.[BINS_SCOPE_FIELD]).toBe(repo);
+    const meta = await snapshotMeta(repo);
+    const binEntries = Object.entries(meta).filter(([f]) => /^ci-[0-9a-f]+\.json$/.test(f));
+    expect(binEntries.length).toBeGreaterThan(0);
+    for (const [f, entry] of binEntries) expect(entry, f).toEqual({ version: expect.any(Number) });
+    for (const f of ['targets.json', 'ci.json']) expect(meta[f], f).toMatchObject({ length: expect.any(Number), hashes: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
     for (const [tag, image] of images) {
       const bin = ciRole?.delegations?.succinctRoles?.getRoleForTarget(tag) as string;
       expect(Object.keys((await roleOf(repo, bin))?.targets ?? {})).toContain(tag);
@@ -89,6 +106,56 @@ describe('hash bins by default', () => {
     const absent = await verifyImage({ store: server.store, repository: repo, tag: 'v404', trustedRoot: pin }).catch((e: unknown) => e);
     expect(absent, String(absent)).toBeInstanceOf(VerifyError);
     expect((absent as VerifyError).code).toBe('NOT_IN_TUF');
+  });
+
+  it('two repositories whose CI key is one key: a registry serving one repository\'s bin as the other\'s is refused by both clients, though the snapshot pins neither by hash', async () => {
+    const [a, b] = ['bins/shared-a', 'bins/shared-b'];
+    await repository(a);
+    const pinB = await repository(b);
+    await publish(a, ['v1']);
+    const real = (await publish(b, ['v1'])).get('v1') as PushedImage;
+    const bin = (await roleOf(b, 'ci'))?.delegations?.succinctRoles?.getRoleForTarget('v1') as string;
+    const version = (await client.status(b)).roles.find((r) => r.role === bin)?.version as number;
+    expect((await client.status(a)).roles.find((r) => r.role === bin)?.version).toBe(version); // same file name in both
+    expect((await snapshotMeta(b))[`${bin}.json`]).toEqual({ version });
+    expect((await verifyImage({ store: server.store, repository: b, tag: 'v1', trustedRoot: pinB })).digest).toBe(real.digest);
+    // The registry swaps in A's bin (same name, same version, signed by a key derived from the same CI key).
+    const file = `${version}.${bin}.json`;
+    const forged = await server.store.getManifest(`${a}/tuf`, file, 1 << 16);
+    const layer = (JSON.parse(Buffer.from(forged.bytes).toString()) as { layers: Array<{ digest: string }> }).layers[0]?.digest as string;
+    await server.store.putBlob(`${b}/tuf`, await server.store.getBlob(`${a}/tuf`, layer, 1 << 20));
+    await server.store.putManifest(`${b}/tuf`, file, forged.bytes, forged.mediaType);
+    const refused = await verifyImage({ store: server.store, repository: b, tag: 'v1', trustedRoot: pinB }).catch((e: unknown) => e);
+    expect(refused, String(refused)).toBeInstanceOf(VerifyError);
+    // Refused by TUF for the bin's signature (with one key for both repositories' bins, TUF would
+    // take A's tags, and only a missing image could stop the verify).
+    expect((refused as VerifyError).code).toBe('TUF_REFUSED');
+    expect((refused as VerifyError).message).toMatch(new RegExp(`${bin} is signed by 0 of the 1 key`));
+  });
+
+  it('ci may claim bins of its own only for its repository, with a key no other role uses', async () => {
+    const repo = 'bins/claims';
+    await repository(repo);
+    await publish(repo, ['v1']);
+    const current = (await roleOf(repo, 'ci')) as NonNullable<Awaited<ReturnType<typeof roleOf>>>;
+    const tryCi = async (edit: (json: Record<string, unknown>) => void) => {
+      const next = nextTargets(current, current.expires, edit);
+      return client.upload(repo, `${next.version}.ci.json`, await signMetadata(next, [ci])).catch((e: unknown) => e);
+    };
+    const other = await tryCi((json) => void (json[BINS_SCOPE_FIELD] = 'bins/elsewhere'));
+    expect(other).toBeInstanceOf(ServiceClientError);
+    expect((other as ServiceClientError).code).toBe('BAD_DELEGATION');
+    expect((other as ServiceClientError).message).toMatch(/must name this repository/);
+    // Bins keyed by the CI key itself (which signs ci, and may sign other repositories' bins too).
+    const shared = await tryCi((json) => {
+      const d = json['delegations'] as { keys: Record<string, unknown>; succinct_roles: { keyids: string[] } };
+      d.keys = { [ci.keyid]: ci.public };
+      d.succinct_roles.keyids = [ci.keyid];
+    });
+    expect(shared).toBeInstanceOf(ServiceClientError);
+    expect((shared as ServiceClientError).message).toMatch(/also used by another role/);
+    const plain = await roleOf(repo, 'ci');
+    expect(plain?.version).toBe(current.version); // nothing changed
   });
 
   it('a plain role (--expected-tags 0) re-delegated with bins: the next publish moves its tags into bins, and every tag verifies throughout', async () => {

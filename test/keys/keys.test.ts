@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { canonicalize } from '@tufjs/canonical-json';
 import { describe, expect, it } from 'vitest';
 import {
   InMemorySigner,
   KeyError,
+  repositoryBinsSigner,
   computeKeyId,
   legacyKeyId,
   generateKeyFiles,
@@ -99,5 +101,31 @@ describe('key files', () => {
 
   it('gives a clear error for a missing key file', async () => {
     await expect(loadSignerFile(join(dir, 'nope.key'))).rejects.toMatchObject({ code: 'KEY_FILE_MISSING' });
+  });
+});
+
+describe('keys derived per repository (the hash bins key)', () => {
+  // An independent implementation of the derivation: Python's hmac and the cryptography package
+  // (Debian's python3-cryptography, which securesystemslib uses), from the parent's PEM.
+  const PYTHON_DERIVE = [
+    'import hmac, hashlib, sys',
+    'from cryptography.hazmat.primitives import serialization as s',
+    'from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey',
+    'key = s.load_pem_private_key(sys.stdin.buffer.read(), password=None)',
+    'seed = key.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption())',
+    'derived = hmac.new(seed, b"tufoci derived key v1\\0" + bytes.fromhex(sys.argv[1]), hashlib.sha256).digest()',
+    'print(Ed25519PrivateKey.from_private_bytes(derived).public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw).hex())',
+  ].join('\n');
+
+  it('derives the same key for the same repository, another for another, none from an ECDSA key; Python derives the same public key', () => {
+    const parent = InMemorySigner.generate('ed25519');
+    const a = repositoryBinsSigner(parent, 'acme/a') as InMemorySigner;
+    expect(repositoryBinsSigner(parent, 'acme/a')?.keyid).toBe(a.keyid);
+    expect(repositoryBinsSigner(parent, 'acme/b')?.keyid).not.toBe(a.keyid);
+    expect(repositoryBinsSigner(InMemorySigner.generate('ed25519'), 'acme/a')?.keyid).not.toBe(a.keyid);
+    expect(a.keyid).not.toBe(parent.keyid);
+    expect(repositoryBinsSigner(InMemorySigner.generate('ecdsa-p256'), 'acme/a')).toBeUndefined();
+    const python = execFileSync('/usr/bin/python3', ['-c', PYTHON_DERIVE, Buffer.from('bins\0acme/a').toString('hex')], { input: parent.exportPrivatePem() }).toString().trim();
+    expect(a.public.keyval.public).toBe(python);
   });
 });

@@ -166,8 +166,10 @@ export const DELEGATE_HELP = `usage: tufoci delegate add <repo> <role> --key ci.
 
 Signs and uploads the next version of top-level targets with the delegation
 added, removed, or one of its keys revoked. The role spreads its tags over
-succinct hash bins (TAP 15) of its own, \`<role>-<hex>\`, signed by the same keys,
-so that a client reads only the one bin a tag is in: --expected-tags (default
+succinct hash bins (TAP 15) of its own, \`<role>-<hex>\`, so that a client reads
+only the one bin a tag is in (signed, for a role of one ed25519 key file, by a
+key tufoci publish derives from it for this repository, so that the snapshot
+needs no hash per bin; else by the role's keys): --expected-tags (default
 ${DEFAULT_EXPECTED_TAGS}; 0 with --online) picks how many (the count that makes a cold client
 download the least; up to 64 tags, none); tufoci publish (or, for --online, the
 service) creates them and moves tags the role already lists into them. A role

@@ -5,10 +5,10 @@
  */
 import { parseArgs } from 'node:util';
 import type { Targets } from '@tufjs/models';
-import { BINS_FIELD, buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
+import { BINS_FIELD, BINS_SCOPE_FIELD, buildTargets, binFor, isoExpiry, nextTargets, parseMetadata, signMetadata, targetFile, type ImageTarget } from '../../engine/index.ts';
 import type { TufKeyJson } from '../../keys/index.ts';
 import { namedNamespace } from '../../engine/scope.ts';
-import { InMemorySigner, loadSigner } from '../../keys/index.ts';
+import { InMemorySigner, loadSigner, repositoryBinsSigner } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile } from '../../policy/policy.ts';
 import { pushSignature, signDescriptor } from '../../client/signatures.ts';
 import { ServiceClientError, type ServiceClient } from '../../client/service-client.ts';
@@ -84,7 +84,7 @@ async function withRetries<T>(attempt: () => Promise<T>, attempts = 8): Promise<
   }
 }
 
-type Signer = Awaited<ReturnType<typeof loadSigner>>;
+type Signer = Pick<Awaited<ReturnType<typeof loadSigner>>, 'keyid' | 'public' | 'sign'>;
 
 interface Context {
   client: ServiceClient;
@@ -92,6 +92,12 @@ interface Context {
   policy: Awaited<ReturnType<typeof loadPolicyFile>>;
   signer: Signer;
   expiresMs: number;
+}
+
+/** The signer for a role delegated to `keyIDs`: the repository's bins key (keys/signer.ts) when they name it, else --key. */
+function signerFor(c: Context, keyIDs: readonly string[]): Context {
+  const bins = repositoryBinsSigner(c.signer, c.repo);
+  return bins && keyIDs.includes(bins.keyid) ? { ...c, signer: bins } : c;
 }
 
 /** The current version of `role` (0 when none, a tombstone's when it was delegated before), and its metadata if it has any. */
@@ -118,12 +124,13 @@ async function putRole(c: Context, role: string, delegatedIds: readonly string[]
  * Where a tag of `role` goes: the role itself; its bin, when top-level targets delegates to bins
  * named after it; or, when the delegation asks the role to spread its tags over bins of its own
  * (`x-tufoci-bins`, tufoci delegate add), the bin the role delegates the tag to. Such a role is
- * set up here the first time: it is given the bins delegation (same keys and threshold as the
+ * set up here the first time: it is given the bins delegation (the repository's bins key derived
+ * from --key, for a role delegated to that key alone; else the keys and threshold of the
  * delegation to it), the tags it already lists are moved into their bins, then dropped from it;
  * each step is a verified upload, so a client finds every tag at every moment. A role whose expiry
  * is within half the publishing window is renewed.
  */
-async function placement(c: Context, role: string, name: string): Promise<{ file: string; delegatedIds: string[]; tag: string }> {
+async function placement(c: Context, role: string, name: string): Promise<{ file: string; delegatedIds: string[]; tag: string; signer: Context }> {
   const status = await c.client.status(c.repo);
   const t = status.roles.find((r) => r.role === 'targets');
   if (!t) throw new UsageError(`${c.repo} has no targets role`);
@@ -131,19 +138,25 @@ async function placement(c: Context, role: string, name: string): Promise<{ file
   // In a namespace (its top-level targets names one), a target path names its repository.
   const tag = namedNamespace(top) === undefined ? name : `${c.repo}/${name}`;
   const succinct = top.delegations?.succinctRoles;
-  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs], tag };
+  if (succinct && succinct.namePrefix === role) return { file: binFor(top, tag), delegatedIds: [...succinct.keyIDs], tag, signer: c };
   const entry = top.delegations?.roles?.[role];
   const delegatedIds = [...(entry?.keyIDs ?? [])];
   const bins = entry?.unrecognizedFields?.[BINS_FIELD];
-  if (!entry || typeof bins !== 'number') return { file: role, delegatedIds, tag };
+  if (!entry || typeof bins !== 'number') return { file: role, delegatedIds, tag, signer: c };
   let { md } = await currentRole(c, role);
   if (!md?.delegations?.succinctRoles) {
-    // Step 1: the bins delegation, next to the tags the role lists now.
-    const keys = entry.keyIDs.map((id) => top.delegations?.keys[id]?.toJSON() as unknown as TufKeyJson | undefined).filter((k): k is TufKeyJson => k !== undefined);
-    const built = buildTargets({ version: 1, expires: isoExpiry(Date.now() + c.expiresMs), bins: { namePrefix: role, bins, keys, threshold: entry.threshold } });
+    // Step 1: the bins delegation, next to the tags the role lists now. A role delegated to this
+    // key alone gives its bins a key derived for this repository, and says so (bound-bins.ts);
+    // otherwise the bins take the delegation's keys and threshold.
+    const own = entry.keyIDs.length === 1 && entry.threshold === 1 && entry.keyIDs[0] === c.signer.keyid ? repositoryBinsSigner(c.signer, c.repo) : undefined;
+    const keys = own
+      ? [own.public]
+      : entry.keyIDs.map((id) => top.delegations?.keys[id]?.toJSON() as unknown as TufKeyJson | undefined).filter((k): k is TufKeyJson => k !== undefined);
+    const built = buildTargets({ version: 1, expires: isoExpiry(Date.now() + c.expiresMs), bins: { namePrefix: role, bins, keys, threshold: own ? 1 : entry.threshold } });
     await putRole(c, role, delegatedIds, (json) => {
       if ((json['delegations'] as { succinct_roles?: unknown } | undefined)?.succinct_roles) return;
       json['delegations'] = (built.toJSON() as Record<string, unknown>)['delegations'];
+      if (own) json[BINS_SCOPE_FIELD] = c.repo;
     });
     md = (await currentRole(c, role)).md as Targets;
   }
@@ -158,20 +171,20 @@ async function placement(c: Context, role: string, name: string): Promise<{ file
       list[name] = (md.targets[name] as NonNullable<Targets['targets'][string]>).toJSON();
       byBin.set(b, list);
     }
-    for (const [b, moved] of byBin) await putRole(c, b, [...bin.keyIDs], (json) => Object.assign(json['targets'] as Record<string, unknown>, moved));
+    for (const [b, moved] of byBin) await putRole(signerFor(c, bin.keyIDs), b, [...bin.keyIDs], (json) => Object.assign(json['targets'] as Record<string, unknown>, moved));
     await putRole(c, role, delegatedIds, (json) => {
       json['targets'] = {};
     });
   } else if (Date.parse(md.expires) - Date.now() < c.expiresMs / 2) {
     await putRole(c, role, delegatedIds, () => {}); // renewed: its bins are reached through it
   }
-  return { file: bin.getRoleForTarget(tag), delegatedIds: [...bin.keyIDs], tag };
+  return { file: bin.getRoleForTarget(tag), delegatedIds: [...bin.keyIDs], tag, signer: signerFor(c, bin.keyIDs) };
 }
 
 export async function publishTag(client: ServiceClient, repo: string, role: string, tag: string, target: ImageTarget, signer: Signer, expiresMs: number) {
   const c: Context = { client, repo, policy: await loadPolicyFile(defaultPolicyPath()), signer, expiresMs };
   const placed = await placement(c, role, tag);
-  return putRole(c, placed.file, placed.delegatedIds, (json) => {
+  return putRole(placed.signer, placed.file, placed.delegatedIds, (json) => {
     const listed = json['targets'] as Record<string, unknown>;
     // A role carried over when its repository moved into a namespace lists bare tags, which a
     // member's role may not: they are dropped as the first qualified tag goes in (tufoci migrate).

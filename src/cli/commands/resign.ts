@@ -33,7 +33,7 @@ import {
   verifyThreshold,
   type KeyMap,
 } from '../../engine/index.ts';
-import { loadSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
+import { loadSigner, repositoryBinsSigner, type Signer, type TufKeyJson } from '../../keys/index.ts';
 import { defaultPolicyPath, loadPolicyFile, type Policy } from '../../policy/policy.ts';
 import type { RepositoryStatus, ServiceClient } from '../../client/service-client.ts';
 import { anchorPrefix } from '../../engine/scope.ts';
@@ -291,11 +291,16 @@ export async function resign(argv: string[]): Promise<void> {
     const current = status.roles.find((r) => r.role === file);
     if (!current) continue;
     const trusted = current.keyids;
-    const strangers = signers.filter((s) => !listedIdOf(s.public, trusted));
+    // A bin of a role delegated to --key alone is signed by the key derived from it for this repository.
+    const use = signers.map((s) => {
+      const bins = repositoryBinsSigner(s, repo);
+      return bins && listedIdOf(bins.public, trusted) ? Object.assign(bins, { path: `${s.path} (this repository's bins key)` }) : s;
+    });
+    const strangers = use.filter((s) => !listedIdOf(s.public, trusted));
     if (strangers.length) {
       throw new UsageError(`--key ${strangers.map((s) => `${s.path} (${s.keyid.slice(0, 12)})`).join(', ')} is not a key of ${file} of ${repo}; its keys are ${trusted.map((k) => k.slice(0, 12)).join(', ')}`);
     }
-    const next = await signNextVersion(client, repo, status, { file, version: current.version, signers, trustedIds: trusted, expires: isoExpiry(Date.now() + expiresMs), policy });
+    const next = await signNextVersion(client, repo, status, { file, version: current.version, signers: use, trustedIds: trusted, expires: isoExpiry(Date.now() + expiresMs), policy });
     const r = await uploadNext(client, repo, next);
     results.push(r);
     say(out, repo, r);
