@@ -8,7 +8,9 @@
  * default (`tufoci delegate add <repo> ci --key ci.pub --paths 'v*' --terminating`, then
  * `tufoci publish`): top-level targets delegates `ci` (paths v*, terminating) with
  * `x-tufoci-bins: B`, B = binsFor(tags, 16384) (1 = no bins, up to 64 tags), and `ci` itself
- * delegates to B succinct hash bins `ci-<hex>` (same CI key) holding the tags. The role files are
+ * delegates to B succinct hash bins `ci-<hex>` holding the tags, signed by the key `tufoci publish`
+ * derives from the CI key for the repository (`x-tufoci-bins-scope`, engine/bound-bins.ts: the
+ * snapshot lists the bins by version alone). The role files are
  * built with the engine's builders and uploaded through a `tufoci serve --registry` started here, so
  * the TUF metadata lives in the docker-registry (`R/tuf`), which is where every verify below reads
  * it from (no service URL). The tag verified, v1, names a real image manifest, signed by the CI key
@@ -65,8 +67,8 @@ import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Targets } from '@tufjs/models';
-import { binFor, binsFor, buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../src/engine/index.ts';
-import { generateKeyFiles, InMemorySigner, loadSignerFile } from '../src/keys/index.ts';
+import { BINS_SCOPE_FIELD, binFor, binsFor, buildRoot, buildTargets, isoExpiry, signMetadata, type ImageTarget } from '../src/engine/index.ts';
+import { generateKeyFiles, InMemorySigner, loadSignerFile, repositoryBinsSigner } from '../src/keys/index.ts';
 import { RegistryStore } from '../src/storage/index.ts';
 import { ServiceClient, ServiceClientError } from '../src/client/service-client.ts';
 import { pushSignature, signDescriptor } from '../src/client/signatures.ts';
@@ -188,7 +190,7 @@ async function cliVerify(f: Fixture, r: RepoFixture, cli: CliTarget, home: strin
 /**
  * The repository as `tufoci delegate add <repo> ci --key ci.pub --paths 'v*' --terminating` and
  * `tufoci publish` leave it: `ci` asked for B = binsFor(tags) bins, and (B > 1) `ci` delegating to
- * its bins `ci-<hex>`, each holding its tags; every tag naming the one signed image.
+ * its bins `ci-<hex>` (the repository's bins key, x-tufoci-bins-scope), each holding its tags.
  */
 async function populate(f: Fixture, repo: string, tags: number): Promise<RepoFixture> {
   const t0 = performance.now();
@@ -219,8 +221,10 @@ async function populate(f: Fixture, repo: string, tags: number): Promise<RepoFix
 
   const groups = new Map<string, Record<string, ImageTarget>>();
   let ciRole: Targets | undefined;
+  const binsKey = repositoryBinsSigner(f.ci, repo) as InMemorySigner; // what tufoci publish signs the bins with
   if (bins > 1) {
-    ciRole = buildTargets({ version: 1, expires, bins: { namePrefix: 'ci', bins, keys: [f.ci.public], threshold: 1 } });
+    ciRole = buildTargets({ version: 1, expires, bins: { namePrefix: 'ci', bins, keys: [binsKey.public], threshold: 1 } });
+    (ciRole.unrecognizedFields as Record<string, unknown>)[BINS_SCOPE_FIELD] = repo;
     await f.client.upload(repo, '1.ci.json', await signMetadata(ciRole, [f.ci]));
   }
   for (let i = 0; i < tags; i++) {
@@ -234,7 +238,7 @@ async function populate(f: Fixture, repo: string, tags: number): Promise<RepoFix
   }
   let done = 0;
   for (const [role, targets] of groups) {
-    await f.client.upload(repo, `1.${role}.json`, await signMetadata(buildTargets({ version: 1, expires, targets }), [f.ci]));
+    await f.client.upload(repo, `1.${role}.json`, await signMetadata(buildTargets({ version: 1, expires, targets }), [ciRole ? binsKey : f.ci]));
     if (++done % 128 === 0) log(`  ${repo}: ${done}/${groups.size} role files uploaded`);
   }
   const trustedRoot = await f.client.metadata(repo, '1.root.json');
