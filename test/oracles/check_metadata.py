@@ -16,7 +16,8 @@ encode_canonical(signed), with the key as the authorizing metadata lists it:
 
 - root N by its own root role, and for N > 1 by root N-1's root role;
 - targets, snapshot, timestamp by the newest root given;
-- a delegated role by the newest version of the role that delegates it.
+- a delegated role by the newest version of the role that delegates it (by
+  name, or as one of its succinct hash bins, TAP 15).
 
 A file with a duplicate object key is an error (JSON parsers disagree on
 which value wins). Output (stdout): a JSON report (see `main`). Nothing here
@@ -79,15 +80,27 @@ def main():
     roots_by_version = {d["version"]: d for d in roots}
     newest_root = roots[-1] if roots else None
 
-    # Delegator of each delegated role: the newest version of a role whose delegations name it.
+    # Delegator of each delegated role: the newest version of a role whose delegations name it,
+    # with the entry that names it; succinct hash bins (TAP 15) name "<prefix>-<hex>", the hex
+    # part ceil(bit_length / 4) digits, for every bin number below 2 ** bit_length.
     delegators = {}
+
+    def claim(role_name, d, role_def):
+        best = delegators.get(role_name)
+        if best is None or (best[0]["version"] or 0) < (d["version"] or 0):
+            delegators[role_name] = (d, role_def)
+
     for name, d in docs.items():
         if d["md"]["signed"].get("_type") != "targets":
             continue
-        for r in (d["md"]["signed"].get("delegations") or {}).get("roles", []):
-            best = delegators.get(r["name"])
-            if best is None or (best["version"] or 0) < (d["version"] or 0):
-                delegators[r["name"]] = d
+        delegations = d["md"]["signed"].get("delegations") or {}
+        for r in delegations.get("roles", []):
+            claim(r["name"], d, r)
+        succinct = delegations.get("succinct_roles")
+        if succinct:
+            width = (succinct["bit_length"] + 3) // 4
+            for i in range(2 ** succinct["bit_length"]):
+                claim(f"{succinct['name_prefix']}-{i:0{width}x}", d, succinct)
 
     for name, d in sorted(docs.items()):
         signed = d["md"]["signed"]
@@ -122,12 +135,12 @@ def main():
             rs = newest_root["md"]["signed"]
             authorities.append((f"root v{newest_root['version']}", rs["keys"], rs["roles"][role]))
         else:
-            parent = delegators.get(role)
-            if parent is None:
+            found = delegators.get(role)
+            if found is None:
                 report["errors"].append({"file": name, "error": f"no role given delegates {role}"})
                 continue
+            parent, r = found
             dl = parent["md"]["signed"]["delegations"]
-            r = next(x for x in dl["roles"] if x["name"] == role)
             label = f"{parent['role']} v{parent['version']}" if parent["version"] else parent["role"]
             authorities.append((label, dl["keys"], r))
 

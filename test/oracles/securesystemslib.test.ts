@@ -27,6 +27,7 @@ import { buildTargets, isoExpiry, signMetadata } from '../../src/engine/index.ts
 import { InMemorySigner, computeKeyId, generateKeyFiles, legacyKeyId, loadSignerFile, type FileSigner, type TufKeyJson } from '../../src/keys/index.ts';
 import { delegate, init } from '../../src/cli/commands/owner.ts';
 import { rotateRoot } from '../../src/cli/commands/rotate.ts';
+import { publishTag } from '../../src/cli/commands/publisher.ts';
 import { runCommandJson } from '../support/cli.ts';
 import { image } from '../support/engine-repo.ts';
 import { relistUnderLegacyIds } from './legacy-ids.ts';
@@ -166,6 +167,30 @@ describe('securesystemslib checks what tufoci writes', () => {
     for (const n of [...files.keys()].filter((f) => f.endsWith('.snapshot.json'))) expect(sigTypes(n)).toEqual(['ecdsa']);
     expect(sigTypes('timestamp.json')).toEqual(['ed25519']);
     expect(sigTypes('3.targets.json')).toEqual(['ecdsa']);
+  });
+
+  it('the hash bins tufoci publish signs with the key it derives for the repository: their key ids and signatures check out', async () => {
+    const repo = 'wabbit-networks/binned';
+    await generateKeyFiles(join(dir, 'ci-ed'), 'ed25519', 'TEST KEY for tufoci tests only');
+    const ciEd = await loadSignerFile(key('ci-ed'));
+    await cli(init, [repo, '--root-key', key('root-ed'), '--targets-key', key('targets'), '--root-out', join(dir, 'binned.root.json')]);
+    await cli(delegate, ['add', repo, 'ci', '--key', join(dir, 'ci-ed.pub'), '--paths', 'v*', '--terminating', '--targets-key', key('targets')]);
+    for (const [i, tag] of ['v1', 'v2', 'v3'].entries()) await publishTag(client, repo, 'ci', tag, image(10 + i), ciEd, 30 * DAY);
+    const binned = new Map<string, Uint8Array>();
+    for (const r of (await client.status(repo)).roles) {
+      if (r.role === 'timestamp') binned.set('timestamp.json', await client.metadata(repo, 'timestamp.json'));
+      else for (let v = 1; v <= r.version; v++) binned.set(`${v}.${r.role}.json`, await client.metadata(repo, `${v}.${r.role}.json`));
+    }
+    const bins = [...binned.keys()].filter((f) => /^\d+\.ci-[0-9a-f]+\.json$/.test(f));
+    expect(bins.length).toBeGreaterThan(0);
+    const report = await oracle(binned);
+    expect(report.errors).toEqual([]);
+    for (const k of report.keyids) expect(k, JSON.stringify(k)).toMatchObject({ match: true, computed: k.listed });
+    for (const sig of report.signatures) expect(sig, JSON.stringify(sig)).toMatchObject({ verified: true });
+    for (const t of report.thresholds) expect(t, JSON.stringify(t)).toMatchObject({ met: true });
+    const derived = ciEd.derive(`bins\0${repo}`) as InMemorySigner;
+    for (const f of bins) expect(report.signatures.filter((x) => x.file === f).map((x) => x.keyid), f).toEqual([derived.keyid]);
+    expect(new Set(report.thresholds.map((t) => t.file))).toEqual(new Set(binned.keys()));
   });
 
   it('the oracle refuses a tampered signature (ECDSA and ed25519), tampered signed content and a duplicate key', async () => {
