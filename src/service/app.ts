@@ -60,10 +60,23 @@ const PIECE_SLICE_BYTES = 128 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 
 /**
- * The request body, at most `limit` bytes, within `timeoutMs`. A body declared or found larger,
- * one that does not arrive in time, or one `onPiece` refuses (it sees each piece as it is read, and
- * throws to refuse), is refused at once with `Connection: close`: the rest is never read (node:http
- * closes the connection after the answer instead of draining it).
+ * A body declared above the limit but at most this many times it is still read (and discarded)
+ * after the 413, so that the client, still sending it, reads the answer: a server that closes on a
+ * client mid-upload resets the connection, and the client sees the reset instead of the refusal
+ * (HTTP/1.1's "lingering close" problem). Past this, the connection is closed at once.
+ */
+const DRAIN_DECLARED_FACTOR = 16;
+/** `ctx.state` key: this refused request's body is to be drained, not cut off. */
+const DRAIN_BODY = 'tufociDrainBody';
+
+/**
+ * The request body, at most `limit` bytes, within `timeoutMs`. A body that does not arrive in
+ * time, one found larger than it declared room for, or one `onPiece` refuses (it sees each piece
+ * as it is read, and throws to refuse), is refused at once with `Connection: close`: the rest is
+ * never read (node:http closes the connection after the answer instead of draining it). A body
+ * *declared* above the limit is refused before a byte of it is read; up to DRAIN_DECLARED_FACTOR
+ * times the limit, node:http then reads the declared rest to discard it (bounded by the declared
+ * length and the server's request timeout), so that the refusal reaches the client.
  */
 async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number, onPiece?: (piece: Buffer) => void): Promise<Uint8Array> {
   const refuse = (error: ServiceError): never => {
@@ -71,7 +84,12 @@ async function readBody(ctx: Koa.Context, limit: number, timeoutMs: number, onPi
     throw error;
   };
   const declared = Number(ctx.get('content-length') || '0');
-  if (declared > limit) refuse(new ServiceError('BODY_TOO_LARGE', `request body of ${declared} bytes is above the limit of ${limit}`, { detail: { limit } }));
+  if (declared > limit) {
+    const error = new ServiceError('BODY_TOO_LARGE', `request body of ${declared} bytes is above the limit of ${limit}`, { detail: { limit } });
+    if (declared > limit * DRAIN_DECLARED_FACTOR) refuse(error);
+    ctx.state[DRAIN_BODY] = true; // the error handler leaves the connection open: node:http drains it
+    throw error;
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   let sinceYield = 0;
@@ -242,8 +260,9 @@ export function createApp(deps: AppDeps): Koa {
     } catch (error) {
       const status = httpStatusOf(error);
       ctx.status = status;
-      // Refused before its body was read (a 401 on an upload): close rather than read the rest.
-      if (!ctx.req.complete) ctx.set('Connection', 'close');
+      // Refused before its body was read (a 401 on an upload): close rather than read the rest,
+      // unless it is a body declared too large by a bounded amount (readBody).
+      if (!ctx.req.complete && ctx.state[DRAIN_BODY] !== true) ctx.set('Connection', 'close');
       if (error instanceof TufociError && status < 500) {
         ctx.body = { error: error.toJSON() };
         if (error.code === 'BUSY') ctx.set('Retry-After', String((error.detail['retryAfterSeconds'] as number | undefined) ?? 1));

@@ -366,6 +366,48 @@ describe('every refusal is a JSON 4xx/5xx that changes nothing', () => {
     }
   });
 
+  it('a body declared over the limit is answered 413 before it is read, and the client that goes on sending it still reads the answer: the rest is drained', async () => {
+    const h = new ServiceHarness();
+    expect((await h.create()).status).toBe(201);
+    const server = createServer(h.handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const declared = 3 * 1024 * 1024; // 3 MiB against the harness's 1 MiB limit
+    const head = `PUT /v1/repos/${REPO}/metadata/2.ci.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CI}\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n`;
+    const next = `GET /v1/repos/${REPO}/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CI}\r\n\r\n`;
+    try {
+      const texts = await new Promise<string[]>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(head));
+        let received = '';
+        const answers: string[] = [];
+        socket.on('error', reject);
+        socket.on('close', () => resolve(answers));
+        socket.on('data', (c: Buffer) => {
+          received += c.toString();
+          // One answer is complete when its JSON body (Content-Length bytes) is in.
+          for (;;) {
+            const end = received.indexOf('\r\n\r\n');
+            const length = Number(/\r\ncontent-length: (\d+)/i.exec(received.slice(0, end))?.[1] ?? 'NaN');
+            if (end < 0 || Number.isNaN(length) || received.length < end + 4 + length) break;
+            answers.push(received.slice(0, end + 4 + length));
+            received = received.slice(end + 4 + length);
+            // The 413 came before the body: send all of it now, then a second request on the same connection.
+            if (answers.length === 1) socket.write(Buffer.concat([Buffer.alloc(declared, 0x20), Buffer.from(next)]));
+            if (answers.length === 2) socket.end();
+          }
+        });
+      });
+      expect(texts).toHaveLength(2);
+      expect(texts[0]).toMatch(/^HTTP\/1\.1 413 /);
+      expect(texts[0]).toMatch(/BODY_TOO_LARGE/);
+      expect(texts[0]).not.toMatch(/\r\nconnection: close\r\n/i);
+      expect(texts[1]).toMatch(/^HTTP\/1\.1 200 /);
+      expect(await h.timestampVersion()).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('a hostile upload is refused at the first piece of its body that shows it must be: the rest is never awaited', async () => {
     // A long body deadline: an answer that waited for the rest of the body would come 20 s later, as a 408.
     const h = new ServiceHarness(undefined, { bodyTimeoutMs: 20_000 });
