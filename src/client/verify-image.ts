@@ -146,6 +146,10 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     const metadata = new MetadataStore({ store: opts.store, ...(opts.metadataRepository ? { metadataRepository: opts.metadataRepository } : {}) });
     // (Started under the deadline, so the request is bounded by it like every other.)
     if (!opts.serviceUrl && isRepositoryName(opts.repository)) void step(`the timestamp of ${opts.repository}`, async () => metadata.prefetch(opts.repository, 'timestamp.json'));
+    // One turn of the event loop before the local work below, which is synchronous: node:http
+    // hands a request its (pooled or new) socket and writes it from the loop, so without this
+    // both requests would wait for that work instead of running beside it.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     // The pin is vetted like any root: strict bytes, and a scope (if named) covering this repository.
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
