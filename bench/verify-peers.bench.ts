@@ -52,6 +52,7 @@
  *   BENCH_COLD_RUNS=10  BENCH_WARM_RUNS=20           in-process and Notary runs per size
  *   BENCH_CLI_COLD_RUNS, BENCH_CLI_WARM_RUNS          CLI rounds (default: the same as above)
  *   BENCH_RSS_RUNS=3                   peak-RSS runs per size and mode
+ *   BENCH_INPROC_WARMUP=10             untimed in-process verifies before each timed series
  *   BENCH_BEFORE=/path/to/old/tufoci   also time that checkout's CLI ("before" column)
  *   BENCH_CLI_ROOT=<project>/node_modules/tufoci   time that installed package's CLI (built, bundled)
  *                                      instead of the checkout's (npm pack, then npm i the tarball)
@@ -94,6 +95,8 @@ const WARM_RUNS = envInt('BENCH_WARM_RUNS', 20);
 const CLI_COLD_RUNS = envInt('BENCH_CLI_COLD_RUNS', COLD_RUNS);
 const CLI_WARM_RUNS = envInt('BENCH_CLI_WARM_RUNS', WARM_RUNS);
 const RSS_RUNS = envInt('BENCH_RSS_RUNS', 3);
+/** Untimed in-process verifies before each timed series: the first size measured would otherwise carry the JIT's warm-up alone. */
+const INPROC_WARMUP = envInt('BENCH_INPROC_WARMUP', 10, { allowZero: true });
 const BEFORE = process.env['BENCH_BEFORE'] ? resolve(process.env['BENCH_BEFORE']) : undefined;
 /** Whose bin/tufoci.js is the CLI timed: the checkout (default), or an installed package (<project>/node_modules/tufoci). */
 const CLI_ROOT = process.env['BENCH_CLI_ROOT'] ? resolve(process.env['BENCH_CLI_ROOT']) : REPO_ROOT;
@@ -319,12 +322,12 @@ async function measureSize(f: Fixture, r: RepoFixture, peer: NotaryPeer | undefi
 
   // 1. In-process, straight from the registry.
   log(`${r.tags} tags: in-process verifies`);
-  const cold = await timeRuns(() => inProcess(f, r, f.registry.url, undefined), COLD_RUNS, 2);
+  const cold = await timeRuns(() => inProcess(f, r, f.registry.url, undefined), COLD_RUNS, INPROC_WARMUP);
   const warmDir = await fresh();
-  const warm = await timeRuns(() => inProcess(f, r, f.registry.url, warmDir), WARM_RUNS, 2);
-  const tufjsCold = await timeRuns(() => inProcess(f, r, f.registry.url, undefined, 'tuf-js'), COLD_RUNS, 2);
+  const warm = await timeRuns(() => inProcess(f, r, f.registry.url, warmDir), WARM_RUNS, INPROC_WARMUP);
+  const tufjsCold = await timeRuns(() => inProcess(f, r, f.registry.url, undefined, 'tuf-js'), COLD_RUNS, INPROC_WARMUP);
   const tufjsDir = await fresh();
-  const tufjsWarm = await timeRuns(() => inProcess(f, r, f.registry.url, tufjsDir, 'tuf-js'), WARM_RUNS, 2);
+  const tufjsWarm = await timeRuns(() => inProcess(f, r, f.registry.url, tufjsDir, 'tuf-js'), WARM_RUNS, INPROC_WARMUP);
 
   // 4. Requests and bytes, through the proxy (not timed).
   f.proxy.reset();
