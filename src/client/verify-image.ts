@@ -155,7 +155,9 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
     // (or, once a repository with a root of its own moved into a namespace, the saved state's root: handOff)
     let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(dir, opts.repository);
-    const pin = checkPinnedState(dir, opts.trustedRoot);
+    // (A fresh temporary directory holds nothing to descend from the pin: it only needs the pin,
+    // and none of the records below, which serve a next run that an ephemeral verify never has.)
+    const pin: PinCheck = ephemeral ? seedEphemeral(dir, opts.trustedRoot) : checkPinnedState(dir, opts.trustedRoot);
     if (!pin.ok) throw stateRefusal(opts, dir, pin);
     const facts = ImageFacts.load(dir);
     const policy = opts.signatures;
@@ -234,7 +236,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
         facts.addSigners(digest, policy, signers);
       }
     }
-    facts.save();
+    if (!ephemeral) facts.save();
     return {
       repository: opts.repository,
       tag: opts.tag,
@@ -270,6 +272,12 @@ function namespaceOfPin(root: Uint8Array, repository: string): string | undefine
 }
 
 /** The namespace the saved state's trusted root makes `repository` a member of (after a hand-off), if any. */
+/** An ephemeral verify's fresh directory: the pin as its trusted root, nothing else. */
+function seedEphemeral(dir: string, pin: Uint8Array): PinCheck {
+  writeFileSync(join(dir, 'root.json'), pin, { mode: 0o600 });
+  return { ok: true };
+}
+
 function namespaceOfSaved(dir: string, repository: string): string | undefined {
   try {
     const bytes = readFileSync(join(dir, 'root.json'));
@@ -407,6 +415,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
           fetcher,
           repository: opts.repository,
           expectedTarget: targetPath, // the roles its lookup reads are requested together
+          saveRecord: opts.stateDir !== undefined,
           ...(opts.maxRootRotations !== undefined ? { maxRootRotations: opts.maxRootRotations } : {}),
         });
         await updater.refresh();
@@ -459,7 +468,9 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     const walked = fetcher.completedWalk;
     const trusted = trustedTimestamp();
     try {
-      if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
+      if (opts.stateDir === undefined) {
+        // ephemeral: no next run to skip a root probe
+      } else if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
         const record = JSON.stringify({ timestamp: sha256Hex(trusted), root: result.versions.root });
         if (readSmall(join(dir, ROOT_WALK_FILE)) !== record) writeFileSync(join(dir, ROOT_WALK_FILE), record, { mode: 0o600 });
       } else {

@@ -62,6 +62,12 @@ export interface CoreUpdaterOptions {
    * one after another (speculation: see `#prefetchPath`).
    */
   expectedTarget?: string;
+  /**
+   * Keep the record of what this run verified (`.tufoci-verified`, what lets the next run skip
+   * signature checks): default true. An ephemeral verify, whose directory is removed after it,
+   * has no next run.
+   */
+  saveRecord?: boolean;
 }
 
 /** Named roles (not hash bins) a snapshot may list for their files to be requested ahead. */
@@ -109,7 +115,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export class CoreUpdater {
-  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits' | 'expectedTarget'>> & { limits: CoreLimits };
+  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits' | 'expectedTarget' | 'saveRecord'>> & { limits: CoreLimits };
   #set: TrustedSet | undefined;
   /** The record as read at the start, if it still describes the saved root. */
   #saved: VerifiedRecord | undefined;
@@ -131,10 +137,12 @@ export class CoreUpdater {
   /** Files requested ahead of the walk (`#prefetchPath`), by file name: each taken by the first #fetch of it. */
   readonly #ahead = new Map<string, { maxLength: number; bytes: Promise<Uint8Array> }>();
   readonly #expectedTarget: string | undefined;
+  readonly #keepRecord: boolean;
 
   constructor(options: CoreUpdaterOptions) {
-    const { expectedTarget, ...rest } = options;
+    const { expectedTarget, saveRecord, ...rest } = options;
     this.#expectedTarget = expectedTarget;
+    this.#keepRecord = saveRecord ?? true;
     this.#o = {
       referenceTime: Date.now(),
       maxRootRotations: 256,
@@ -206,6 +214,7 @@ export class CoreUpdater {
   }
 
   #saveRecord(): void {
+    if (!this.#keepRecord) return;
     const set = this.trusted;
     const snapshot = set.snapshot;
     const record: VerifiedRecord = {
