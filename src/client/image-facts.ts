@@ -55,13 +55,18 @@ function kept<T>(raw: unknown, ok: (key: string, value: unknown) => value is T):
 }
 
 export class ImageFacts {
-  readonly #dir: string;
+  readonly #dir: string | undefined;
   readonly #stored: Stored;
   #changed = false;
 
-  private constructor(dir: string, stored: Stored) {
+  private constructor(dir: string | undefined, stored: Stored) {
     this.#dir = dir;
     this.#stored = stored;
+  }
+
+  /** Facts known to nothing, saved nowhere: an ephemeral verify's (it has no next run to serve). */
+  static none(): ImageFacts {
+    return new ImageFacts(undefined, { manifests: {}, signers: {} });
   }
 
   static load(dir: string): ImageFacts {
@@ -109,7 +114,7 @@ export class ImageFacts {
 
   /** Write the facts if anything was added (atomically, 0600); a failure only costs the next run a request. */
   save(): void {
-    if (!this.#changed) return;
+    if (!this.#changed || this.#dir === undefined) return;
     const tmp = join(this.#dir, `.tmp-images-${randomUUID()}`);
     try {
       writeFileSync(tmp, JSON.stringify(this.#stored), { mode: 0o600, flag: 'wx' });

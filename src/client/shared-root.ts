@@ -10,11 +10,11 @@
  * succeeded); a shared directory that does not descend from the pin is started over. It is an
  * optimisation: when anything about it is unreadable, each member walks on its own.
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkPinnedState, readPinRecord, rootRef, writePinRecord, type RootRef } from './pin-state.ts';
 import { DEFAULT_ROOT_MAX_BYTES, TrustStore } from './trust-store.ts';
+import { DirectoryState } from './state-files.ts';
 import { vetRoot } from './vet.ts';
 
 function readRoot(dir: string): Uint8Array | undefined {
@@ -27,14 +27,7 @@ function readRoot(dir: string): Uint8Array | undefined {
 }
 
 function writeRoot(dir: string, bytes: Uint8Array): void {
-  const tmp = join(dir, `.tmp-${randomUUID()}`);
-  try {
-    writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, join(dir, 'root.json'));
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  new DirectoryState(dir).write('root.json', bytes);
 }
 
 /** Add `roots` to the provenance record of `dir` (which must have one). */

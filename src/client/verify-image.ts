@@ -26,7 +26,7 @@
  * A saved state is used only while it descends from `trustedRoot`
  * (pin-state.ts); otherwise `STATE_NOT_FROM_PIN`, naming both roots.
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TargetInfo } from './core/roles.ts';
@@ -48,6 +48,7 @@ import { SUCCESSOR_FIELD, namespaceAnchor, namespaceOf, successorOf, type Succes
 import { parseStrictJson } from '../engine/strict-json.ts';
 import { CoreUpdater, VERIFIED_RECORD_FILE } from './core/updater.ts';
 import { adoptSharedRoot, shareRoot } from './shared-root.ts';
+import { DirectoryState, MemoryState, type StateFiles } from './state-files.ts';
 import { DEFAULT_ROOT_MAX_BYTES } from './trust-store.ts';
 import { CoreError } from './core/trusted-set.ts';
 
@@ -126,12 +127,15 @@ export interface VerifiedImage {
 
 export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedImage> {
   const ephemeral = opts.stateDir === undefined;
-  const dir = opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-'));
+  // An ephemeral verify with the client core keeps its state in memory; the tuf-js Updater reads
+  // and writes a directory of its own, so it gets a temporary one.
+  const dir = ephemeral && (opts.tufClient ?? 'tufoci') === 'tufoci' ? undefined : (opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-')));
+  const state: StateFiles = dir === undefined ? new MemoryState() : new DirectoryState(dir);
   const deadline = opts.timeoutMs !== undefined ? new Deadline(opts.timeoutMs) : undefined;
   /** One step of the verify: named, and under the deadline if there is one. */
   const step = <T>(what: string, fn: () => Promise<T>): Promise<T> => (deadline ? deadline.run(() => waitingFor(what, fn)) : fn());
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (dir !== undefined) mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The registry's own tag is read while TUF runs: only compared, never trusted, and when it
     // names the digest TUF names it is that manifest too (its bytes hash to the digest).
     const tagRead: Promise<{ manifest: Manifest } | { error: unknown }> = step(`the registry's tag ${opts.repository}:${opts.tag}`, () =>
@@ -154,12 +158,13 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
     // (or, once a repository with a root of its own moved into a namespace, the saved state's root: handOff)
-    let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(dir, opts.repository);
-    // (A fresh temporary directory holds nothing to descend from the pin: it only needs the pin,
-    // and none of the records below, which serve a next run that an ephemeral verify never has.)
-    const pin: PinCheck = ephemeral ? seedEphemeral(dir, opts.trustedRoot) : checkPinnedState(dir, opts.trustedRoot);
-    if (!pin.ok) throw stateRefusal(opts, dir, pin);
-    const facts = ImageFacts.load(dir);
+    let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(state, opts.repository);
+    // (A fresh state holds nothing to descend from the pin: it only needs the pin, and none of the
+    // records below, which serve a next run that an ephemeral verify never has.)
+    const stateDir = opts.stateDir;
+    const pin: PinCheck = stateDir === undefined ? seedEphemeral(state, opts.trustedRoot) : checkPinnedState(stateDir, opts.trustedRoot);
+    if (!pin.ok) throw stateRefusal(opts, stateDir ?? state.where, pin);
+    const facts = stateDir === undefined ? ImageFacts.none() : ImageFacts.load(stateDir);
     const policy = opts.signatures;
     // The signatures of the digest the tag names, also read while TUF runs (when not known yet):
     // used only if TUF names exactly that manifest (digest, size, media type), else read again.
@@ -174,28 +179,28 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
           );
         })
       : Promise.resolve(undefined);
-    const shared = namespace !== undefined && !ephemeral ? opts.namespaceStateDir : undefined;
-    if (shared !== undefined) {
+    const shared = namespace !== undefined && stateDir !== undefined ? opts.namespaceStateDir : undefined;
+    if (shared !== undefined && stateDir !== undefined) {
       mkdirSync(shared, { recursive: true, mode: 0o700 });
-      adoptSharedRoot(dir, shared, opts.trustedRoot, opts.repository);
+      adoptSharedRoot(stateDir, shared, opts.trustedRoot, opts.repository);
     }
     let tuf: TufResult | undefined;
     let failure: unknown;
     try {
-      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, namespace));
+      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, state, metadata, namespace));
     } catch (error) {
       failure = error;
     }
     // A repository of its own whose newest root (verified by that refresh, whatever it found) hands
     // it over to a namespace: from now on it is verified as a member.
-    const moved = namespace === undefined && !deadline?.expired ? await step(`the namespace root that succeeds ${opts.repository}'s`, () => handOff(opts, dir, metadata)) : undefined;
+    const moved = namespace === undefined && !deadline?.expired ? await step(`the namespace root that succeeds ${opts.repository}'s`, () => handOff(opts, state, metadata)) : undefined;
     if (moved !== undefined) {
       namespace = moved;
-      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, dir, metadata, moved));
+      tuf = await step(`TUF metadata of ${opts.repository}`, () => tufTarget(opts, state, metadata, moved));
     } else if (!tuf) {
       throw failure;
     }
-    if (shared !== undefined) shareRoot(dir, shared, opts.trustedRoot, tuf.rootsVerified);
+    if (shared !== undefined && stateDir !== undefined) shareRoot(stateDir, shared, opts.trustedRoot, tuf.rootsVerified);
     const target = tuf.target;
     if (!target) {
       throw new VerifyError('NOT_IN_TUF', `tag ${opts.tag} of ${opts.repository} is not signed by any trusted key`, { detail: { repository: opts.repository, tag: opts.tag } });
@@ -259,7 +264,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     throw error;
   } finally {
     deadline?.dispose();
-    if (ephemeral) rmSync(dir, { recursive: true, force: true });
+    if (ephemeral && dir !== undefined) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -272,17 +277,16 @@ function namespaceOfPin(root: Uint8Array, repository: string): string | undefine
 }
 
 /** The namespace the saved state's trusted root makes `repository` a member of (after a hand-off), if any. */
-/** An ephemeral verify's fresh directory: the pin as its trusted root, nothing else. */
-function seedEphemeral(dir: string, pin: Uint8Array): PinCheck {
-  writeFileSync(join(dir, 'root.json'), pin, { mode: 0o600 });
+/** An ephemeral verify's fresh state: the pin as its trusted root, nothing else. */
+function seedEphemeral(state: StateFiles, pin: Uint8Array): PinCheck {
+  state.write('root.json', pin);
   return { ok: true };
 }
 
-function namespaceOfSaved(dir: string, repository: string): string | undefined {
+function namespaceOfSaved(state: StateFiles, repository: string): string | undefined {
   try {
-    const bytes = readFileSync(join(dir, 'root.json'));
-    if (bytes.byteLength > DEFAULT_ROOT_MAX_BYTES) return undefined;
-    return namespaceOfPin(bytes, repository);
+    const bytes = state.read('root.json', DEFAULT_ROOT_MAX_BYTES);
+    return bytes === undefined ? undefined : namespaceOfPin(bytes, repository);
   } catch {
     return undefined;
   }
@@ -296,11 +300,11 @@ function namespaceOfSaved(dir: string, repository: string): string | undefined {
  * start the state over from it (the pin record keeps the repository's pin: the chain descends
  * from it through the hand-off). Returns the namespace, or undefined when there is no successor.
  */
-async function handOff(opts: VerifyImageOptions, dir: string, metadata: MetadataStore): Promise<string | undefined> {
+async function handOff(opts: VerifyImageOptions, state: StateFiles, metadata: MetadataStore): Promise<string | undefined> {
   let successor: Successor | undefined;
   try {
-    const trusted = readFileSync(join(dir, 'root.json'));
-    if (!trusted.includes(SUCCESSOR_FIELD)) return undefined; // (the common case, without parsing)
+    const trusted = state.read('root.json', DEFAULT_ROOT_MAX_BYTES);
+    if (trusted === undefined || !Buffer.from(trusted.buffer, trusted.byteOffset, trusted.byteLength).includes(SUCCESSOR_FIELD)) return undefined; // (the common case, without parsing)
     const json = parseStrictJson(trusted, { label: 'the trusted root' }) as { signed?: Record<string, unknown> };
     successor = json.signed ? successorOf(json.signed, opts.repository) : undefined;
   } catch {
@@ -318,11 +322,11 @@ async function handOff(opts: VerifyImageOptions, dir: string, metadata: Metadata
     });
   }
   vetRoot('the successor namespace root', bytes, opts.repository);
-  for (const name of readdirSync(dir)) {
-    if (name.endsWith('.json') || name === VERIFIED_RECORD_FILE || name === ROOT_WALK_FILE) rmSync(join(dir, name), { force: true });
+  for (const name of state.names()) {
+    if (name.endsWith('.json') || name === VERIFIED_RECORD_FILE || name === ROOT_WALK_FILE) state.remove(name);
   }
-  writeFileSync(join(dir, 'root.json'), bytes, { mode: 0o600 });
-  recordVerifiedRoots(dir, [bytes]);
+  state.write('root.json', bytes);
+  if (opts.stateDir !== undefined) recordVerifiedRoots(opts.stateDir, [bytes]);
   return successor.namespace;
 }
 
@@ -340,14 +344,15 @@ function stateRefusal(opts: VerifyImageOptions, dir: string, check: Exclude<PinC
 }
 
 /** Whether the root this client trusts now (the saved one) names a scope, checked against `repository`. */
-function trustedRootScoped(dir: string, repository: string): boolean {
-  return vetRoot('the saved trusted root', readFileSync(join(dir, 'root.json')), repository);
+function trustedRootScoped(state: StateFiles, repository: string): boolean {
+  return vetRoot('the saved trusted root', state.read('root.json', DEFAULT_ROOT_MAX_BYTES) ?? new Uint8Array(0), repository);
 }
 
 /** The version of a file the Updater persisted as trusted (its own files, written after verification); 0 if none. */
-function versionOf(dir: string, role: string): number {
+function versionOf(state: StateFiles, role: string): number {
   try {
-    return (JSON.parse(readFileSync(join(dir, `${role}.json`), 'utf8')) as { signed: { version: number } }).signed.version;
+    const bytes = state.read(`${role}.json`, role === 'root' ? DEFAULT_ROOT_MAX_BYTES : Number.MAX_SAFE_INTEGER);
+    return bytes === undefined ? 0 : (JSON.parse(new TextDecoder().decode(bytes)) as { signed: { version: number } }).signed.version;
   } catch {
     return 0;
   }
@@ -362,37 +367,27 @@ function versionOf(dir: string, role: string): number {
 const ROOT_WALK_FILE = '.tufoci-root-walk';
 
 /** A small state file's text, or undefined. */
-function readSmall(file: string): string | undefined {
-  try {
-    return statSync(file).size <= 1024 ? readFileSync(file, 'utf8') : undefined;
-  } catch {
-    return undefined;
-  }
+function readSmall(state: StateFiles, name: string): string | undefined {
+  const bytes = state.read(name, 1024);
+  return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
 }
 
 /** TUF step: refresh the chosen client (the core, or the unmodified tuf-js Updater) and look the tag up. */
-async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: MetadataStore, namespace: string | undefined): Promise<TufResult> {
+async function tufTarget(opts: VerifyImageOptions, state: StateFiles, metadata: MetadataStore, namespace: string | undefined): Promise<TufResult> {
   const targetPath = namespace !== undefined ? `${opts.repository}/${opts.tag}` : opts.tag;
   const urlOf = (repository: string): string =>
     opts.serviceUrl ? `${opts.serviceUrl.replace(/\/+$/, '')}${paths.metadata(repository, '').replace(/\/$/, '')}` : metadataBaseUrl(repository);
   const metadataUrl = urlOf(opts.repository);
   // The timestamp this client already trusts (what the Updater persisted): for conditional reads.
-  const trustedTimestamp = (): Uint8Array | undefined => {
-    const file = join(dir, 'timestamp.json');
-    try {
-      return statSync(file).size <= DEFAULT_TIMESTAMP_MAX_BYTES ? readFileSync(file) : undefined;
-    } catch {
-      return undefined;
-    }
-  };
+  const trustedTimestamp = (): Uint8Array | undefined => state.read('timestamp.json', DEFAULT_TIMESTAMP_MAX_BYTES);
   // The same bytes, when a complete root walk under the root trusted now started after they were read.
   const coveredTimestamp = (): Uint8Array | undefined => {
     try {
-      const file = join(dir, ROOT_WALK_FILE);
-      if (statSync(file).size > 1024) return undefined;
-      const walk = JSON.parse(readFileSync(file, 'utf8')) as { timestamp?: unknown; root?: unknown };
+      const text = readSmall(state, ROOT_WALK_FILE);
+      if (text === undefined) return undefined;
+      const walk = JSON.parse(text) as { timestamp?: unknown; root?: unknown };
       const ts = trustedTimestamp();
-      return ts && walk.root === versionOf(dir, 'root') && walk.timestamp === sha256Hex(ts) ? ts : undefined;
+      return ts && walk.root === versionOf(state, 'root') && walk.timestamp === sha256Hex(ts) ? ts : undefined;
     } catch {
       return undefined;
     }
@@ -400,7 +395,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
   const attempt = async (shortcuts: boolean): Promise<TufResult> => {
     const core = (opts.tufClient ?? 'tufoci') === 'tufoci';
     // The core reads every file strictly and checks each root's scope itself; tuf-js needs the vetter.
-    const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(dir, opts.repository), namespace);
+    const vet = core ? (namespace !== undefined ? memberVetter(opts.repository, namespace) : undefined) : metadataVetter(opts.repository, trustedRootScoped(state, opts.repository), namespace);
     const options = { trustedTimestamp, coveredTimestamp, shortcuts, ...(vet ? { vet } : {}) };
     // A member's roots are its namespace's, read at the anchor (a migrated member's own URL keeps its own chain).
     const rootsAt = namespace !== undefined ? { rootBaseUrl: urlOf(namespaceAnchor(namespace)) } : {};
@@ -410,7 +405,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     try {
       if (core) {
         const updater = new CoreUpdater({
-          dir,
+          state,
           metadataBaseUrl: metadataUrl,
           fetcher,
           repository: opts.repository,
@@ -426,7 +421,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
       } else {
         const { Updater } = await import('tuf-js'); // only this client loads the Updater
         const updater = new Updater({
-          metadataDir: dir,
+          metadataDir: (state as DirectoryState).dir, // the tuf-js Updater has a directory (verifyImage)
           metadataBaseUrl: metadataUrl,
           fetcher,
           ...(opts.maxRootRotations !== undefined ? { config: { maxRootRotations: opts.maxRootRotations } } : {}),
@@ -434,7 +429,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
         await updater.refresh();
         const target = await updater.getTargetInfo(targetPath);
         roots = fetcher.rootsFetched;
-        result = { target, versions: { root: versionOf(dir, 'root'), timestamp: versionOf(dir, 'timestamp'), snapshot: versionOf(dir, 'snapshot') }, rootsVerified: roots };
+        result = { target, versions: { root: versionOf(state, 'root'), timestamp: versionOf(state, 'timestamp'), snapshot: versionOf(state, 'snapshot') }, rootsVerified: roots };
       }
     } catch (cause) {
       // A refresh that skipped a root probe on a hint and then failed is repeated the
@@ -461,7 +456,7 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
     if (!result.target && shortcuts && fetcher.shortcutsTaken > 0 && namespace === undefined) return attempt(false);
     // The refresh succeeded, so the client verified every root it was handed: they descend from the pin.
     try {
-      recordVerifiedRoots(dir, roots);
+      if (opts.stateDir !== undefined) recordVerifiedRoots(opts.stateDir, roots);
     } catch {
       // without the record, re-pinning to these roots is refused (safe) until the next run records them
     }
@@ -472,9 +467,9 @@ async function tufTarget(opts: VerifyImageOptions, dir: string, metadata: Metada
         // ephemeral: no next run to skip a root probe
       } else if (walked && trusted && Buffer.from(walked).equals(Buffer.from(trusted))) {
         const record = JSON.stringify({ timestamp: sha256Hex(trusted), root: result.versions.root });
-        if (readSmall(join(dir, ROOT_WALK_FILE)) !== record) writeFileSync(join(dir, ROOT_WALK_FILE), record, { mode: 0o600 });
+        if (readSmall(state, ROOT_WALK_FILE) !== record) state.write(ROOT_WALK_FILE, record);
       } else {
-        rmSync(join(dir, ROOT_WALK_FILE), { force: true });
+        state.remove(ROOT_WALK_FILE);
       }
     } catch {
       // only an optimisation: without the record the next run probes for roots

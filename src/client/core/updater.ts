@@ -29,9 +29,8 @@
  * So a warm run whose timestamp did not change checks no signature, fetches
  * only the timestamp, and reads only the files on the path to the target.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { DirectoryState, type StateFiles } from '../state-files.ts';
 import { rootScopeChain } from '../vet.ts';
 import { CoreError, DEFAULT_CORE_LIMITS, TrustedSet, sha256Hex, type CoreLimits, type TargetInfo, type VerifiedTargets } from './trusted-set.ts';
 
@@ -41,8 +40,10 @@ export interface MetadataSource {
 }
 
 export interface CoreUpdaterOptions {
-  /** The saved state; must hold `root.json` (the pin, on a first run). */
-  dir: string;
+  /** The saved state, a directory; must hold `root.json` (the pin, on a first run). */
+  dir?: string;
+  /** The saved state kept elsewhere (instead of `dir`): in memory, for an ephemeral verify (../state-files.ts). */
+  state?: StateFiles;
   /** Where metadata files are fetched: `<base>/<file name>`. */
   metadataBaseUrl: string;
   fetcher: MetadataSource;
@@ -115,7 +116,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export class CoreUpdater {
-  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits' | 'expectedTarget' | 'saveRecord'>> & { limits: CoreLimits };
+  readonly #o: Required<Omit<CoreUpdaterOptions, 'limits' | 'expectedTarget' | 'saveRecord' | 'dir' | 'state'>> & { limits: CoreLimits };
+  readonly #state: StateFiles;
   #set: TrustedSet | undefined;
   /** The record as read at the start, if it still describes the saved root. */
   #saved: VerifiedRecord | undefined;
@@ -140,7 +142,9 @@ export class CoreUpdater {
   readonly #keepRecord: boolean;
 
   constructor(options: CoreUpdaterOptions) {
-    const { expectedTarget, saveRecord, ...rest } = options;
+    const { expectedTarget, saveRecord, dir, state, ...rest } = options;
+    if (state === undefined && dir === undefined) throw new TypeError('CoreUpdater needs a state directory (dir) or a state (state)');
+    this.#state = state ?? new DirectoryState(dir as string);
     this.#expectedTarget = expectedTarget;
     this.#keepRecord = saveRecord ?? true;
     this.#o = {
@@ -159,24 +163,11 @@ export class CoreUpdater {
   }
 
   #readSaved(name: string, maxBytes: number): Uint8Array | undefined {
-    const file = join(this.#o.dir, name);
-    try {
-      if (statSync(file).size > maxBytes) return undefined;
-      return readFileSync(file);
-    } catch {
-      return undefined;
-    }
+    return this.#state.read(name, maxBytes);
   }
 
   #write(name: string, bytes: Uint8Array | string): void {
-    const tmp = join(this.#o.dir, `.tmp-${randomUUID()}`);
-    try {
-      writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
-      renameSync(tmp, join(this.#o.dir, name));
-    } catch (error) {
-      rmSync(tmp, { force: true });
-      throw error;
-    }
+    this.#state.write(name, bytes);
   }
 
   async #fetch(file: string, maxLength: number): Promise<Uint8Array> {
@@ -236,9 +227,9 @@ export class CoreUpdater {
 
   /** Root, timestamp and snapshot, each verified (5.3–5.5). */
   async refresh(): Promise<void> {
-    const { dir, limits } = this.#o;
+    const { limits } = this.#o;
     const rootBytes = this.#readSaved('root.json', limits.rootMaxBytes);
-    if (!rootBytes) throw new CoreError('MISSING', `no trusted root in ${dir}`, { detail: { dir } });
+    if (!rootBytes) throw new CoreError('MISSING', `no trusted root in ${this.#state.where}`, { detail: { dir: this.#state.where } });
     this.#saved = this.#readRecord(sha256Hex(rootBytes));
     // A record for this root means this core verified it (and wrote the record after).
     const set = new TrustedSet(rootBytes, this.#o.referenceTime, limits, { verified: this.#saved !== undefined });
@@ -383,7 +374,7 @@ export class CoreUpdater {
       } catch {
         continue; // not listed: nothing to read
       }
-      if (existsSync(join(this.#o.dir, `${encodeURIComponent(role)}.json`))) continue;
+      if (this.#state.has(`${encodeURIComponent(role)}.json`)) continue;
       const file = this.#roleFile(set, role, meta.version);
       if (this.#ahead.has(file)) continue;
       const maxLength = meta.length ?? this.#o.limits.targetsMaxBytes;
