@@ -22,23 +22,38 @@ export interface StateFiles {
 export class DirectoryState implements StateFiles {
   readonly dir: string;
   readonly where: string;
-  constructor(dir: string) {
+  /** What this object read or wrote, by name (null: missing), when it is the directory's only writer for its lifetime. */
+  readonly #cache: Map<string, Uint8Array | null> | undefined;
+
+  /**
+   * `cacheReads`: remember every file read or written here, so that reading it again costs no
+   * system call. Only for a caller that is the directory's one writer while the object lives (one
+   * verify with the client core; not the tuf-js Updater, which writes the directory itself).
+   */
+  constructor(dir: string, options: { cacheReads?: boolean } = {}) {
     this.dir = dir;
     this.where = dir;
+    this.#cache = options.cacheReads ? new Map() : undefined;
   }
 
   read(name: string, maxBytes: number): Uint8Array | undefined {
+    const cached = this.#cache?.get(name);
+    if (cached !== undefined) return cached !== null && cached.byteLength <= maxBytes ? cached : undefined;
     const file = join(this.dir, name);
     try {
       if (statSync(file).size > maxBytes) return undefined;
-      return readFileSync(file);
+      const bytes = readFileSync(file);
+      this.#cache?.set(name, bytes);
+      return bytes;
     } catch {
+      this.#cache?.set(name, null);
       return undefined;
     }
   }
 
   write(name: string, bytes: Uint8Array | string): void {
     const tmp = join(this.dir, `.tmp-${randomUUID()}`);
+    this.#cache?.delete(name);
     try {
       writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
       renameSync(tmp, join(this.dir, name));
@@ -46,14 +61,17 @@ export class DirectoryState implements StateFiles {
       rmSync(tmp, { force: true });
       throw error;
     }
+    this.#cache?.set(name, typeof bytes === 'string' ? new TextEncoder().encode(bytes) : Uint8Array.from(bytes));
   }
 
   has(name: string): boolean {
-    return existsSync(join(this.dir, name));
+    const cached = this.#cache?.get(name);
+    return cached !== undefined ? cached !== null : existsSync(join(this.dir, name));
   }
 
   remove(name: string): void {
     rmSync(join(this.dir, name), { force: true });
+    this.#cache?.set(name, null);
   }
 
   names(): string[] {

@@ -130,7 +130,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   // An ephemeral verify with the client core keeps its state in memory; the tuf-js Updater reads
   // and writes a directory of its own, so it gets a temporary one.
   const dir = ephemeral && (opts.tufClient ?? 'tufoci') === 'tufoci' ? undefined : (opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-')));
-  const state: StateFiles = dir === undefined ? new MemoryState() : new DirectoryState(dir);
+  const early: StateFiles = dir === undefined ? new MemoryState() : new DirectoryState(dir);
   const deadline = opts.timeoutMs !== undefined ? new Deadline(opts.timeoutMs) : undefined;
   /** One step of the verify: named, and under the deadline if there is one. */
   const step = <T>(what: string, fn: () => Promise<T>): Promise<T> => (deadline ? deadline.run(() => waitingFor(what, fn)) : fn());
@@ -158,12 +158,12 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     vetRoot('the trusted root', opts.trustedRoot, opts.repository);
     // A namespace's root (its scope a prefix covering the repository): target paths are `R/<tag>`.
     // (or, once a repository with a root of its own moved into a namespace, the saved state's root: handOff)
-    let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(state, opts.repository);
+    let namespace = namespaceOfPin(opts.trustedRoot, opts.repository) ?? namespaceOfSaved(early, opts.repository);
     // (A fresh state holds nothing to descend from the pin: it only needs the pin, and none of the
     // records below, which serve a next run that an ephemeral verify never has.)
     const stateDir = opts.stateDir;
-    const pin: PinCheck = stateDir === undefined ? seedEphemeral(state, opts.trustedRoot) : checkPinnedState(stateDir, opts.trustedRoot);
-    if (!pin.ok) throw stateRefusal(opts, stateDir ?? state.where, pin);
+    const pin: PinCheck = stateDir === undefined ? seedEphemeral(early, opts.trustedRoot) : checkPinnedState(stateDir, opts.trustedRoot);
+    if (!pin.ok) throw stateRefusal(opts, stateDir ?? early.where, pin);
     const facts = stateDir === undefined ? ImageFacts.none() : ImageFacts.load(stateDir);
     const policy = opts.signatures;
     // The signatures of the digest the tag names, also read while TUF runs (when not known yet):
@@ -184,6 +184,9 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
       mkdirSync(shared, { recursive: true, mode: 0o700 });
       adoptSharedRoot(stateDir, shared, opts.trustedRoot, opts.repository);
     }
+    // From here on, with the client core, this verify is the directory's one writer (the pin's
+    // checks and the shared root wrote theirs above): what it reads is remembered, not read again.
+    const state: StateFiles = dir !== undefined && (opts.tufClient ?? 'tufoci') === 'tufoci' ? new DirectoryState(dir, { cacheReads: true }) : early;
     let tuf: TufResult | undefined;
     let failure: unknown;
     try {
@@ -276,13 +279,13 @@ function namespaceOfPin(root: Uint8Array, repository: string): string | undefine
   return json.signed ? namespaceOf(json.signed, repository) : undefined;
 }
 
-/** The namespace the saved state's trusted root makes `repository` a member of (after a hand-off), if any. */
 /** An ephemeral verify's fresh state: the pin as its trusted root, nothing else. */
 function seedEphemeral(state: StateFiles, pin: Uint8Array): PinCheck {
   state.write('root.json', pin);
   return { ok: true };
 }
 
+/** The namespace the saved state's trusted root makes `repository` a member of (after a hand-off), if any. */
 function namespaceOfSaved(state: StateFiles, repository: string): string | undefined {
   try {
     const bytes = state.read('root.json', DEFAULT_ROOT_MAX_BYTES);

@@ -2,7 +2,7 @@
  * The two places a verify keeps its TUF state (src/client/state-files.ts) answer alike: a
  * directory (files replaced whole, mode 0600) and memory (an ephemeral verify with the core).
  */
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ const text = (b: Uint8Array | undefined): string | undefined => (b === undefined
 
 describe.each([
   ['a directory', (): StateFiles => new DirectoryState(mkdtempSync(join(tmpdir(), 'tufoci-state-')))],
+  ['a directory, reads remembered', (): StateFiles => new DirectoryState(mkdtempSync(join(tmpdir(), 'tufoci-state-')), { cacheReads: true })],
   ['memory', (): StateFiles => new MemoryState()],
 ])('state files in %s', (_, make) => {
   it('reads what was written, within a bound; replaces, lists and removes', () => {
@@ -46,4 +47,19 @@ it('a directory state writes its files mode 0600 and leaves no temporary file be
   new DirectoryState(dir).write('root.json', enc('{}'));
   expect(statSync(join(dir, 'root.json')).mode & 0o777).toBe(0o600);
   expect(readdirSync(dir)).toEqual(['root.json']);
+});
+
+it('a directory state that remembers its reads reads each file once, and sees its own writes and removals', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tufoci-state-'));
+  const state = new DirectoryState(dir, { cacheReads: true });
+  state.write('root.json', enc('{"v":1}'));
+  expect(text(state.read('root.json', 100))).toBe('{"v":1}');
+  // Another writer's change is not seen: the object is for the directory's one writer.
+  writeFileSync(join(dir, 'root.json'), '{"v":9}');
+  expect(text(state.read('root.json', 100))).toBe('{"v":1}');
+  expect(text(new DirectoryState(dir).read('root.json', 100))).toBe('{"v":9}');
+  state.remove('root.json');
+  expect(state.read('root.json', 100)).toBeUndefined();
+  expect(state.has('root.json')).toBe(false);
+  expect(readdirSync(dir)).toEqual([]);
 });
