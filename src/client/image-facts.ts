@@ -15,10 +15,11 @@
  * kind (the oldest dropped). An unreadable or oversized file is ignored: the
  * facts are established again.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeKeyId, type TufKeyJson } from '../keys/tuf-key.ts';
+import { DirectoryState } from './state-files.ts';
 
 export const IMAGE_FACTS_FILE = '.tufoci-images';
 const MAX_FACTS = 512;
@@ -115,13 +116,11 @@ export class ImageFacts {
   /** Write the facts if anything was added (atomically, 0600); a failure only costs the next run a request. */
   save(): void {
     if (!this.#changed || this.#dir === undefined) return;
-    const tmp = join(this.#dir, `.tmp-images-${randomUUID()}`);
     try {
-      writeFileSync(tmp, JSON.stringify(this.#stored), { mode: 0o600, flag: 'wx' });
-      renameSync(tmp, join(this.#dir, IMAGE_FACTS_FILE));
+      new DirectoryState(this.#dir).write(IMAGE_FACTS_FILE, JSON.stringify(this.#stored));
       this.#changed = false;
     } catch {
-      rmSync(tmp, { force: true });
+      // the next run reads the manifest and the signatures again
     }
   }
 }

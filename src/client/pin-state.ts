@@ -15,9 +15,10 @@
  * roots and how to reset the state. State written before this record existed
  * is accepted only for a pin equal to its current root.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DirectoryState } from './state-files.ts';
 
 export const PIN_RECORD_FILE = '.tufoci-pin';
 const MAX_RECORD_BYTES = 1024 * 1024;
@@ -73,14 +74,7 @@ export function readPinRecord(dir: string): PinRecord | undefined {
 
 /** Replace the record atomically (temporary file, then rename), mode 0600. */
 export function writePinRecord(dir: string, record: PinRecord): void {
-  const tmp = join(dir, `.tmp-pin-${randomUUID()}`);
-  try {
-    writeFileSync(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, join(dir, PIN_RECORD_FILE));
-  } catch (error) {
-    rmSync(tmp, { force: true });
-    throw error;
-  }
+  new DirectoryState(dir).write(PIN_RECORD_FILE, `${JSON.stringify(record)}\n`);
 }
 
 export type PinCheck =

@@ -164,7 +164,10 @@ export class TrustStore {
   static resetState(dir: string): boolean {
     if (!existsSync(join(dir, 'root.json')) && !existsSync(join(dir, PIN_RECORD_FILE))) return false;
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.startsWith('.tufoci-') || entry.name.startsWith('.tmp-pin-'))) rmSync(join(dir, entry.name), { force: true });
+      // (.tmp-<uuid>: a write a crash interrupted, state-files.ts; .tmp-pin-<uuid>: one by an older tufoci)
+      if (entry.isFile() && (entry.name.endsWith('.json') || entry.name.startsWith('.tufoci-') || /^\.tmp-(?:pin-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(entry.name))) {
+        rmSync(join(dir, entry.name), { force: true });
+      }
     }
     try {
       rmdirSync(dir);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DirectoryState, MemoryState, type StateFiles } from '../../src/client/state-files.ts';
+import { TrustStore } from '../../src/client/trust-store.ts';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
@@ -62,4 +63,14 @@ it('a directory state that remembers its reads reads each file once, and sees it
   expect(state.read('root.json', 100)).toBeUndefined();
   expect(state.has('root.json')).toBe(false);
   expect(readdirSync(dir)).toEqual([]);
+});
+
+it('a state reset removes the leftovers of an interrupted write (.tmp-<uuid>), and leaves other files alone', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tufoci-state-'));
+  new DirectoryState(dir).write('root.json', enc('{}'));
+  writeFileSync(join(dir, '.tmp-0c6e1f2a-3b4c-4d5e-8f90-a1b2c3d4e5f6'), 'half a file');
+  writeFileSync(join(dir, '.tmp-pin-0c6e1f2a-3b4c-4d5e-8f90-a1b2c3d4e5f6'), 'half a record');
+  writeFileSync(join(dir, '.tmp-notes'), 'someone else’s');
+  expect(TrustStore.resetState(dir)).toBe(true);
+  expect(readdirSync(dir)).toEqual(['.tmp-notes']);
 });
