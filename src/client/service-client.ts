@@ -27,6 +27,7 @@ export type { GrantInfo, JobInfo } from '../api/types.ts';
 import { ROUTES, paths } from '../api/routes.ts';
 import type {
   NamespaceInfo,
+  NamespaceMembers,
   NamespaceSync,
   GrantInfo,
   JobInfo,
@@ -146,6 +147,24 @@ export class ServiceClient {
   /** The namespace covering `repo` (404 NO_NAMESPACE when none does). */
   namespaceOf(repo: string): Promise<NamespaceInfo> {
     return this.#json('GET', paths.namespace(repo));
+  }
+
+  /** One page of the members of the namespace anchored at `anchor` (GET /v1/namespace-members), its shape checked. */
+  async namespaceMembers(anchor: string, page: { after?: string; limit?: number } = {}): Promise<NamespaceMembers> {
+    const path = paths.namespaceMembers(anchor, page);
+    const p = await this.#json<Partial<NamespaceMembers> | null>('GET', path);
+    const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+    if (
+      !p ||
+      typeof p.rootVersion !== 'number' ||
+      !strings(p.members) ||
+      !Array.isArray(p.unreadable) ||
+      !p.unreadable.every((u) => typeof u?.repository === 'string' && typeof u.error === 'string') ||
+      (p.next !== undefined && typeof p.next !== 'string')
+    ) {
+      throw new ServiceClientError(200, 'PROTOCOL', `GET ${path} did not answer a page of members`, { path });
+    }
+    return p as NamespaceMembers;
   }
 
   /** Bring every member of the namespace anchored at `anchor` up to its root. */
