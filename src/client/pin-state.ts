@@ -16,7 +16,7 @@
  * is accepted only for a pin equal to its current root.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DirectoryState } from './state-files.ts';
 
@@ -100,7 +100,7 @@ export function checkPinnedState(dir: string, pin: Uint8Array): PinCheck {
     stateRoot = readFileSync(join(dir, 'root.json'));
   } catch {
     writePinRecord(dir, { pin: pinned, roots: [] });
-    writeFileSync(join(dir, 'root.json'), pin, { mode: 0o600 });
+    new DirectoryState(dir).write('root.json', pin);
     return { ok: true };
   }
   const current = rootRef(stateRoot);

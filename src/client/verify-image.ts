@@ -129,7 +129,8 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
   const ephemeral = opts.stateDir === undefined;
   // An ephemeral verify with the client core keeps its state in memory; the tuf-js Updater reads
   // and writes a directory of its own, so it gets a temporary one.
-  const dir = ephemeral && (opts.tufClient ?? 'tufoci') === 'tufoci' ? undefined : (opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-')));
+  const core = (opts.tufClient ?? 'tufoci') === 'tufoci';
+  const dir = ephemeral && core ? undefined : (opts.stateDir ?? mkdtempSync(join(tmpdir(), 'tufoci-verify-')));
   const early: StateFiles = dir === undefined ? new MemoryState() : new DirectoryState(dir);
   const deadline = opts.timeoutMs !== undefined ? new Deadline(opts.timeoutMs) : undefined;
   /** One step of the verify: named, and under the deadline if there is one. */
@@ -186,7 +187,7 @@ export async function verifyImage(opts: VerifyImageOptions): Promise<VerifiedIma
     }
     // From here on, with the client core, this verify is the directory's one writer (the pin's
     // checks and the shared root wrote theirs above): what it reads is remembered, not read again.
-    const state: StateFiles = dir !== undefined && (opts.tufClient ?? 'tufoci') === 'tufoci' ? new DirectoryState(dir, { cacheReads: true }) : early;
+    const state: StateFiles = dir !== undefined && core ? new DirectoryState(dir, { cacheReads: true }) : early;
     let tuf: TufResult | undefined;
     let failure: unknown;
     try {
