@@ -110,12 +110,6 @@ export async function compressMetadata(bytes: Uint8Array): Promise<Uint8Array | 
   return worthIt(bytes, gz);
 }
 
-/** compressMetadata, on the calling thread. */
-export function compressMetadataSync(bytes: Uint8Array): Uint8Array | undefined {
-  if (bytes.byteLength < COMPRESS_MIN_BYTES) return undefined;
-  return worthIt(bytes, zlib().gzipSync(bytes, GZIP_OPTIONS));
-}
-
 function worthIt(bytes: Uint8Array, gz: Buffer): Uint8Array | undefined {
   if (gz.byteLength * 4 > bytes.byteLength * 3) return undefined;
   gz[9] = GZIP_OS_UNKNOWN;
@@ -177,8 +171,7 @@ function embeddedVersion(bytes: Uint8Array): number | undefined {
 }
 
 /**
- * The artifact of one file. `compressed` is its gzip form from compressMetadata (or
- * compressMetadataSync), when it is to be stored so; without it the layer is the file itself.
+ * The artifact of one file. `compressed` is its gzip form from compressMetadata, when it is to be stored so; without it the layer is the file itself.
  */
 export function buildMetadataArtifact(name: MetadataFileName, bytes: Uint8Array, options: { rootVersion?: number; compressed?: Uint8Array } = {}): MetadataArtifact {
   const contentDigest = sha256Digest(bytes);

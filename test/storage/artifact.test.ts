@@ -8,7 +8,6 @@ import {
   TUF_METADATA_GZIP_LAYER_MEDIA_TYPE,
   buildMetadataArtifact,
   compressMetadata,
-  compressMetadataSync,
   decompressLayer,
   isArtifactProblem,
   parseMetadataArtifact,
@@ -95,10 +94,10 @@ describe('compressed metadata layers (docs/FORMAT.md §3)', () => {
   const digest = sha256Digest(file);
 
   it('compresses a file of at least COMPRESS_MIN_BYTES that shrinks by a quarter, deterministically, and names its content in the layer', async () => {
-    expect(compressMetadataSync(file.subarray(0, COMPRESS_MIN_BYTES - 1))).toBeUndefined();
-    expect(compressMetadataSync(randomBytes(COMPRESS_MIN_BYTES * 2))).toBeUndefined(); // does not shrink
-    const gz = compressMetadataSync(file) as Uint8Array;
-    expect(Buffer.from((await compressMetadata(file)) as Uint8Array).equals(Buffer.from(gz))).toBe(true);
+    expect(await compressMetadata(file.subarray(0, COMPRESS_MIN_BYTES - 1))).toBeUndefined();
+    expect(await compressMetadata(randomBytes(COMPRESS_MIN_BYTES * 2))).toBeUndefined(); // does not shrink
+    const gz = (await compressMetadata(file)) as Uint8Array;
+    expect(Buffer.from((await compressMetadata(Uint8Array.from(file))) as Uint8Array).equals(Buffer.from(gz))).toBe(true); // deterministic
     expect(gz[9]).toBe(0xff); // OS "unknown": the bytes do not depend on the writer's platform
     const artifact = buildMetadataArtifact({ fileName: '3.snapshot.json', role: 'snapshot', version: 3 }, file, { compressed: gz });
     expect(artifact).toMatchObject({ layerDigest: sha256Digest(gz), layerSize: gz.byteLength, contentDigest: digest });
@@ -109,8 +108,8 @@ describe('compressed metadata layers (docs/FORMAT.md §3)', () => {
     expect(Buffer.from(decompressLayer(gz, digest, file.byteLength) as Uint8Array).equals(Buffer.from(file))).toBe(true);
   });
 
-  it('refuses a compressed layer two gzip readers could read differently, or that is not the named content', () => {
-    const gz = Buffer.from(compressMetadataSync(file) as Uint8Array);
+  it('refuses a compressed layer two gzip readers could read differently, or that is not the named content', async () => {
+    const gz = Buffer.from((await compressMetadata(file)) as Uint8Array);
     const deflated = deflateRawSync(file);
     const withHeader = (flags: number, extra: Buffer) => Buffer.concat([Buffer.from([0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 0xff]), extra, gz.subarray(10)]);
     const crcFlipped = Buffer.from(gz);
@@ -133,8 +132,8 @@ describe('compressed metadata layers (docs/FORMAT.md §3)', () => {
     expect(decompressLayer(bomb, digest, 1024)).toEqual(expect.stringContaining('more than its content size of 1024'));
   });
 
-  it('refuses a compressed layer descriptor without its content digest and size', () => {
-    const gz = compressMetadataSync(file) as Uint8Array;
+  it('refuses a compressed layer descriptor without its content digest and size', async () => {
+    const gz = (await compressMetadata(file)) as Uint8Array;
     const { manifest } = buildMetadataArtifact({ fileName: '3.snapshot.json', role: 'snapshot', version: 3 }, file, { compressed: gz });
     const edit = (from: string, to: string) => new TextEncoder().encode(Buffer.from(manifest).toString().replace(from, to));
     expect(parseMetadataArtifact(edit('"io.tufoci.content.digest"', '"x"'), '3.snapshot.json')).toMatchObject({ kind: 'malformed', reason: expect.stringContaining('io.tufoci.content.digest') });

@@ -15,7 +15,7 @@ import {
   OCI_EMPTY_MEDIA_TYPE,
   TUF_METADATA_LAYER_MEDIA_TYPE,
   TUF_METADATA_GZIP_LAYER_MEDIA_TYPE,
-  compressMetadataSync,
+  compressMetadata,
   buildMetadataArtifact,
 } from '../../src/storage/artifact.ts';
 import { EMPTY_JSON_BYTES, EMPTY_JSON_DIGEST, sha256Digest } from '../../src/storage/digest.ts';
@@ -580,7 +580,7 @@ export function storeContract(name: string, factory: () => Promise<ContractSubje
         await expectStorageError(metadata.writeMetadata(repo, '2.ci.json', large('other')), 'CONFLICT', { backend });
         // Its bound is the file's size, not the compressed layer's.
         await expectStorageError(new MetadataStore({ store }).readMetadata(repo, '2.ci.json', bytes.byteLength - 1), 'TOO_LARGE', { backend, reference: '2.ci.json' });
-        await subject.corrupt(metaRepo, layerDigest, compressMetadataSync(large('tampered')) as Uint8Array);
+        await subject.corrupt(metaRepo, layerDigest, (await compressMetadata(large('tampered'))) as Uint8Array);
         await expectStorageError(new MetadataStore({ store }).readMetadata(repo, '2.ci.json', 1 << 20), 'DIGEST_MISMATCH', { backend, repository: metaRepo, reference: '2.ci.json' });
         // A compressible file rides compressed in its descriptor.
         const small = metadataBytes('ci', 3, 'y'.repeat(3 * EMBED_MAX_BYTES));
